@@ -1,0 +1,193 @@
+//! Backends: identity plus live state (statistics, circuit breaker, health).
+//!
+//! # Why
+//! A backend's live state must outlive reconfiguration. The [`BackendSet`](crate::BackendSet) hands out
+//! `Arc<Backend>`s and keeps the same `Arc` for a backend that survives an update, so counters, latency
+//! histograms, breakers and health are never reset by a weight change, a drain or a reload. What can change
+//! with the configuration (the weight, draining) lives in the snapshot's [`Member`] instead.
+
+mod stats;
+
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+pub use self::stats::{LatencyHistogram, Stats, StatsSnapshot};
+use crate::breaker::{Breaker, BreakerParams, CircuitState, Transition};
+use crate::health::{Health, HealthParams};
+
+/// The smallest weight a backend may have.
+pub const MIN_WEIGHT: u32 = 1;
+/// The largest weight a backend may have.
+pub const MAX_WEIGHT: u32 = 10_000;
+
+/// Something that rebuilds its routable view when a backend's eligibility changes.
+pub(crate) trait Owner: Send + Sync {
+    fn eligibility_changed(&self);
+}
+
+/// One upstream: a name, an address, and its live state.
+pub struct Backend {
+    name: Box<str>,
+    url: Box<str>,
+    stats: Stats,
+    breaker: Breaker,
+    health: Health,
+    owner: Mutex<Option<Weak<dyn Owner>>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("healthy", &self.is_healthy())
+            .field("circuit", &self.circuit())
+            .field("in_flight", &self.stats.in_flight())
+            .finish()
+    }
+}
+
+impl Backend {
+    /// A backend that is not part of any set yet (sets create their own; this is for custom uses and tests).
+    pub fn new(
+        name: impl Into<Box<str>>,
+        url: impl Into<Box<str>>,
+        healthy: bool,
+        breaker: BreakerParams,
+        health: HealthParams,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            stats: Stats::new(),
+            breaker: Breaker::new(breaker),
+            health: Health::new(healthy, health),
+            owner: Mutex::new(None),
+        }
+    }
+
+    /// The backend's unique name in its set.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend's address as configured (rrlb uses an `http`/`https` URL; the core does not interpret it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Request counters and latency histogram.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// The health state.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Whether the last active checks found the backend healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.health.is_healthy()
+    }
+
+    /// The breaker's state.
+    pub fn circuit(&self) -> CircuitState {
+        self.breaker.state()
+    }
+
+    /// Whether the backend may get ordinary calls: healthy, and its breaker closed. (A half-open backend gets
+    /// only probes; a draining one nothing: that is a property of its [`Member`].)
+    pub fn is_eligible(&self) -> bool {
+        self.is_healthy() && self.circuit() == CircuitState::Closed
+    }
+
+    /// Feeds the result of one active health check at `now`.
+    ///
+    /// A passing check also moves an open breaker to half-open. When the backend's eligibility changes, its
+    /// set rebuilds its routable snapshot before this returns. Returns `true` when the health flipped.
+    pub fn record_health_check(&self, passed: bool) -> bool {
+        let flipped = self.health.observe(passed);
+        let half_opened = passed && self.breaker.on_health_check_passed().is_some();
+        if flipped || half_opened {
+            self.notify_owner();
+        }
+        flipped
+    }
+
+    /// Forces the health state (an operator's override); the set is told when it changes.
+    pub fn set_healthy(&self, healthy: bool) {
+        if self.health.set(healthy) {
+            self.notify_owner();
+        }
+    }
+
+    /// Moves an expired open breaker to half-open, telling the set.
+    pub fn refresh_breaker(&self, now: Instant) -> Option<Transition> {
+        let t = self.breaker.refresh(now);
+        if t.is_some() {
+            self.notify_owner();
+        }
+        t
+    }
+
+    pub(crate) fn set_owner(&self, owner: Option<Weak<dyn Owner>>) {
+        *self.owner.lock().unwrap_or_else(PoisonError::into_inner) = owner;
+    }
+
+    pub(crate) fn notify_owner(&self) {
+        let owner = self
+            .owner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(Weak::upgrade);
+        if let Some(owner) = owner {
+            owner.eligibility_changed();
+        }
+    }
+}
+
+/// A backend as a member of one snapshot: the shared live state plus this configuration's weight and drain flag.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub(crate) backend: Arc<Backend>,
+    pub(crate) weight: u32,
+    pub(crate) draining: bool,
+    pub(crate) remove_when_idle: bool,
+}
+
+impl Member {
+    /// The backend.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Its weight (1..=10000).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Whether it is draining (no new calls).
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Whether it will be removed from the set once it has no call in flight.
+    pub fn removes_when_idle(&self) -> bool {
+        self.remove_when_idle
+    }
+}
+
+impl std::ops::Deref for Member {
+    type Target = Backend;
+
+    fn deref(&self) -> &Backend {
+        &self.backend
+    }
+}

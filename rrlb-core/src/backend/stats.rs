@@ -1,0 +1,283 @@
+//! Per-backend statistics: counters and a fixed-bucket latency histogram.
+//!
+//! Everything here is a plain atomic: recording a call is a handful of relaxed `fetch_add`s, never a lock and
+//! never an allocation. Readers take a [`StatsSnapshot`], which is consistent per counter (not across counters;
+//! a call finishing while the snapshot is taken may be counted in one and not yet in another).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Sub-buckets per power of two; 4 gives a worst-case relative error of about 19 % per bucket.
+const SUB_BITS: u32 = 2;
+const SUBS: usize = 1 << SUB_BITS;
+/// Octaves covered: 1 µs up to 2^40 µs (about 12.7 days); longer calls land in the last bucket.
+const OCTAVES: usize = 40;
+/// Number of histogram buckets.
+pub(crate) const BUCKETS: usize = OCTAVES * SUBS;
+
+/// The live counters of one backend.
+///
+/// `in_flight` sits on its own cache line: it is the counter that [`LeastRequest`](crate::LeastRequest) reads
+/// on every pick and that every call changes twice.
+#[derive(Debug)]
+pub struct Stats {
+    in_flight: Padded<AtomicI64>,
+    requests: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    cancelled: AtomicU64,
+    latency_sum_us: AtomicU64,
+    latency_count: AtomicU64,
+    histogram: LatencyHistogram,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stats {
+    /// Zeroed statistics.
+    pub fn new() -> Self {
+        Self {
+            in_flight: Padded(AtomicI64::new(0)),
+            requests: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            latency_sum_us: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            histogram: LatencyHistogram::new(),
+        }
+    }
+
+    /// Calls currently in flight.
+    pub fn in_flight(&self) -> u64 {
+        u64::try_from(self.in_flight.0.load(Relaxed)).unwrap_or(0)
+    }
+
+    /// Counts a call that starts now.
+    pub(crate) fn start(&self) {
+        self.requests.fetch_add(1, Relaxed);
+        self.in_flight.0.fetch_add(1, Relaxed);
+    }
+
+    /// Records a call that finished with an answer (success or failure) after `latency`.
+    pub(crate) fn finish(&self, success: bool, latency: Duration) {
+        self.in_flight.0.fetch_sub(1, Relaxed);
+        if success {
+            self.successes.fetch_add(1, Relaxed);
+        } else {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_us.fetch_add(us, Relaxed);
+        self.latency_count.fetch_add(1, Relaxed);
+        self.histogram.record_us(us);
+    }
+
+    /// Records a call that was abandoned before it had an outcome.
+    pub(crate) fn cancel(&self) {
+        self.in_flight.0.fetch_sub(1, Relaxed);
+        self.cancelled.fetch_add(1, Relaxed);
+    }
+
+    /// The latency histogram.
+    pub fn histogram(&self) -> &LatencyHistogram {
+        &self.histogram
+    }
+
+    /// A point-in-time copy of every counter, with latency average and percentiles.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let count = self.latency_count.load(Relaxed);
+        let sum = self.latency_sum_us.load(Relaxed);
+        let successes = self.successes.load(Relaxed);
+        let failures = self.failures.load(Relaxed);
+        let answered = successes + failures;
+        StatsSnapshot {
+            requests: self.requests.load(Relaxed),
+            successes,
+            failures,
+            cancelled: self.cancelled.load(Relaxed),
+            in_flight: self.in_flight(),
+            error_rate: if answered == 0 {
+                0.0
+            } else {
+                failures as f64 / answered as f64
+            },
+            latency_avg: Duration::from_micros(sum.checked_div(count).unwrap_or(0)),
+            latency_p50: self.histogram.quantile(0.50),
+            latency_p90: self.histogram.quantile(0.90),
+            latency_p99: self.histogram.quantile(0.99),
+        }
+    }
+}
+
+/// A copy of a backend's counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatsSnapshot {
+    /// Calls started (picks).
+    pub requests: u64,
+    /// Calls recorded as successes.
+    pub successes: u64,
+    /// Calls recorded as failures.
+    pub failures: u64,
+    /// Calls dropped without an outcome.
+    pub cancelled: u64,
+    /// Calls in flight.
+    pub in_flight: u64,
+    /// `failures / (successes + failures)`, 0 when nothing was answered yet.
+    pub error_rate: f64,
+    /// Mean latency of answered calls.
+    pub latency_avg: Duration,
+    /// Median latency (histogram estimate).
+    pub latency_p50: Duration,
+    /// 90th percentile latency (histogram estimate).
+    pub latency_p90: Duration,
+    /// 99th percentile latency (histogram estimate).
+    pub latency_p99: Duration,
+}
+
+/// A fixed-size, lock-free latency histogram with log-linear buckets (four per power of two, from 1 µs).
+///
+/// Recording is one relaxed `fetch_add`; quantiles interpolate linearly inside the bucket, so estimates are
+/// within the bucket's width (at most about 19 % of the value).
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Records one observation.
+    pub fn record(&self, latency: Duration) {
+        self.record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    fn record_us(&self, us: u64) {
+        if let Some(bucket) = self.buckets.get(bucket_index(us)) {
+            bucket.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+
+    /// The estimated `q`-quantile (`q` in `0.0..=1.0`), or zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let counts: [u64; BUCKETS] = std::array::from_fn(|i| self.buckets[i].load(Relaxed));
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let q = q.clamp(0.0, 1.0);
+        // Rank of the wanted observation, 1-based.
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0u64;
+        for (i, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            if seen + c >= rank {
+                let (lo, hi) = bucket_bounds(i);
+                let within = (rank - seen) as f64 / c as f64;
+                let us = lo as f64 + (hi - lo) as f64 * within;
+                return Duration::from_micros(us as u64);
+            }
+            seen += c;
+        }
+        Duration::ZERO
+    }
+}
+
+/// Bucket for a value in microseconds: values below 4 µs get one bucket each; above, four per power of two.
+fn bucket_index(us: u64) -> usize {
+    if us < SUBS as u64 {
+        return us as usize;
+    }
+    let octave = 63 - us.leading_zeros(); // >= SUB_BITS
+    let sub = (us >> (octave - SUB_BITS)) as usize & (SUBS - 1);
+    let index = (octave - SUB_BITS + 1) as usize * SUBS + sub;
+    index.min(BUCKETS - 1)
+}
+
+/// The `[lo, hi)` range in microseconds that bucket `i` covers.
+fn bucket_bounds(i: usize) -> (u64, u64) {
+    if i < SUBS {
+        return (i as u64, i as u64 + 1);
+    }
+    let octave = (i / SUBS) as u32 - 1 + SUB_BITS;
+    let sub = (i % SUBS) as u64;
+    let step = 1u64 << (octave - SUB_BITS);
+    let lo = (1u64 << octave) + sub * step;
+    (lo, lo + step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_values_in_order() {
+        let mut last = 0;
+        for us in [0u64, 1, 3, 4, 5, 7, 8, 15, 16, 1000, 1_000_000, 60_000_000] {
+            let i = bucket_index(us);
+            assert!(i >= last, "bucket index must not decrease");
+            let (lo, hi) = bucket_bounds(i);
+            assert!(lo <= us && us < hi, "{us} not in bucket {i} = [{lo}, {hi})");
+            last = i;
+        }
+        assert_eq!(bucket_index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantiles_are_within_a_bucket() {
+        let h = LatencyHistogram::new();
+        for ms in 1..=100u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(h.count(), 100);
+        let p50 = h.quantile(0.5).as_micros() as f64;
+        let p99 = h.quantile(0.99).as_micros() as f64;
+        assert!((p50 - 50_000.0).abs() / 50_000.0 < 0.2, "p50 = {p50}");
+        assert!((p99 - 99_000.0).abs() / 99_000.0 < 0.2, "p99 = {p99}");
+        assert_eq!(LatencyHistogram::new().quantile(0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn counters_track_outcomes() {
+        let s = Stats::new();
+        s.start();
+        s.start();
+        s.start();
+        assert_eq!(s.in_flight(), 3);
+        s.finish(true, Duration::from_millis(10));
+        s.finish(false, Duration::from_millis(30));
+        s.cancel();
+        let snap = s.snapshot();
+        assert_eq!(snap.requests, 3);
+        assert_eq!((snap.successes, snap.failures, snap.cancelled), (1, 1, 1));
+        assert_eq!(snap.in_flight, 0);
+        assert_eq!(snap.error_rate, 0.5);
+        assert_eq!(snap.latency_avg, Duration::from_millis(20));
+    }
+}

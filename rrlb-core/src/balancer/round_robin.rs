@@ -1,0 +1,36 @@
+//! Plain round robin.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use super::{Balancer, CachePadded};
+use crate::backend::Member;
+
+/// Hands calls to the eligible backends in turn: over any `k·n` consecutive picks from an unchanged snapshot of
+/// `n` eligible backends, each gets exactly `k`.
+///
+/// The cost of a pick is one relaxed `fetch_add` on a counter that sits on its own cache line.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    next: CachePadded<AtomicUsize>,
+}
+
+impl RoundRobin {
+    /// A round robin starting at the first backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Balancer for RoundRobin {
+    type Plan = ();
+
+    fn plan(&self, _eligible: &[Member]) {}
+
+    #[inline]
+    fn pick(&self, _plan: &(), eligible: &[Member]) -> Option<usize> {
+        match eligible.len() {
+            0 => None,
+            n => Some(self.next.0.fetch_add(1, Relaxed) % n),
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The backend set: the whole routable state in one immutable [`Snapshot`] behind one [`ArcSwap`].
+//!
+//! # Why one snapshot
+//! Backends, weights, drain flags, who is eligible, the half-open backends awaiting probes and the balancer's
+//! precomputed plan all change together, so they are published together: readers `load()` one pointer and see
+//! a consistent world; writers (reconfiguration, admin calls, health flips, breaker transitions) build a new
+//! snapshot under a writer mutex and `store()` it. Readers never wait for writers.
+//!
+//! # Why rebuild instead of skipping
+//! When a backend becomes ineligible the eligible view is rebuilt without it. Skipping ineligible backends at
+//! pick time would hand the skipped backend's turns to its neighbour, which would then take double traffic;
+//! rebuilding keeps round robin exactly fair (and weighted round robin exactly proportional) among the rest.
+//!
+//! # Half-open probes
+//! A backend whose breaker is half-open is not in the eligible view. It is listed in the snapshot's probe list,
+//! and a pick first offers the call to it as a probe, up to the breaker's `half_open_max_calls`; the other
+//! backends' shares are untouched. When the list is empty (the normal case) this costs one length check.
+
+mod call;
+mod error;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, Guard};
+
+pub use self::call::{Call, Outcome};
+pub use self::error::{NoEligibleBackend, SetError};
+use crate::backend::{Backend, MAX_WEIGHT, MIN_WEIGHT, Member, Owner};
+use crate::balancer::Balancer;
+use crate::breaker::{BreakerParams, CircuitState};
+use crate::health::HealthParams;
+
+/// What a backend is configured as: name, address, weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Unique name in the set.
+    pub name: String,
+    /// Address (unique in the set).
+    pub url: String,
+    /// Weight, 1..=10000.
+    pub weight: u32,
+}
+
+impl BackendSpec {
+    /// A spec with weight 1.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            weight: 1,
+        }
+    }
+
+    /// The same spec with another weight.
+    pub fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+}
+
+/// Set-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SetOptions {
+    /// Circuit-breaker parameters for every backend.
+    pub breaker: BreakerParams,
+    /// Health rise/fall thresholds for every backend.
+    pub health: HealthParams,
+    /// Whether a newly added backend starts healthy (`true`, the default) or waits for its first passing checks.
+    pub start_healthy: bool,
+    /// Panic threshold in percent (0 = off, the default): when fewer than this share of the non-draining
+    /// backends is eligible, balance over all of them, as Envoy does, rather than overload the few.
+    pub panic_threshold: u8,
+}
+
+impl Default for SetOptions {
+    fn default() -> Self {
+        Self {
+            breaker: BreakerParams::default(),
+            health: HealthParams::default(),
+            start_healthy: true,
+            panic_threshold: 0,
+        }
+    }
+}
+
+/// The backends that an update added and removed.
+#[derive(Debug, Default, Clone)]
+pub struct Diff {
+    /// Backends that are new in the set.
+    pub added: Vec<Arc<Backend>>,
+    /// Backends that left the set (calls in flight to them still complete and are recorded).
+    pub removed: Vec<Arc<Backend>>,
+}
+
+/// One immutable view of the whole routable state.
+#[derive(Debug)]
+pub struct Snapshot<B: Balancer> {
+    balancer: Arc<B>,
+    plan: B::Plan,
+    members: Vec<Member>,
+    eligible: Vec<Member>,
+    probing: Vec<Arc<Backend>>,
+    panic: bool,
+    version: u64,
+    next_deadline: Option<Instant>,
+}
+
+impl<B: Balancer> Snapshot<B> {
+    /// Every member, eligible or not, in configuration order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The members that get ordinary calls, in configuration order.
+    pub fn eligible(&self) -> &[Member] {
+        &self.eligible
+    }
+
+    /// Half-open backends that accept probe calls.
+    pub fn probing(&self) -> &[Arc<Backend>] {
+        &self.probing
+    }
+
+    /// Whether the panic threshold was crossed: every non-draining backend is in the eligible view.
+    pub fn is_panic(&self) -> bool {
+        self.panic
+    }
+
+    /// Increases by one with every published snapshot.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The balancer.
+    pub fn balancer(&self) -> &B {
+        &self.balancer
+    }
+
+    /// The balancer's plan for this snapshot.
+    pub fn plan(&self) -> &B::Plan {
+        &self.plan
+    }
+
+    /// The earliest end of an open breaker's period, if any breaker is open: when something may change.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_deadline
+    }
+
+    /// The member with this name.
+    pub fn get(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.backend.name() == name)
+    }
+
+    /// Picks an eligible member with the balancer, without starting a call.
+    #[inline]
+    pub fn select(&self) -> Option<&Member> {
+        self.balancer
+            .pick(&self.plan, &self.eligible)
+            .and_then(|i| self.eligible.get(i))
+    }
+}
+
+/// A set of backends and the balancer that picks among them. Cheap to clone (all clones share the set).
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// set.add(BackendSpec::new("a", "http://127.0.0.1:8081"))?;
+/// set.add(BackendSpec::new("b", "http://127.0.0.1:8082"))?;
+/// let call = set.pick()?;
+/// assert_eq!(call.backend().name(), "a");
+/// call.success();
+/// assert_eq!(set.pick()?.backend().name(), "b");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct BackendSet<B: Balancer> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B: Balancer> Clone for BackendSet<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<B: Balancer> std::fmt::Debug for BackendSet<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snap = self.inner.current.load();
+        f.debug_struct("BackendSet")
+            .field("version", &snap.version)
+            .field("members", &snap.members.len())
+            .field("eligible", &snap.eligible.len())
+            .finish()
+    }
+}
+
+struct Inner<B: Balancer> {
+    current: ArcSwap<Snapshot<B>>,
+    writer: Mutex<Writer>,
+    /// The `Weak<dyn Owner>` handed to backends; set once at construction.
+    me: Weak<Inner<B>>,
+}
+
+struct Writer {
+    options: SetOptions,
+}
+
+impl<B: Balancer> Owner for Inner<B> {
+    fn eligibility_changed(&self) {
+        let w = self.lock();
+        let cur = self.current.load_full();
+        self.publish(&w, Arc::clone(&cur.balancer), cur.members.clone());
+    }
+}
+
+impl<B: Balancer> Inner<B> {
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn owner(&self) -> Weak<dyn Owner> {
+        self.me.clone()
+    }
+
+    /// Builds and stores a snapshot from these members; the caller holds the writer lock.
+    fn publish(&self, w: &Writer, balancer: Arc<B>, members: Vec<Member>) {
+        let version = self.current.load().version + 1;
+        self.current
+            .store(Arc::new(build(balancer, members, w.options, version)));
+    }
+}
+
+fn build<B: Balancer>(
+    balancer: Arc<B>,
+    members: Vec<Member>,
+    options: SetOptions,
+    version: u64,
+) -> Snapshot<B> {
+    let mut eligible: Vec<Member> = members
+        .iter()
+        .filter(|m| !m.draining && m.backend.is_eligible())
+        .cloned()
+        .collect();
+    let probing: Vec<Arc<Backend>> = members
+        .iter()
+        .filter(|m| {
+            !m.draining && m.backend.is_healthy() && m.backend.circuit() == CircuitState::HalfOpen
+        })
+        .map(|m| Arc::clone(&m.backend))
+        .collect();
+    let active = members.iter().filter(|m| !m.draining).count();
+    let threshold = usize::from(options.panic_threshold.min(100));
+    let panic = threshold > 0 && active > 0 && eligible.len() * 100 < threshold * active;
+    if panic {
+        eligible = members.iter().filter(|m| !m.draining).cloned().collect();
+    }
+    let next_deadline = members
+        .iter()
+        .filter_map(|m| m.backend.breaker().open_until())
+        .min();
+    let plan = balancer.plan(&eligible);
+    Snapshot {
+        balancer,
+        plan,
+        members,
+        eligible,
+        probing,
+        panic,
+        version,
+        next_deadline,
+    }
+}
+
+fn check_weight(name: &str, weight: u32) -> Result<(), SetError> {
+    if (MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(SetError::InvalidWeight {
+            name: name.to_owned(),
+            weight,
+        })
+    }
+}
+
+impl<B: Balancer> BackendSet<B> {
+    /// An empty set.
+    pub fn new(balancer: B, options: SetOptions) -> Self {
+        let inner = Arc::new_cyclic(|me| Inner {
+            current: ArcSwap::from_pointee(build(Arc::new(balancer), Vec::new(), options, 0)),
+            writer: Mutex::new(Writer { options }),
+            me: me.clone(),
+        });
+        Self { inner }
+    }
+
+    /// A set holding these backends.
+    pub fn with_backends(
+        balancer: B,
+        options: SetOptions,
+        specs: impl IntoIterator<Item = BackendSpec>,
+    ) -> Result<Self, SetError> {
+        let set = Self::new(balancer, options);
+        set.update(specs)?;
+        Ok(set)
+    }
+
+    /// The current snapshot, for a short look (cheap; does not keep old snapshots alive for long).
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Snapshot<B>>> {
+        self.inner.current.load()
+    }
+
+    /// The current snapshot, to keep.
+    pub fn snapshot(&self) -> Arc<Snapshot<B>> {
+        self.inner.current.load_full()
+    }
+
+    /// The set-wide options.
+    pub fn options(&self) -> SetOptions {
+        self.inner.lock().options
+    }
+
+    /// Picks a backend and starts a call to it: the returned [`Call`] counts the call in flight until it is
+    /// given an outcome or dropped.
+    #[inline]
+    pub fn pick(&self) -> Result<Call, NoEligibleBackend> {
+        let snap = self.inner.current.load();
+        if !snap.probing.is_empty()
+            && let Some(b) = snap
+                .probing
+                .iter()
+                .find(|b| b.breaker().try_acquire_probe())
+        {
+            return Ok(Call::start(Arc::clone(b), true));
+        }
+        match snap.select() {
+            Some(m) => Ok(Call::start(Arc::clone(&m.backend), false)),
+            None => Err(NoEligibleBackend::new(
+                snap.members.len(),
+                snap.next_deadline,
+            )),
+        }
+    }
+
+    /// Like [`pick`](Self::pick), but never returns a backend named in `exclude` (used to retry elsewhere).
+    ///
+    /// The balancer is asked first; if it answers an excluded backend the eligible members are scanned from a
+    /// position that rotates with that answer, so retries spread over the remaining backends.
+    pub fn pick_excluding(&self, exclude: &[&str]) -> Result<Call, NoEligibleBackend> {
+        let snap = self.inner.current.load();
+        let allowed = |b: &Backend| !exclude.contains(&b.name());
+        if let Some(b) = snap
+            .probing
+            .iter()
+            .find(|b| allowed(b) && b.breaker().try_acquire_probe())
+        {
+            return Ok(Call::start(Arc::clone(b), true));
+        }
+        let none = || NoEligibleBackend::new(snap.members.len(), snap.next_deadline);
+        let start = snap
+            .balancer
+            .pick(&snap.plan, &snap.eligible)
+            .ok_or_else(none)?;
+        let n = snap.eligible.len();
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter_map(|i| snap.eligible.get(i))
+            .find(|m| allowed(&m.backend))
+            .map(|m| Call::start(Arc::clone(&m.backend), false))
+            .ok_or_else(none)
+    }
+
+    /// Calls `f` with the picked member without starting a call: the bare cost of choosing.
+    #[inline]
+    pub fn select<R>(&self, f: impl FnOnce(&Member) -> R) -> Option<R> {
+        self.inner.current.load().select().map(f)
+    }
+
+    /// The member with this name.
+    pub fn get(&self, name: &str) -> Option<Member> {
+        self.inner.current.load().get(name).cloned()
+    }
+
+    fn edit<T>(
+        &self,
+        f: impl FnOnce(&Writer, &mut Vec<Member>) -> Result<T, SetError>,
+    ) -> Result<T, SetError> {
+        let w = self.inner.lock();
+        let cur = self.inner.current.load_full();
+        let mut members = cur.members.clone();
+        let out = f(&w, &mut members)?;
+        self.inner.publish(&w, Arc::clone(&cur.balancer), members);
+        Ok(out)
+    }
+
+    fn new_backend(&self, w: &Writer, spec: &BackendSpec) -> Arc<Backend> {
+        let b = Arc::new(Backend::new(
+            spec.name.as_str(),
+            spec.url.as_str(),
+            w.options.start_healthy,
+            w.options.breaker,
+            w.options.health,
+        ));
+        b.set_owner(Some(self.inner.owner()));
+        b
+    }
+
+    /// Adds a backend; its name and URL must be new to the set.
+    pub fn add(&self, spec: BackendSpec) -> Result<Arc<Backend>, SetError> {
+        check_weight(&spec.name, spec.weight)?;
+        self.edit(|w, members| {
+            if let Some(m) = members
+                .iter()
+                .find(|m| m.backend.name() == spec.name || m.backend.url() == spec.url)
+            {
+                return Err(SetError::Duplicate {
+                    name: m.backend.name().to_owned(),
+                });
+            }
+            let backend = self.new_backend(w, &spec);
+            members.push(Member {
+                backend: Arc::clone(&backend),
+                weight: spec.weight,
+                draining: false,
+                remove_when_idle: false,
+            });
+            Ok(backend)
+        })
+    }
+
+    /// Removes a backend. Once this returns, no pick answers it; calls already in flight complete.
+    pub fn remove(&self, name: &str) -> Result<Arc<Backend>, SetError> {
+        let backend = self.edit(|_, members| {
+            let i = position(members, name)?;
+            Ok(members.remove(i).backend)
+        })?;
+        backend.set_owner(None);
+        Ok(backend)
+    }
+
+    /// Changes a backend's weight.
+    pub fn set_weight(&self, name: &str, weight: u32) -> Result<(), SetError> {
+        check_weight(name, weight)?;
+        self.edit(|_, members| {
+            let i = position(members, name)?;
+            members[i].weight = weight;
+            Ok(())
+        })
+    }
+
+    /// Starts (or, with `draining = false`, stops) draining a backend: it gets no new calls. With
+    /// `remove_when_idle`, it is removed by [`refresh`](Self::refresh) (or right away) once nothing is in flight.
+    pub fn drain(
+        &self,
+        name: &str,
+        draining: bool,
+        remove_when_idle: bool,
+    ) -> Result<(), SetError> {
+        let idle_removed = self.edit(|_, members| {
+            let i = position(members, name)?;
+            members[i].draining = draining;
+            members[i].remove_when_idle = draining && remove_when_idle;
+            if members[i].remove_when_idle && members[i].backend.stats().in_flight() == 0 {
+                let m = members.remove(i);
+                return Ok(Some(m.backend));
+            }
+            Ok(None)
+        })?;
+        if let Some(b) = idle_removed {
+            b.set_owner(None);
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole backend list at once (a reload). Backends whose name and URL both survive keep their
+    /// `Arc` and so their statistics, health and breaker; their weight is updated and any drain is lifted.
+    pub fn update(&self, specs: impl IntoIterator<Item = BackendSpec>) -> Result<Diff, SetError> {
+        let specs: Vec<BackendSpec> = specs.into_iter().collect();
+        for (i, s) in specs.iter().enumerate() {
+            check_weight(&s.name, s.weight)?;
+            if specs[..i]
+                .iter()
+                .any(|o| o.name == s.name || o.url == s.url)
+            {
+                return Err(SetError::Duplicate {
+                    name: s.name.clone(),
+                });
+            }
+        }
+        let diff = self.edit(|w, members| {
+            let mut diff = Diff::default();
+            let mut next = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                let kept = members
+                    .iter()
+                    .find(|m| m.backend.name() == spec.name && m.backend.url() == spec.url);
+                let backend = match kept {
+                    Some(m) => Arc::clone(&m.backend),
+                    None => {
+                        let b = self.new_backend(w, spec);
+                        diff.added.push(Arc::clone(&b));
+                        b
+                    }
+                };
+                next.push(Member {
+                    backend,
+                    weight: spec.weight,
+                    draining: false,
+                    remove_when_idle: false,
+                });
+            }
+            diff.removed = members
+                .iter()
+                .filter(|m| !next.iter().any(|n| Arc::ptr_eq(&n.backend, &m.backend)))
+                .map(|m| Arc::clone(&m.backend))
+                .collect();
+            *members = next;
+            Ok(diff)
+        })?;
+        for b in &diff.removed {
+            b.set_owner(None);
+        }
+        Ok(diff)
+    }
+
+    /// Replaces the balancer (an algorithm change on reload); the backends and their state are kept.
+    pub fn set_balancer(&self, balancer: B) {
+        let w = self.inner.lock();
+        let cur = self.inner.current.load_full();
+        self.inner
+            .publish(&w, Arc::new(balancer), cur.members.clone());
+    }
+
+    /// Replaces the set-wide options and applies the new breaker and health parameters to every backend
+    /// (their state is kept; breakers' sliding windows restart).
+    pub fn set_options(&self, options: SetOptions) {
+        let mut w = self.inner.lock();
+        let cur = self.inner.current.load_full();
+        for m in &cur.members {
+            if m.backend.breaker().params() != options.breaker {
+                m.backend.breaker().set_params(options.breaker);
+            }
+            m.backend.health().set_params(options.health);
+        }
+        w.options = options;
+        self.inner
+            .publish(&w, Arc::clone(&cur.balancer), cur.members.clone());
+    }
+
+    /// Housekeeping, to be called periodically (rrlb-tower does, and at [`next_deadline`](Snapshot::next_deadline)):
+    /// open breakers whose period ended go half-open, and idle draining backends marked for removal leave.
+    /// Returns `true` if a new snapshot was published.
+    pub fn refresh(&self, now: Instant) -> bool {
+        let w = self.inner.lock();
+        let cur = self.inner.current.load_full();
+        let mut changed = false;
+        for m in &cur.members {
+            changed |= m.backend.breaker().refresh(now).is_some();
+        }
+        let (gone, members): (Vec<Member>, Vec<Member>) = cur
+            .members
+            .iter()
+            .cloned()
+            .partition(|m| m.remove_when_idle && m.backend.stats().in_flight() == 0);
+        if changed || !gone.is_empty() {
+            self.inner.publish(&w, Arc::clone(&cur.balancer), members);
+            drop(w);
+            for m in gone {
+                m.backend.set_owner(None);
+            }
+            return true;
+        }
+        false
+    }
+}
+
+fn position(members: &[Member], name: &str) -> Result<usize, SetError> {
+    members
+        .iter()
+        .position(|m| m.backend.name() == name)
+        .ok_or_else(|| SetError::NotFound {
+            name: name.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

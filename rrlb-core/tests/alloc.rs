@@ -1,0 +1,114 @@
+//! Proves that picking and recording allocate nothing: a counting global allocator around 10,000 picks of
+//! every algorithm.
+//!
+//! This file is its own test binary so the counting allocator sees only this test. It needs `unsafe` for the
+//! `GlobalAlloc` impl, which only delegates to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use rrlb_core::{
+    Algorithm, AnyBalancer, BackendSet, BackendSpec, Balancer, LeastRequest, Random, RoundRobin,
+    SetOptions, WeightedRoundRobin,
+};
+
+struct Counting;
+
+thread_local! {
+    /// Allocations made by this thread (the test harness runs other tests on other threads at the same time).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn count_one() {
+    // `try_with`: the allocator can be called while thread-locals are being torn down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn set_of<B: Balancer>(balancer: B) -> BackendSet<B> {
+    BackendSet::with_backends(
+        balancer,
+        SetOptions::default(),
+        (0..10).map(|i| {
+            BackendSpec::new(format!("b{i}"), format!("http://10.0.0.{i}:80")).with_weight(i + 1)
+        }),
+    )
+    .unwrap()
+}
+
+/// Allocations made by 10,000 picks, each finished as a success, after a warm-up.
+fn allocations_of_picks<B: Balancer>(set: &BackendSet<B>) -> usize {
+    for _ in 0..100 {
+        set.pick().unwrap().success();
+    }
+    let before = allocations();
+    for _ in 0..10_000 {
+        let call = set.pick().unwrap();
+        std::hint::black_box(call.backend().name());
+        call.success();
+    }
+    let after = allocations();
+    // Selection alone, without a call guard.
+    for _ in 0..10_000 {
+        std::hint::black_box(set.select(|m| m.weight()));
+    }
+    let end = allocations();
+    (after - before) + (end - after)
+}
+
+#[test]
+fn picking_and_recording_allocate_nothing() {
+    assert_eq!(
+        allocations_of_picks(&set_of(RoundRobin::new())),
+        0,
+        "round robin"
+    );
+    assert_eq!(
+        allocations_of_picks(&set_of(WeightedRoundRobin::new())),
+        0,
+        "weighted round robin"
+    );
+    assert_eq!(
+        allocations_of_picks(&set_of(LeastRequest::with_seed(1))),
+        0,
+        "least request"
+    );
+    assert_eq!(
+        allocations_of_picks(&set_of(Random::with_seed(1))),
+        0,
+        "random"
+    );
+    for a in Algorithm::ALL {
+        assert_eq!(allocations_of_picks(&set_of(AnyBalancer::new(a))), 0, "{a}");
+    }
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Guards against a counter that cannot fail: a Vec must be seen.
+    let before = allocations();
+    std::hint::black_box(vec![1u8; 64]);
+    assert!(allocations() > before);
+}
