@@ -1,0 +1,1 @@
+//! Examples of embedding rrlb; see the `[[example]]` targets.

@@ -1,0 +1,166 @@
+//! The balancing service's error: which backend, how many attempts, and why.
+
+use std::fmt;
+use std::time::Instant;
+
+use rrlb_core::NoEligibleBackend;
+
+/// A boxed error, as tower uses.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an attempt failed; retries are configured per kind (see [`RetryOn`](crate::RetryOn)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The connection to the backend could not be made: nothing reached it, so any request is safe to retry.
+    Connect,
+    /// The attempt took longer than the per-attempt timeout.
+    Timeout,
+    /// The connection broke before a complete answer arrived.
+    Reset,
+    /// The backend answered with a 5xx status.
+    Status5xx,
+    /// Anything else the inner service reported.
+    Other,
+}
+
+impl FailureKind {
+    /// A short lower-case name (`connect-failure`, `timeout`, `reset`, `5xx`, `other`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect-failure",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Reset => "reset",
+            FailureKind::Status5xx => "5xx",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    NoEligible(NoEligibleBackend),
+    Attempt(FailureKind),
+}
+
+/// The error of a [`Balance`](crate::Balance) call.
+///
+/// Opaque, with predicates: [`is_no_eligible_backend`](Error::is_no_eligible_backend),
+/// [`is_connect`](Error::is_connect), [`is_timeout`](Error::is_timeout), [`is_reset`](Error::is_reset). It names
+/// the backend of the last attempt and counts the attempts made.
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    backend: Option<Box<str>>,
+    attempts: u32,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    pub(crate) fn no_eligible(e: NoEligibleBackend, attempts: u32, backend: Option<&str>) -> Self {
+        Self {
+            kind: Kind::NoEligible(e),
+            backend: backend.map(Into::into),
+            attempts,
+            source: None,
+        }
+    }
+
+    pub(crate) fn attempt(kind: FailureKind, backend: &str, attempts: u32, source: Option<BoxError>) -> Self {
+        Self {
+            kind: Kind::Attempt(kind),
+            backend: Some(backend.into()),
+            attempts,
+            source,
+        }
+    }
+
+    pub(crate) fn inner(source: BoxError) -> Self {
+        Self {
+            kind: Kind::Attempt(FailureKind::Other),
+            backend: None,
+            attempts: 0,
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn polled_after_completion() -> Self {
+        Self::inner("response future polled after completion".into())
+    }
+
+    /// No backend was eligible (all unhealthy, ejected or draining, or none configured).
+    pub fn is_no_eligible_backend(&self) -> bool {
+        matches!(self.kind, Kind::NoEligible(_))
+    }
+
+    /// The last attempt could not connect.
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Attempt(FailureKind::Connect))
+    }
+
+    /// The last attempt timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Attempt(FailureKind::Timeout))
+    }
+
+    /// The last attempt's connection was reset.
+    pub fn is_reset(&self) -> bool {
+        matches!(self.kind, Kind::Attempt(FailureKind::Reset))
+    }
+
+    /// How the last attempt failed, if an attempt was made.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self.kind {
+            Kind::Attempt(k) => Some(k),
+            Kind::NoEligible(_) => None,
+        }
+    }
+
+    /// The backend of the last attempt.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
+    }
+
+    /// Attempts made (0 when no backend was eligible for the first).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// For "no eligible backend": when the first ejected backend may come back (a `retry-after` hint).
+    pub fn retry_at(&self) -> Option<Instant> {
+        match &self.kind {
+            Kind::NoEligible(e) => e.next_deadline(),
+            Kind::Attempt(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::NoEligible(e) => write!(f, "{e}")?,
+            Kind::Attempt(kind) => {
+                let what = match kind {
+                    FailureKind::Connect => "could not connect to",
+                    FailureKind::Timeout => "timed out waiting for",
+                    FailureKind::Reset => "connection reset by",
+                    FailureKind::Status5xx => "server error from",
+                    FailureKind::Other => "request failed at",
+                };
+                write!(f, "{what} backend {:?}", self.backend.as_deref().unwrap_or("?"))?;
+            }
+        }
+        if self.attempts > 1 {
+            write!(f, " (after {} attempts)", self.attempts)?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| &**e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,358 @@
+//! HTTP pieces: a pooled upstream client that sends each request to its picked backend, the default HTTP
+//! [`Policy`], and an HTTP health [`Probe`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{self, Client};
+use hyper_util::rt::TokioExecutor;
+use pin_project_lite::pin_project;
+use rrlb_core::Backend;
+use tower::Service;
+
+use crate::error::{BoxError, FailureKind};
+use crate::health::Probe;
+use crate::policy::{Policy, Served};
+use crate::service::Routed;
+
+/// The request type of the HTTP pieces: a fully buffered body, so that a request can be re-sent.
+pub type HttpRequest = Request<Full<Bytes>>;
+
+/// Settings of the upstream connection pool.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamConfig {
+    /// Connect timeout. Default 500 ms.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept. Default 90 s.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per backend. Default 256.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// Sends each [`Routed`] request to its backend over one shared, pooled keep-alive hyper client.
+///
+/// The request's URI is rewritten to the backend's scheme and authority, with the backend URL's path (if any)
+/// prefixed to the request's path; the `host` header is replaced by the backend's authority.
+#[derive(Clone, Debug)]
+pub struct HttpUpstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpUpstream {
+    /// A client with these pool settings. Must be called inside a tokio runtime.
+    pub fn new(config: UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        Self { client }
+    }
+}
+
+/// The backend URL could not be used as an HTTP target.
+#[derive(Debug)]
+pub struct InvalidBackendUrl {
+    url: String,
+}
+
+impl std::fmt::Display for InvalidBackendUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "backend URL {:?} is not an absolute http URL", self.url)
+    }
+}
+
+impl std::error::Error for InvalidBackendUrl {}
+
+/// The URI of `path_and_query` on `backend`: its scheme and authority, its path as a prefix.
+pub fn backend_uri(backend: &Backend, path_and_query: Option<&PathAndQuery>) -> Result<Uri, InvalidBackendUrl> {
+    let invalid = || InvalidBackendUrl {
+        url: backend.url().to_owned(),
+    };
+    let base: Uri = backend.url().parse().map_err(|_| invalid())?;
+    let (Some(scheme), Some(authority)) = (base.scheme().cloned(), base.authority().cloned()) else {
+        return Err(invalid());
+    };
+    let prefix = base.path().trim_end_matches('/');
+    let rest = path_and_query.map_or("/", PathAndQuery::as_str);
+    let pq: PathAndQuery = if prefix.is_empty() {
+        path_and_query.cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        format!("{prefix}{rest}").parse().map_err(|_| invalid())?
+    };
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| invalid())
+}
+
+fn host_value(authority: &Authority, scheme: Option<&Scheme>) -> Option<header::HeaderValue> {
+    let default_port = match scheme.map(Scheme::as_str) {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match authority.port_u16() {
+        Some(p) if p == default_port => authority.host().to_owned(),
+        _ => authority.as_str().to_owned(),
+    };
+    header::HeaderValue::from_str(&value).ok()
+}
+
+pin_project! {
+    #[project = UpstreamStateProj]
+    enum UpstreamState {
+        Sending { #[pin] fut: legacy::ResponseFuture },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+pin_project! {
+    /// The future of an [`HttpUpstream`] call.
+    pub struct UpstreamFuture {
+        #[pin]
+        state: UpstreamState,
+    }
+}
+
+impl Future for UpstreamFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            UpstreamStateProj::Sending { fut } => fut.poll(cx).map_err(Into::into),
+            UpstreamStateProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "upstream future polled after completion".into()))),
+        }
+    }
+}
+
+impl Service<Routed<HttpRequest>> for HttpUpstream {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = UpstreamFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, routed: Routed<HttpRequest>) -> Self::Future {
+        let Routed { backend, request } = routed;
+        let (mut parts, body) = request.into_parts();
+        match backend_uri(&backend, parts.uri.path_and_query()) {
+            Ok(uri) => {
+                if let Some(host) = uri.authority().and_then(|a| host_value(a, uri.scheme())) {
+                    parts.headers.insert(header::HOST, host);
+                }
+                parts.uri = uri;
+                // The upstream leg is HTTP/1.1 whatever the client spoke.
+                parts.version = http::Version::HTTP_11;
+                UpstreamFuture {
+                    state: UpstreamState::Sending {
+                        fut: self.client.request(Request::from_parts(parts, body)),
+                    },
+                }
+            }
+            Err(e) => UpstreamFuture {
+                state: UpstreamState::Failed {
+                    error: Some(Box::new(e)),
+                },
+            },
+        }
+    }
+}
+
+/// The default HTTP policy: transport errors, timeouts and 5xx answers are failures, 4xx are not; requests are
+/// copied for retries (their bodies are buffered `Bytes`, so the copy is cheap); the serving backend is put in
+/// the response's extensions as [`Served`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpPolicy;
+
+impl<B> Policy<HttpRequest, Response<B>, BoxError> for HttpPolicy
+where
+    B: Send + 'static,
+{
+    fn classify_response(&self, response: &Response<B>) -> Option<FailureKind> {
+        response
+            .status()
+            .is_server_error()
+            .then_some(FailureKind::Status5xx)
+    }
+
+    fn classify_error(&self, error: &BoxError) -> FailureKind {
+        classify_transport_error(&**error)
+    }
+
+    fn clone_request(&self, request: &HttpRequest) -> Option<HttpRequest> {
+        let mut copy = Request::new(request.body().clone());
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        Some(copy)
+    }
+
+    fn on_served(&self, response: &mut Response<B>, served: &Served) {
+        response.extensions_mut().insert(served.clone());
+    }
+}
+
+/// Classifies an upstream transport error: connect failure, reset, or other.
+pub fn classify_transport_error(error: &(dyn std::error::Error + 'static)) -> FailureKind {
+    if let Some(e) = error.downcast_ref::<legacy::Error>()
+        && e.is_connect()
+    {
+        return FailureKind::Connect;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused | NotConnected | AddrNotAvailable => return FailureKind::Connect,
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => return FailureKind::Reset,
+                TimedOut => return FailureKind::Timeout,
+                _ => {}
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+        {
+            return FailureKind::Reset;
+        }
+        source = e.source();
+    }
+    FailureKind::Other
+}
+
+/// An HTTP health probe: `GET <backend URL prefix><path>`, passing on any 2xx.
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    client: Client<HttpConnector, Full<Bytes>>,
+    path: Arc<str>,
+}
+
+impl HttpProbe {
+    /// Probes `path` (e.g. `/health`) on every backend. Must be called inside a tokio runtime.
+    pub fn new(path: &str, connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        Self {
+            client,
+            path: path.into(),
+        }
+    }
+}
+
+impl Probe for HttpProbe {
+    fn probe(&self, backend: Arc<Backend>) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        let client = self.client.clone();
+        let path = PathAndQuery::try_from(&*self.path).ok();
+        Box::pin(async move {
+            let Ok(uri) = backend_uri(&backend, path.as_ref()) else {
+                return false;
+            };
+            let mut req = Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = uri;
+            req.headers_mut()
+                .insert(header::USER_AGENT, header::HeaderValue::from_static("rrlb-health-check"));
+            match client.request(req).await {
+                Ok(res) => {
+                    let ok = res.status().is_success();
+                    drop(res); // the body is not read; the connection is not reused
+                    ok
+                }
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+/// A JSON error response body and status, as rrlb answers when no backend can take a request.
+pub fn status_for(error: &crate::Error) -> StatusCode {
+    if error.is_no_eligible_backend() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if error.is_timeout() {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rrlb_core::{BreakerParams, HealthParams};
+
+    fn backend(url: &str) -> Backend {
+        Backend::new("b", url, true, BreakerParams::default(), HealthParams::default())
+    }
+
+    #[test]
+    fn backend_uri_prefixes_the_path() {
+        let pq = PathAndQuery::from_static("/x/y?z=1");
+        assert_eq!(
+            backend_uri(&backend("http://10.0.0.1:8080"), Some(&pq)).unwrap(),
+            "http://10.0.0.1:8080/x/y?z=1"
+        );
+        assert_eq!(
+            backend_uri(&backend("http://h:1/api/"), Some(&pq)).unwrap(),
+            "http://h:1/api/x/y?z=1"
+        );
+        assert_eq!(backend_uri(&backend("http://h:1/api"), None).unwrap(), "http://h:1/api/");
+        assert!(backend_uri(&backend("not a url"), Some(&pq)).is_err());
+        assert!(backend_uri(&backend("/relative"), Some(&pq)).is_err());
+    }
+
+    #[test]
+    fn host_header_omits_default_ports() {
+        let a: Authority = "h:80".parse().unwrap();
+        assert_eq!(host_value(&a, Some(&Scheme::HTTP)).unwrap(), "h");
+        let a: Authority = "h:8080".parse().unwrap();
+        assert_eq!(host_value(&a, Some(&Scheme::HTTP)).unwrap(), "h:8080");
+    }
+
+    #[test]
+    fn policy_classifies_statuses() {
+        let ok = Response::builder().status(404).body(()).unwrap();
+        let bad = Response::builder().status(503).body(()).unwrap();
+        assert_eq!(Policy::<HttpRequest, _, BoxError>::classify_response(&HttpPolicy, &ok), None);
+        assert_eq!(
+            Policy::<HttpRequest, _, BoxError>::classify_response(&HttpPolicy, &bad),
+            Some(FailureKind::Status5xx)
+        );
+        let reset: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify_transport_error(&*reset), FailureKind::Reset);
+    }
+}

@@ -1,0 +1,107 @@
+//! How outcomes are classified, which failures are retried, and how a request is copied for a retry.
+
+use std::sync::Arc;
+
+use rrlb_core::Backend;
+
+use crate::error::FailureKind;
+
+/// The set of failure kinds that are retried on another backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RetryOn(u8);
+
+impl RetryOn {
+    /// Nothing is retried.
+    pub const NONE: RetryOn = RetryOn(0);
+    /// Connection failures (nothing reached the backend): rrlb's default.
+    pub const CONNECT_FAILURE: RetryOn = RetryOn(1);
+    /// Per-attempt timeouts.
+    pub const TIMEOUT: RetryOn = RetryOn(2);
+    /// Connections reset before a complete answer.
+    pub const RESET: RetryOn = RetryOn(4);
+    /// 5xx answers.
+    pub const STATUS_5XX: RetryOn = RetryOn(8);
+
+    /// Whether failures of this kind are retried.
+    pub const fn contains(self, kind: FailureKind) -> bool {
+        let bit = match kind {
+            FailureKind::Connect => 1,
+            FailureKind::Timeout => 2,
+            FailureKind::Reset => 4,
+            FailureKind::Status5xx => 8,
+            FailureKind::Other => 0,
+        };
+        self.0 & bit != 0
+    }
+
+    /// Whether nothing is retried.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Both sets together.
+    pub const fn union(self, other: RetryOn) -> RetryOn {
+        RetryOn(self.0 | other.0)
+    }
+}
+
+impl Default for RetryOn {
+    fn default() -> Self {
+        RetryOn::CONNECT_FAILURE
+    }
+}
+
+impl std::ops::BitOr for RetryOn {
+    type Output = RetryOn;
+
+    fn bitor(self, rhs: RetryOn) -> RetryOn {
+        self.union(rhs)
+    }
+}
+
+/// Which backend answered, and after how many attempts; handed to [`Policy::on_served`].
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The backend whose answer is returned.
+    pub backend: Arc<Backend>,
+    /// Attempts made, this one included (1 = no retry).
+    pub attempts: u32,
+}
+
+/// Classifies outcomes and copies requests for retries. [`HttpPolicy`](crate::http::HttpPolicy) is the HTTP one.
+pub trait Policy<Req, Res, E>: Clone + Send + Sync + 'static {
+    /// `None` if the answer counts as a success, else the kind of failure (it is still returned to the caller
+    /// when it is not retried).
+    fn classify_response(&self, response: &Res) -> Option<FailureKind>;
+
+    /// The kind of an inner service's error.
+    fn classify_error(&self, error: &E) -> FailureKind;
+
+    /// A copy of the request for a retry, or `None` if it cannot be copied (it is then not retried).
+    fn clone_request(&self, request: &Req) -> Option<Req>;
+
+    /// Called with the answer that is returned, e.g. to note the backend in the response's extensions.
+    fn on_served(&self, _response: &mut Res, _served: &Served) {}
+}
+
+/// A policy for any service: every `Ok` is a success, every `Err` a failure of kind
+/// [`Other`](FailureKind::Other) unless `classify` says otherwise, and requests are copied with `Clone`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BasicPolicy;
+
+impl<Req, Res, E> Policy<Req, Res, E> for BasicPolicy
+where
+    Req: Clone,
+{
+    fn classify_response(&self, _response: &Res) -> Option<FailureKind> {
+        None
+    }
+
+    fn classify_error(&self, _error: &E) -> FailureKind {
+        FailureKind::Other
+    }
+
+    fn clone_request(&self, request: &Req) -> Option<Req> {
+        Some(request.clone())
+    }
+}
