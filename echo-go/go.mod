@@ -1,0 +1,3 @@
+module github.com/rrlb/rrlb/echo-go
+
+go 1.22
