@@ -1,1 +1,47 @@
-//! placeholder
+//! `rrlb`: an HTTP reverse proxy and load balancer, thin over `rrlb-tower` and `rrlb-core`.
+//!
+//! This library holds what the `rrlb` binary is made of, so that it can be tested and fuzzed without starting
+//! a process: [`config`] (command line, environment and TOML file, validated into one [`config::Config`]),
+//! the proxy handler, the admin API, metrics, and [`run`], which serves both listeners until shut down.
+//!
+//! ```
+//! use rrlb::config::{Cli, Config};
+//!
+//! let cli = Cli::try_parse_from_env(["rrlb", "--backend", "http://127.0.0.1:8081=2"], [("RRLB_LOG", "debug")])?;
+//! let config = Config::load(&cli)?;
+//! assert_eq!(config.backends.len(), 1);
+//! assert_eq!(config.log.level.as_str(), "debug");
+//! println!("{}", config.to_toml_string()); // what `rrlb --check` prints
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Serving, as `main` does (with listeners on ephemeral ports and a shutdown signal of your own):
+//!
+//! ```no_run
+//! use rrlb::config::{Cli, Config};
+//! use rrlb::{Listeners, run};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cli = Cli::try_parse_from_env(["rrlb", "-b", "http://127.0.0.1:8081", "--listen", "127.0.0.1:0"], [("", "")])?;
+//! let config = Config::load(&cli)?;
+//! let listeners = Listeners::bind(&config).await?;
+//! run(listeners, config, None, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod state;
+
+pub use crate::server::{Listeners, RunError, run};
+pub use crate::state::{App, Reloader};

@@ -1,1 +1,94 @@
-fn main() {}
+//! `rrlb`: read the configuration, start logging, bind, serve until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use rrlb::config::{Cli, Config};
+use rrlb::{Listeners, demo, logging, run, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::from_process();
+    let mut config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rrlb: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.healthcheck {
+        return if server::healthcheck(config.admin_listen) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    if cli.check {
+        print!("{}", config.to_toml_string());
+        return ExitCode::SUCCESS;
+    }
+    logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rrlb: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _demo_servers = if cli.demo {
+            match demo::start().await {
+                Ok((servers, backends)) => {
+                    config.backends.extend(backends);
+                    Some(servers)
+                }
+                Err(e) => {
+                    eprintln!("rrlb: cannot start the demo backends: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        let listeners = match Listeners::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("rrlb: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if cli.demo
+            && let (Ok(p), Ok(a)) = (listeners.proxy.local_addr(), listeners.admin.local_addr())
+        {
+            println!("{}", demo::banner(p, a, &config.backends));
+        }
+        let reloader: Option<rrlb::Reloader> = config
+            .source
+            .is_some()
+            .then(|| Box::new(move || Config::reload(&cli)) as rrlb::Reloader);
+        match run(listeners, config, reloader, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rrlb: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,374 @@
+//! The admin API (on its own listener): health, metrics, backends, reload. See `docs/api-spec.yml`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use rrlb_core::{BackendSpec, Member};
+use serde_json::{Value, json};
+
+use crate::config::{BackendConfig, check_weight};
+use crate::state::App;
+
+/// Admin request bodies larger than this are refused.
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+type AdminResponse = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, body: &Value) -> AdminResponse {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> AdminResponse {
+    respond(status, &json!({ "error": message.to_string() }))
+}
+
+fn not_allowed(allow: &'static str) -> AdminResponse {
+    let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+fn backend_json(m: &Member) -> Value {
+    json!({
+        "name": m.name(),
+        "url": m.url(),
+        "weight": m.weight(),
+        "healthy": m.is_healthy(),
+        "circuit": m.circuit().as_str(),
+        "in_flight": m.stats().in_flight(),
+        "draining": m.is_draining(),
+    })
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// `GET /admin/health`'s body and status.
+fn health(app: &App) -> AdminResponse {
+    let snap = app.set.load();
+    let active: Vec<&Member> = snap.members().iter().filter(|m| !m.is_draining()).collect();
+    let eligible = active.iter().filter(|m| m.is_eligible()).count();
+    let status = if eligible > 0 && eligible == active.len() {
+        "ok"
+    } else if eligible > 0 {
+        "degraded"
+    } else {
+        "down"
+    };
+    let body = json!({
+        "status": status,
+        "backends": snap.members().iter().map(backend_json).collect::<Vec<_>>(),
+    });
+    let code = if app.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    respond(code, &body)
+}
+
+fn metrics_json(app: &App) -> Value {
+    let snap = app.set.load();
+    let mut counts = serde_json::Map::new();
+    let mut backends = Vec::new();
+    for m in snap.members() {
+        let s = m.stats().snapshot();
+        counts.insert(m.name().to_owned(), json!(s.requests));
+        backends.push(json!({
+            "name": m.name(),
+            "url": m.url(),
+            "requests": s.requests,
+            "successes": s.successes,
+            "failures": s.failures,
+            "error_rate": s.error_rate,
+            "in_flight": s.in_flight,
+            "latency_ms": {
+                "avg": ms(s.latency_avg),
+                "p50": ms(s.latency_p50),
+                "p90": ms(s.latency_p90),
+                "p99": ms(s.latency_p99),
+            },
+            "circuit": m.circuit().as_str(),
+            "healthy": m.is_healthy(),
+            "weight": m.weight(),
+        }));
+    }
+    json!({
+        "total_requests": app.metrics.total_requests(),
+        "request_counts": counts,
+        "backends": backends,
+    })
+}
+
+/// The effective configuration as JSON, in the file's shape, without the admin token.
+fn config_json(app: &App) -> Value {
+    let text = app.config.load().to_toml_string();
+    let mut value = toml::from_str::<toml::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| json!({}));
+    if let Some(admin) = value.get_mut("admin").and_then(Value::as_object_mut) {
+        admin.remove("token");
+    }
+    value
+}
+
+fn authorized(app: &App, req: &Request<hyper::body::Incoming>) -> bool {
+    let config = app.config.load();
+    let Some(token) = config.admin.token.as_ref() else {
+        return true;
+    };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .is_some_and(|presented| token.verify(presented.trim()))
+}
+
+async fn json_body(req: Request<hyper::body::Incoming>) -> Result<serde_json::Map<String, Value>, AdminResponse> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
+        && !ct.to_str().unwrap_or_default().trim_start().starts_with("application/json")
+    {
+        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected content-type: application/json"));
+    }
+    let bytes = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds {MAX_ADMIN_BODY} bytes"))
+            } else {
+                error(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))
+            }
+        })?
+        .to_bytes();
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "expected a JSON object")),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))),
+    }
+}
+
+/// Reasons a backend description is refused.
+fn parse_new_backend(body: &serde_json::Map<String, Value>) -> Result<BackendSpec, String> {
+    if let Some(k) = body.keys().find(|k| !["url", "weight", "name"].contains(&k.as_str())) {
+        return Err(format!("unknown field `{k}` (expected url, weight, name)"));
+    }
+    let url = body
+        .get("url")
+        .ok_or("missing field `url`")?
+        .as_str()
+        .ok_or("`url` must be a string")?;
+    let weight = match body.get("weight") {
+        None => None,
+        Some(w) => Some(
+            w.as_u64()
+                .and_then(|w| u32::try_from(w).ok())
+                .ok_or("`weight` must be an integer 1..=10000")?,
+        ),
+    };
+    let name = match body.get("name") {
+        None => None,
+        Some(n) => Some(n.as_str().ok_or("`name` must be a string")?),
+    };
+    let config = BackendConfig::new(url, weight, name).map_err(|e| e.to_string())?;
+    Ok(BackendSpec::new(config.name.clone(), config.url_string()).with_weight(config.weight))
+}
+
+/// Finds a member by name, or by its (percent-decoded) URL.
+fn find(app: &App, key: &str) -> Option<Member> {
+    let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+    let snap = app.set.load();
+    snap.members()
+        .iter()
+        .find(|m| m.name() == key || m.name() == decoded || m.url() == decoded || m.url().trim_end_matches('/') == decoded.trim_end_matches('/'))
+        .cloned()
+}
+
+/// Handles one admin request. Never fails: every problem is a JSON answer.
+pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Result<AdminResponse, std::convert::Infallible> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let res = route(&app, req, &path, &method).await;
+    tracing::debug!(target: "rrlb::admin", %method, path, status = res.status().as_u16());
+    Ok(res)
+}
+
+async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, method: &Method) -> AdminResponse {
+    let mutating = !matches!(*method, Method::GET | Method::HEAD);
+    match path {
+        "/healthz" => match *method {
+            Method::GET | Method::HEAD => respond(StatusCode::OK, &json!({"status": "ok"})),
+            _ => not_allowed("GET"),
+        },
+        "/readyz" => match *method {
+            Method::GET | Method::HEAD if app.is_ready() => respond(StatusCode::OK, &json!({"status": "ready"})),
+            Method::GET | Method::HEAD => respond(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "no eligible backend"})),
+            _ => not_allowed("GET"),
+        },
+        "/metrics" => match *method {
+            Method::GET | Method::HEAD => {
+                let mut res = Response::new(Full::new(Bytes::from(app.metrics.render(&app.set))));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                res
+            }
+            _ => not_allowed("GET"),
+        },
+        "/admin/health" => match *method {
+            Method::GET | Method::HEAD => health(app),
+            _ => not_allowed("GET"),
+        },
+        "/admin/metrics" => match *method {
+            Method::GET | Method::HEAD => respond(StatusCode::OK, &metrics_json(app)),
+            _ => not_allowed("GET"),
+        },
+        "/admin/backends" | "/admin/backends/" => match *method {
+            Method::GET | Method::HEAD => {
+                let list: Vec<Value> = app.set.load().members().iter().map(backend_json).collect();
+                respond(StatusCode::OK, &json!({ "backends": list }))
+            }
+            Method::POST if !authorized(app, &req) => unauthorized(),
+            Method::POST => add_backend(app, req).await,
+            _ => not_allowed("GET, POST"),
+        },
+        "/admin/reload" => match *method {
+            Method::POST if !authorized(app, &req) => unauthorized(),
+            Method::POST => match app.reload().await {
+                Ok(_) => respond(StatusCode::OK, &config_json(app)),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload rejected; the running configuration stays");
+                    error(StatusCode::BAD_REQUEST, e)
+                }
+            },
+            _ => not_allowed("POST"),
+        },
+        _ => match path.strip_prefix("/admin/backends/") {
+            Some(key) if !key.is_empty() => {
+                if mutating && !authorized(app, &req) && matches!(*method, Method::PATCH | Method::DELETE) {
+                    return unauthorized();
+                }
+                match *method {
+                    Method::GET | Method::HEAD => match find(app, key) {
+                        Some(m) => respond(StatusCode::OK, &backend_json(&m)),
+                        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
+                    },
+                    Method::PATCH => patch_backend(app, req, key).await,
+                    Method::DELETE => match find(app, key) {
+                        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
+                        Some(m) => match app.set.remove(m.name()) {
+                            Ok(_) => {
+                                tracing::info!(backend = m.name(), "backend removed by the admin API");
+                                let mut res = Response::new(Full::new(Bytes::new()));
+                                *res.status_mut() = StatusCode::NO_CONTENT;
+                                res
+                            }
+                            Err(e) => error(StatusCode::NOT_FOUND, e),
+                        },
+                    },
+                    _ => not_allowed("GET, PATCH, DELETE"),
+                }
+            }
+            _ => error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {path}")),
+        },
+    }
+}
+
+fn unauthorized() -> AdminResponse {
+    let mut res = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"rrlb-admin\""));
+    res
+}
+
+async fn add_backend(app: &App, req: Request<hyper::body::Incoming>) -> AdminResponse {
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(res) => return res,
+    };
+    let spec = match parse_new_backend(&body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match app.set.add(spec) {
+        Ok(b) => {
+            tracing::info!(backend = b.name(), url = b.url(), "backend added by the admin API");
+            let m = app.set.get(b.name());
+            let body = m.as_ref().map(backend_json).unwrap_or_else(|| json!({"name": b.name(), "url": b.url()}));
+            let mut res = respond(StatusCode::CREATED, &body);
+            let location = format!("/admin/backends/{}", percent_encoding::utf8_percent_encode(b.name(), percent_encoding::NON_ALPHANUMERIC));
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            res
+        }
+        Err(e) if e.is_duplicate() => error(StatusCode::CONFLICT, e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn patch_backend(app: &App, req: Request<hyper::body::Incoming>, key: &str) -> AdminResponse {
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(res) => return res,
+    };
+    let Some(member) = find(app, key) else {
+        return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
+    };
+    if body.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "expected at least one of weight, drain, remove");
+    }
+    if let Some(k) = body.keys().find(|k| !["weight", "drain", "remove"].contains(&k.as_str())) {
+        return error(StatusCode::BAD_REQUEST, format!("unknown field `{k}` (expected weight, drain, remove)"));
+    }
+    let weight = match body.get("weight") {
+        None => None,
+        Some(w) => match w.as_u64().map(|w| check_weight(u32::try_from(w).unwrap_or(u32::MAX))) {
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("weight: {e}")),
+            None => return error(StatusCode::BAD_REQUEST, "`weight` must be an integer 1..=10000"),
+        },
+    };
+    let flag = |k: &str| match body.get(k) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(error(StatusCode::BAD_REQUEST, format!("`{k}` must be true or false"))),
+    };
+    let (drain, remove) = match (flag("drain"), flag("remove")) {
+        (Ok(d), Ok(r)) => (d, r),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    if remove == Some(true) && drain != Some(true) {
+        return error(StatusCode::BAD_REQUEST, "`remove` needs `\"drain\": true`");
+    }
+    let name = member.name().to_owned();
+    if let Some(w) = weight
+        && let Err(e) = app.set.set_weight(&name, w)
+    {
+        return error(StatusCode::NOT_FOUND, e);
+    }
+    if let Some(d) = drain
+        && let Err(e) = app.set.drain(&name, d, remove.unwrap_or(false))
+    {
+        return error(StatusCode::NOT_FOUND, e);
+    }
+    tracing::info!(backend = name, ?weight, ?drain, ?remove, "backend changed by the admin API");
+    match app.set.get(&name) {
+        Some(m) => respond(StatusCode::OK, &backend_json(&m)),
+        // Drained and removed at once because it was idle.
+        None => {
+            let mut v = backend_json(&member);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("draining".into(), json!(true));
+                o.insert("removed".into(), json!(true));
+            }
+            respond(StatusCode::OK, &v)
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The listeners: accept loops, HTTP/1.1 + h2c, graceful drain, and the reload triggers.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::state::{App, ApplyError, Reloader};
+use crate::{admin, proxy};
+
+/// The two bound listeners rrlb serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The proxy listener (`listen`).
+    pub proxy: TcpListener,
+    /// The admin listener (`admin_listen`).
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both listeners from the configuration.
+    pub async fn bind(config: &Config) -> io::Result<Self> {
+        let proxy = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {} (admin): {e}", config.admin_listen)))?;
+        Ok(Self { proxy, admin })
+    }
+}
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    /// The configuration could not be applied at start-up.
+    Apply(ApplyError),
+    /// A listener failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Apply(e) => write!(f, "{e}"),
+            RunError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Serves the proxy and the admin API on `listeners` with `config` until `shutdown` resolves, then stops
+/// accepting and drains in-flight requests for up to `timeouts.drain`.
+///
+/// `reloader`, when given, is what SIGHUP, a change to the configuration file and `POST /admin/reload` call to
+/// get the new configuration.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    reloader: Option<Reloader>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let watch_path = config.source.clone();
+    let app = App::new(config, reloader).map_err(RunError::Apply)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let proxy_addr = listeners.proxy.local_addr().map_err(RunError::Io)?;
+    let admin_addr = listeners.admin.local_addr().map_err(RunError::Io)?;
+    tracing::info!(%proxy_addr, %admin_addr, backends = app.set.load().members().len(), "rrlb is serving");
+
+    let reload_tasks = spawn_reload_triggers(&app, watch_path);
+    let admin_task = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&app), stop_rx.clone()));
+    let proxy_task = tokio::spawn(serve_proxy(listeners.proxy, Arc::clone(&app), stop_rx));
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; draining requests in flight");
+    let _ = stop_tx.send(true);
+    for t in reload_tasks {
+        t.abort();
+    }
+    let proxy = proxy_task.await;
+    admin_task.abort();
+    match proxy {
+        Ok(()) => {
+            tracing::info!("drained; bye");
+            Ok(())
+        }
+        Err(e) => Err(RunError::Io(io::Error::other(e))),
+    }
+}
+
+fn builder(app: &App) -> auto::Builder<TokioExecutor> {
+    let config = app.config.load();
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.timeouts.header_read)
+        .keep_alive(true);
+    b.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    b
+}
+
+async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let builder = builder(&app);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = Arc::clone(&app);
+                let svc = service_fn(move |req| proxy::handle(Arc::clone(&app), req, client));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%client, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    drop(listener);
+    let drain = app.config.load().timeouts.drain;
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?drain, "drain timeout: closing the remaining connections");
+    }
+}
+
+async fn serve_admin(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let app = Arc::clone(&app);
+                let svc = service_fn(move |req| admin::handle(Arc::clone(&app), req));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stopped(&mut stop) => break,
+        }
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+async fn reload_and_log(app: &App, why: &str) {
+    match app.reload().await {
+        Ok(c) => tracing::info!(trigger = why, backends = c.backends.len(), "configuration reloaded"),
+        Err(e) => tracing::error!(trigger = why, error = %e, "reload rejected; the running configuration stays"),
+    }
+}
+
+fn spawn_reload_triggers(app: &Arc<App>, path: Option<PathBuf>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let app = Arc::clone(app);
+            tasks.push(tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload_and_log(&app, "SIGHUP").await;
+                }
+            }));
+        }
+    }
+    if let Some(path) = path {
+        match watch_file(path.clone()) {
+            Ok((watcher, mut rx)) => {
+                let app = Arc::clone(app);
+                tasks.push(tokio::spawn(async move {
+                    let _watcher = watcher; // dropped with the task
+                    let mut last = tokio::fs::read(&path).await.ok();
+                    while rx.recv().await.is_some() {
+                        // Editors and ConfigMap updates write in several steps: wait for quiet.
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        while rx.try_recv().is_ok() {}
+                        let content = tokio::fs::read(&path).await.ok();
+                        if content == last {
+                            continue; // touched, not changed
+                        }
+                        last = content;
+                        reload_and_log(&app, "file change").await;
+                    }
+                }));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP or the admin API"),
+        }
+    }
+    tasks
+}
+
+/// Watches the directory holding `path` (so that replaced files and Kubernetes' `..data` symlink swaps are
+/// seen) and sends a unit for every event touching the file.
+fn watch_file(path: PathBuf) -> notify::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedReceiver<()>)> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = path.file_name().map(|n| n.to_owned());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+            && event.paths.iter().any(|p| {
+                p.file_name() == name.as_deref() || p.file_name().is_some_and(|n| n == "..data")
+            })
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
+
+/// The address to probe for `--healthcheck`: the admin listener, with an unspecified IP replaced by loopback.
+pub fn healthcheck_addr(admin: SocketAddr) -> SocketAddr {
+    let mut addr = admin;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}
+
+/// `--healthcheck`: `GET /healthz` on the admin listener; `true` on `200`.
+pub fn healthcheck(admin: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let addr = healthcheck_addr(admin);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}

@@ -1,0 +1,257 @@
+//! The running state shared by the proxy, the admin API and the reloader, and how a configuration is applied.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, BreakerParams, HealthParams, SetError, SetOptions};
+use rrlb_tower::http::{HttpPolicy, HttpProbe, HttpUpstream, UpstreamConfig};
+use rrlb_tower::{Balance, BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn};
+use tokio::sync::Mutex;
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::Metrics;
+
+/// The balancing service the proxy calls.
+pub type ProxyService = Balance<HttpUpstream, AnyBalancer, HttpPolicy>;
+
+/// A per-client-IP rate limiter.
+pub type ClientLimiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+
+/// Re-reads the configuration (SIGHUP, a file change, `POST /admin/reload`).
+pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Everything the listeners share.
+pub struct App {
+    /// The backend set (one for the life of the process; reloads update it in place).
+    pub set: BackendSet<AnyBalancer>,
+    /// The balancing service, replaced when timeouts or retries change.
+    pub service: ArcSwap<ProxyService>,
+    /// The configuration in force.
+    pub config: ArcSwap<Config>,
+    /// The per-client rate limiter, when `limits.rate_per_client` is set.
+    pub limiter: ArcSwap<Option<ClientLimiter>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    upstream: ArcSwap<(Duration, HttpUpstream)>,
+    health: std::sync::Mutex<Option<HealthChecker>>,
+    _maintenance: Maintenance,
+    reloader: Option<Reloader>,
+    reload_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("set", &self.set).finish_non_exhaustive()
+    }
+}
+
+fn set_options(c: &Config) -> SetOptions {
+    let b = &c.circuit_breaker;
+    SetOptions {
+        breaker: BreakerParams {
+            consecutive_failures: b.consecutive_failures,
+            failure_rate: b.failure_rate,
+            window: b.window,
+            min_calls: b.min_calls,
+            slow_call_duration: b.slow_call_duration,
+            slow_call_rate: b.slow_call_rate,
+            open_duration: b.open_duration,
+            max_open_duration: b.max_open_duration,
+            half_open_max_calls: b.half_open_max_calls,
+        },
+        health: HealthParams {
+            healthy_threshold: c.health.healthy_threshold,
+            unhealthy_threshold: c.health.unhealthy_threshold,
+        },
+        start_healthy: !c.health.enabled || c.health.initial == config::InitialHealth::Healthy,
+        panic_threshold: c.panic_threshold,
+    }
+}
+
+fn algorithm(c: &Config) -> rrlb_core::Algorithm {
+    match c.algorithm {
+        config::Algorithm::RoundRobin => rrlb_core::Algorithm::RoundRobin,
+        config::Algorithm::WeightedRoundRobin => rrlb_core::Algorithm::WeightedRoundRobin,
+        config::Algorithm::LeastRequest => rrlb_core::Algorithm::LeastRequest,
+        config::Algorithm::Random => rrlb_core::Algorithm::Random,
+    }
+}
+
+fn specs(c: &Config) -> Vec<BackendSpec> {
+    c.backends
+        .iter()
+        .map(|b| BackendSpec::new(b.name.clone(), b.url_string()).with_weight(b.weight))
+        .collect()
+}
+
+fn balance_config(c: &Config) -> BalanceConfig {
+    let mut on = RetryOn::NONE;
+    for r in &c.retries.on {
+        on = on
+            | match r {
+                config::RetryOn::ConnectFailure => RetryOn::CONNECT_FAILURE,
+                config::RetryOn::Timeout => RetryOn::TIMEOUT,
+                config::RetryOn::Reset => RetryOn::RESET,
+                config::RetryOn::Status5xx => RetryOn::STATUS_5XX,
+            };
+    }
+    BalanceConfig {
+        timeout: Some(c.timeouts.request),
+        retries: c.retries.attempts,
+        retry_on: on,
+    }
+}
+
+fn health_config(c: &Config) -> HealthCheckConfig {
+    HealthCheckConfig {
+        interval: c.health.interval,
+        timeout: c.health.timeout,
+        jitter: 0.1,
+    }
+}
+
+fn limiter(c: &Config) -> Option<ClientLimiter> {
+    let rate = NonZeroU32::new(c.limits.rate_per_client)?;
+    let burst = NonZeroU32::new(c.limits.burst).unwrap_or(rate);
+    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+}
+
+fn upstream(c: &Config) -> HttpUpstream {
+    HttpUpstream::new(UpstreamConfig {
+        connect_timeout: c.timeouts.connect,
+        ..UpstreamConfig::default()
+    })
+}
+
+fn service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> ProxyService {
+    Balance::new(upstream, set.clone(), HttpPolicy, balance_config(c)).with_budget(RetryBudget::new(
+        c.retries.budget_ratio as f32,
+        c.retries.budget_min_per_second,
+    ))
+}
+
+/// Why a configuration could not be applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The configuration did not load or validate.
+    Config(ConfigError),
+    /// The backend set refused the backend list.
+    Backends(SetError),
+    /// There is no way to re-read the configuration (no file).
+    NoReloader,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Config(e) => write!(f, "{e}"),
+            ApplyError::Backends(e) => write!(f, "{e}"),
+            ApplyError::NoReloader => f.write_str("no configuration file to reload (start rrlb with --config FILE)"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl App {
+    /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).
+    /// Must be called inside a tokio runtime.
+    pub fn new(config: Config, reloader: Option<Reloader>) -> Result<Arc<Self>, ApplyError> {
+        let set = BackendSet::with_backends(
+            AnyBalancer::new(algorithm(&config)),
+            set_options(&config),
+            specs(&config),
+        )
+        .map_err(ApplyError::Backends)?;
+        let up = upstream(&config);
+        let svc = service(&config, &set, up.clone());
+        let health = config.health.enabled.then(|| {
+            HealthChecker::spawn(
+                set.clone(),
+                HttpProbe::new(config.health.path.as_str(), config.timeouts.connect),
+                health_config(&config),
+            )
+        });
+        let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
+        Ok(Arc::new(Self {
+            limiter: ArcSwap::from_pointee(limiter(&config)),
+            upstream: ArcSwap::from_pointee((config.timeouts.connect, up)),
+            service: ArcSwap::from_pointee(svc),
+            config: ArcSwap::from_pointee(config),
+            set,
+            metrics: Metrics::new(),
+            health: std::sync::Mutex::new(health),
+            _maintenance: maintenance,
+            reloader,
+            reload_lock: Mutex::new(()),
+        }))
+    }
+
+    /// Re-reads the configuration and applies it; on any error the running configuration stays.
+    pub async fn reload(&self) -> Result<Arc<Config>, ApplyError> {
+        let _serial = self.reload_lock.lock().await;
+        let reloader = self.reloader.as_ref().ok_or(ApplyError::NoReloader)?;
+        let new = reloader().map_err(ApplyError::Config)?;
+        self.apply(new)
+    }
+
+    /// Applies a validated configuration. Backends that survive keep their state; listeners cannot change
+    /// (a warning says so).
+    pub fn apply(&self, new: Config) -> Result<Arc<Config>, ApplyError> {
+        let old = self.config.load_full();
+        for key in old.changes_needing_restart(&new) {
+            tracing::warn!(key, "changing this setting needs a restart; the running listener stays");
+        }
+        // The only step that can refuse; config validation already checked names, URLs and weights.
+        self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
+        if new.algorithm != old.algorithm {
+            self.set.set_balancer(AnyBalancer::new(algorithm(&new)));
+        }
+        let options = set_options(&new);
+        if options != self.set.options() {
+            self.set.set_options(options);
+        }
+        let up = if self.upstream.load().0 == new.timeouts.connect {
+            self.upstream.load().1.clone()
+        } else {
+            let up = upstream(&new);
+            self.upstream.store(Arc::new((new.timeouts.connect, up.clone())));
+            up
+        };
+        self.service.store(Arc::new(service(&new, &self.set, up)));
+        if new.limits.rate_per_client != old.limits.rate_per_client || new.limits.burst != old.limits.burst {
+            self.limiter.store(Arc::new(limiter(&new)));
+        }
+        {
+            let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let path_changed = new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
+            match (&*health, new.health.enabled) {
+                (Some(h), true) if !path_changed => h.set_config(health_config(&new)),
+                (_, true) => {
+                    *health = Some(HealthChecker::spawn(
+                        self.set.clone(),
+                        HttpProbe::new(new.health.path.as_str(), new.timeouts.connect),
+                        health_config(&new),
+                    ));
+                }
+                (_, false) => *health = None,
+            }
+        }
+        let new = Arc::new(new);
+        self.config.store(Arc::clone(&new));
+        tracing::info!(backends = new.backends.len(), algorithm = new.algorithm.as_str(), "configuration applied");
+        Ok(new)
+    }
+
+    /// Whether at least one backend can take a request now.
+    pub fn is_ready(&self) -> bool {
+        let snap = self.set.load();
+        !snap.eligible().is_empty() || !snap.probing().is_empty()
+    }
+}
