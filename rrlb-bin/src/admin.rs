@@ -20,8 +20,10 @@ type AdminResponse = Response<Full<Bytes>>;
 fn respond(status: StatusCode, body: &Value) -> AdminResponse {
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -31,7 +33,8 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> AdminResponse {
 
 fn not_allowed(allow: &'static str) -> AdminResponse {
     let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     res
 }
 
@@ -67,7 +70,11 @@ fn health(app: &App) -> AdminResponse {
         "status": status,
         "backends": snap.members().iter().map(backend_json).collect::<Vec<_>>(),
     });
-    let code = if app.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if app.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     respond(code, &body)
 }
 
@@ -125,37 +132,63 @@ fn authorized(app: &App, req: &Request<hyper::body::Incoming>) -> bool {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .is_some_and(|presented| token.verify(presented.trim()))
 }
 
-async fn json_body(req: Request<hyper::body::Incoming>) -> Result<serde_json::Map<String, Value>, AdminResponse> {
+async fn json_body(
+    req: Request<hyper::body::Incoming>,
+) -> Result<serde_json::Map<String, Value>, AdminResponse> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
-        && !ct.to_str().unwrap_or_default().trim_start().starts_with("application/json")
+        && !ct
+            .to_str()
+            .unwrap_or_default()
+            .trim_start()
+            .starts_with("application/json")
     {
-        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected content-type: application/json"));
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected content-type: application/json",
+        ));
     }
     let bytes = Limited::new(req.into_body(), MAX_ADMIN_BODY)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds {MAX_ADMIN_BODY} bytes"))
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds {MAX_ADMIN_BODY} bytes"),
+                )
             } else {
-                error(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the body: {e}"),
+                )
             }
         })?
         .to_bytes();
-    match serde_json::from_slice::<Value>(&bytes) {
+    parse_object(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e))
+}
+
+/// Parses an admin request body: it must be one JSON object.
+pub fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "expected a JSON object")),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))),
+        Ok(_) => Err("expected a JSON object".to_owned()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
     }
 }
 
-/// Reasons a backend description is refused.
-fn parse_new_backend(body: &serde_json::Map<String, Value>) -> Result<BackendSpec, String> {
-    if let Some(k) = body.keys().find(|k| !["url", "weight", "name"].contains(&k.as_str())) {
+/// Validates a `POST /admin/backends` body (`{"url", "weight"?, "name"?}`) into a backend spec.
+pub fn parse_new_backend(body: &serde_json::Map<String, Value>) -> Result<BackendSpec, String> {
+    if let Some(k) = body
+        .keys()
+        .find(|k| !["url", "weight", "name"].contains(&k.as_str()))
+    {
         return Err(format!("unknown field `{k}` (expected url, weight, name)"));
     }
     let url = body
@@ -185,12 +218,20 @@ fn find(app: &App, key: &str) -> Option<Member> {
     let snap = app.set.load();
     snap.members()
         .iter()
-        .find(|m| m.name() == key || m.name() == decoded || m.url() == decoded || m.url().trim_end_matches('/') == decoded.trim_end_matches('/'))
+        .find(|m| {
+            m.name() == key
+                || m.name() == decoded
+                || m.url() == decoded
+                || m.url().trim_end_matches('/') == decoded.trim_end_matches('/')
+        })
         .cloned()
 }
 
 /// Handles one admin request. Never fails: every problem is a JSON answer.
-pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Result<AdminResponse, std::convert::Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<AdminResponse, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let res = route(&app, req, &path, &method).await;
@@ -198,7 +239,12 @@ pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Resul
     Ok(res)
 }
 
-async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, method: &Method) -> AdminResponse {
+async fn route(
+    app: &App,
+    req: Request<hyper::body::Incoming>,
+    path: &str,
+    method: &Method,
+) -> AdminResponse {
     let mutating = !matches!(*method, Method::GET | Method::HEAD);
     match path {
         "/healthz" => match *method {
@@ -206,8 +252,13 @@ async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, metho
             _ => not_allowed("GET"),
         },
         "/readyz" => match *method {
-            Method::GET | Method::HEAD if app.is_ready() => respond(StatusCode::OK, &json!({"status": "ready"})),
-            Method::GET | Method::HEAD => respond(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "no eligible backend"})),
+            Method::GET | Method::HEAD if app.is_ready() => {
+                respond(StatusCode::OK, &json!({"status": "ready"}))
+            }
+            Method::GET | Method::HEAD => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "no eligible backend"}),
+            ),
             _ => not_allowed("GET"),
         },
         "/metrics" => match *method {
@@ -215,7 +266,9 @@ async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, metho
                 let mut res = Response::new(Full::new(Bytes::from(app.metrics.render(&app.set))));
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
                 );
                 res
             }
@@ -251,7 +304,10 @@ async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, metho
         },
         _ => match path.strip_prefix("/admin/backends/") {
             Some(key) if !key.is_empty() => {
-                if mutating && !authorized(app, &req) && matches!(*method, Method::PATCH | Method::DELETE) {
+                if mutating
+                    && !authorized(app, &req)
+                    && matches!(*method, Method::PATCH | Method::DELETE)
+                {
                     return unauthorized();
                 }
                 match *method {
@@ -264,7 +320,10 @@ async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, metho
                         None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
                         Some(m) => match app.set.remove(m.name()) {
                             Ok(_) => {
-                                tracing::info!(backend = m.name(), "backend removed by the admin API");
+                                tracing::info!(
+                                    backend = m.name(),
+                                    "backend removed by the admin API"
+                                );
                                 let mut res = Response::new(Full::new(Bytes::new()));
                                 *res.status_mut() = StatusCode::NO_CONTENT;
                                 res
@@ -275,15 +334,20 @@ async fn route(app: &App, req: Request<hyper::body::Incoming>, path: &str, metho
                     _ => not_allowed("GET, PATCH, DELETE"),
                 }
             }
-            _ => error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {path}")),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                format!("no such admin endpoint: {path}"),
+            ),
         },
     }
 }
 
 fn unauthorized() -> AdminResponse {
     let mut res = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    res.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"rrlb-admin\""));
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"rrlb-admin\""),
+    );
     res
 }
 
@@ -298,11 +362,21 @@ async fn add_backend(app: &App, req: Request<hyper::body::Incoming>) -> AdminRes
     };
     match app.set.add(spec) {
         Ok(b) => {
-            tracing::info!(backend = b.name(), url = b.url(), "backend added by the admin API");
+            tracing::info!(
+                backend = b.name(),
+                url = b.url(),
+                "backend added by the admin API"
+            );
             let m = app.set.get(b.name());
-            let body = m.as_ref().map(backend_json).unwrap_or_else(|| json!({"name": b.name(), "url": b.url()}));
+            let body = m
+                .as_ref()
+                .map(backend_json)
+                .unwrap_or_else(|| json!({"name": b.name(), "url": b.url()}));
             let mut res = respond(StatusCode::CREATED, &body);
-            let location = format!("/admin/backends/{}", percent_encoding::utf8_percent_encode(b.name(), percent_encoding::NON_ALPHANUMERIC));
+            let location = format!(
+                "/admin/backends/{}",
+                percent_encoding::utf8_percent_encode(b.name(), percent_encoding::NON_ALPHANUMERIC)
+            );
             if let Ok(v) = HeaderValue::from_str(&location) {
                 res.headers_mut().insert(header::LOCATION, v);
             }
@@ -313,6 +387,57 @@ async fn add_backend(app: &App, req: Request<hyper::body::Incoming>) -> AdminRes
     }
 }
 
+/// A validated `PATCH /admin/backends/{name}` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patch {
+    /// New weight.
+    pub weight: Option<u32>,
+    /// Start (`true`) or stop (`false`) draining.
+    pub drain: Option<bool>,
+    /// With `drain: true`: remove once idle.
+    pub remove: Option<bool>,
+}
+
+/// Validates a `PATCH` body: at least one of `weight` (1..=10000), `drain`, `remove` (which needs `drain: true`).
+pub fn parse_patch(body: &serde_json::Map<String, Value>) -> Result<Patch, String> {
+    if body.is_empty() {
+        return Err("expected at least one of weight, drain, remove".to_owned());
+    }
+    if let Some(k) = body
+        .keys()
+        .find(|k| !["weight", "drain", "remove"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "unknown field `{k}` (expected weight, drain, remove)"
+        ));
+    }
+    let weight = match body.get("weight") {
+        None => None,
+        Some(w) => match w
+            .as_u64()
+            .map(|w| check_weight(u32::try_from(w).unwrap_or(u32::MAX)))
+        {
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => return Err(format!("weight: {e}")),
+            None => return Err("`weight` must be an integer 1..=10000".to_owned()),
+        },
+    };
+    let flag = |k: &str| match body.get(k) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("`{k}` must be true or false")),
+    };
+    let (drain, remove) = (flag("drain")?, flag("remove")?);
+    if remove == Some(true) && drain != Some(true) {
+        return Err("`remove` needs `\"drain\": true`".to_owned());
+    }
+    Ok(Patch {
+        weight,
+        drain,
+        remove,
+    })
+}
+
 async fn patch_backend(app: &App, req: Request<hyper::body::Incoming>, key: &str) -> AdminResponse {
     let body = match json_body(req).await {
         Ok(b) => b,
@@ -321,32 +446,14 @@ async fn patch_backend(app: &App, req: Request<hyper::body::Incoming>, key: &str
     let Some(member) = find(app, key) else {
         return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
     };
-    if body.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "expected at least one of weight, drain, remove");
-    }
-    if let Some(k) = body.keys().find(|k| !["weight", "drain", "remove"].contains(&k.as_str())) {
-        return error(StatusCode::BAD_REQUEST, format!("unknown field `{k}` (expected weight, drain, remove)"));
-    }
-    let weight = match body.get("weight") {
-        None => None,
-        Some(w) => match w.as_u64().map(|w| check_weight(u32::try_from(w).unwrap_or(u32::MAX))) {
-            Some(Ok(w)) => Some(w),
-            Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("weight: {e}")),
-            None => return error(StatusCode::BAD_REQUEST, "`weight` must be an integer 1..=10000"),
-        },
+    let Patch {
+        weight,
+        drain,
+        remove,
+    } = match parse_patch(&body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let flag = |k: &str| match body.get(k) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(error(StatusCode::BAD_REQUEST, format!("`{k}` must be true or false"))),
-    };
-    let (drain, remove) = match (flag("drain"), flag("remove")) {
-        (Ok(d), Ok(r)) => (d, r),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
-    if remove == Some(true) && drain != Some(true) {
-        return error(StatusCode::BAD_REQUEST, "`remove` needs `\"drain\": true`");
-    }
     let name = member.name().to_owned();
     if let Some(w) = weight
         && let Err(e) = app.set.set_weight(&name, w)
@@ -358,7 +465,13 @@ async fn patch_backend(app: &App, req: Request<hyper::body::Incoming>, key: &str
     {
         return error(StatusCode::NOT_FOUND, e);
     }
-    tracing::info!(backend = name, ?weight, ?drain, ?remove, "backend changed by the admin API");
+    tracing::info!(
+        backend = name,
+        ?weight,
+        ?drain,
+        ?remove,
+        "backend changed by the admin API"
+    );
     match app.set.get(&name) {
         Some(m) => respond(StatusCode::OK, &backend_json(&m)),
         // Drained and removed at once because it was idle.

@@ -25,7 +25,10 @@ where
     applied
 }
 
-fn apply<B: Balancer>(set: &BackendSet<B>, change: Change<String, BackendSpec>) -> Result<(), SetError> {
+fn apply<B: Balancer>(
+    set: &BackendSet<B>,
+    change: Change<String, BackendSpec>,
+) -> Result<(), SetError> {
     match change {
         Change::Insert(name, mut spec) => {
             spec.name = name;

@@ -65,7 +65,12 @@ impl Error {
         }
     }
 
-    pub(crate) fn attempt(kind: FailureKind, backend: &str, attempts: u32, source: Option<BoxError>) -> Self {
+    pub(crate) fn attempt(
+        kind: FailureKind,
+        backend: &str,
+        attempts: u32,
+        source: Option<BoxError>,
+    ) -> Self {
         Self {
             kind: Kind::Attempt(kind),
             backend: Some(backend.into()),
@@ -146,7 +151,11 @@ impl fmt::Display for Error {
                     FailureKind::Status5xx => "server error from",
                     FailureKind::Other => "request failed at",
                 };
-                write!(f, "{what} backend {:?}", self.backend.as_deref().unwrap_or("?"))?;
+                write!(
+                    f,
+                    "{what} backend {:?}",
+                    self.backend.as_deref().unwrap_or("?")
+                )?;
             }
         }
         if self.attempts > 1 {
@@ -161,6 +170,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| &**e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_ref()
+            .map(|e| &**e as &(dyn std::error::Error + 'static))
     }
 }

@@ -114,7 +114,8 @@ where
                 StateProj::Timed { fut } => ready!(fut.poll(cx)).map_err(|_| ()),
                 StateProj::Untimed { fut } => Ok(ready!(fut.poll(cx))),
                 StateProj::WaitReady => {
-                    let (Some(retry), Some(call)) = (this.retry.as_mut(), this.call.as_ref()) else {
+                    let (Some(retry), Some(call)) = (this.retry.as_mut(), this.call.as_ref())
+                    else {
                         this.state.set(State::Done);
                         continue;
                     };
@@ -133,7 +134,10 @@ where
                     continue;
                 }
                 StateProj::Done => {
-                    let e = this.failed.take().unwrap_or_else(Error::polled_after_completion);
+                    let e = this
+                        .failed
+                        .take()
+                        .unwrap_or_else(Error::polled_after_completion);
                     return Poll::Ready(Err(e));
                 }
             };
@@ -149,7 +153,11 @@ where
                 Ok(Err(e)) => Some(this.policy.classify_error(e)),
                 Ok(Ok(response)) => this.policy.classify_response(response),
             };
-            call.finish(if kind.is_some() { Outcome::Failure } else { Outcome::Success });
+            call.finish(if kind.is_some() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            });
 
             if let (Some(kind), Some(retry)) = (kind, this.retry.as_mut())
                 && retry.left > 0
@@ -161,7 +169,12 @@ where
                     && let Ok(next) = retry.set.pick_excluding(&tried)
                 {
                     retry.left -= 1;
-                    tracing::debug!(backend = backend.name(), next = next.backend().name(), failure = kind.as_str(), "retrying on another backend");
+                    tracing::debug!(
+                        backend = backend.name(),
+                        next = next.backend().name(),
+                        failure = kind.as_str(),
+                        "retrying on another backend"
+                    );
                     *this.call = Some(next);
                     this.state.set(State::WaitReady);
                     continue;
@@ -172,7 +185,8 @@ where
             this.retry.take();
             return Poll::Ready(match result {
                 Ok(Ok(mut response)) => {
-                    this.policy.on_served(&mut response, &Served { backend, attempts });
+                    this.policy
+                        .on_served(&mut response, &Served { backend, attempts });
                     Ok(response)
                 }
                 Ok(Err(e)) => Err(Error::attempt(
@@ -181,7 +195,12 @@ where
                     attempts,
                     Some(e.into()),
                 )),
-                Err(()) => Err(Error::attempt(FailureKind::Timeout, backend.name(), attempts, None)),
+                Err(()) => Err(Error::attempt(
+                    FailureKind::Timeout,
+                    backend.name(),
+                    attempts,
+                    None,
+                )),
             });
         }
     }

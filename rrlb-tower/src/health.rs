@@ -62,7 +62,11 @@ pub struct HealthChecker {
 
 impl HealthChecker {
     /// Starts probing the members of `set` with `probe`. Must be called inside a tokio runtime.
-    pub fn spawn<B: Balancer, P: Probe>(set: BackendSet<B>, probe: P, config: HealthCheckConfig) -> Self {
+    pub fn spawn<B: Balancer, P: Probe>(
+        set: BackendSet<B>,
+        probe: P,
+        config: HealthCheckConfig,
+    ) -> Self {
         let (tx, rx) = watch::channel(config);
         let task = tokio::spawn(run(set, Arc::new(probe), rx));
         Self { config: tx, task }
@@ -85,7 +89,11 @@ impl Drop for HealthChecker {
     }
 }
 
-async fn run<B: Balancer>(set: BackendSet<B>, probe: Arc<dyn Probe>, mut rx: watch::Receiver<HealthCheckConfig>) {
+async fn run<B: Balancer>(
+    set: BackendSet<B>,
+    probe: Arc<dyn Probe>,
+    mut rx: watch::Receiver<HealthCheckConfig>,
+) {
     let mut seed = jitter_seed();
     loop {
         let config = *rx.borrow_and_update();
@@ -95,12 +103,15 @@ async fn run<B: Balancer>(set: BackendSet<B>, probe: Arc<dyn Probe>, mut rx: wat
             let backend = Arc::clone(member.backend());
             let probe = Arc::clone(&probe);
             seed = next(seed);
-            let delay = config.interval.mul_f64(config.jitter.clamp(0.0, 1.0) * unit(seed));
+            let delay = config
+                .interval
+                .mul_f64(config.jitter.clamp(0.0, 1.0) * unit(seed));
             probes.spawn(async move {
                 tokio::time::sleep(delay).await;
-                let passed = tokio::time::timeout(config.timeout, probe.probe(Arc::clone(&backend)))
-                    .await
-                    .unwrap_or(false);
+                let passed =
+                    tokio::time::timeout(config.timeout, probe.probe(Arc::clone(&backend)))
+                        .await
+                        .unwrap_or(false);
                 let flipped = backend.record_health_check(passed);
                 if flipped {
                     tracing::info!(backend = backend.name(), healthy = passed, "health changed");

@@ -88,18 +88,24 @@ impl std::fmt::Display for InvalidBackendUrl {
 impl std::error::Error for InvalidBackendUrl {}
 
 /// The URI of `path_and_query` on `backend`: its scheme and authority, its path as a prefix.
-pub fn backend_uri(backend: &Backend, path_and_query: Option<&PathAndQuery>) -> Result<Uri, InvalidBackendUrl> {
+pub fn backend_uri(
+    backend: &Backend,
+    path_and_query: Option<&PathAndQuery>,
+) -> Result<Uri, InvalidBackendUrl> {
     let invalid = || InvalidBackendUrl {
         url: backend.url().to_owned(),
     };
     let base: Uri = backend.url().parse().map_err(|_| invalid())?;
-    let (Some(scheme), Some(authority)) = (base.scheme().cloned(), base.authority().cloned()) else {
+    let (Some(scheme), Some(authority)) = (base.scheme().cloned(), base.authority().cloned())
+    else {
         return Err(invalid());
     };
     let prefix = base.path().trim_end_matches('/');
     let rest = path_and_query.map_or("/", PathAndQuery::as_str);
     let pq: PathAndQuery = if prefix.is_empty() {
-        path_and_query.cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
+        path_and_query
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
     } else {
         format!("{prefix}{rest}").parse().map_err(|_| invalid())?
     };
@@ -235,7 +241,9 @@ pub fn classify_transport_error(error: &(dyn std::error::Error + 'static)) -> Fa
             use std::io::ErrorKind::*;
             match io.kind() {
                 ConnectionRefused | NotConnected | AddrNotAvailable => return FailureKind::Connect,
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => return FailureKind::Reset,
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                    return FailureKind::Reset;
+                }
                 TimedOut => return FailureKind::Timeout,
                 _ => {}
             }
@@ -267,7 +275,11 @@ impl HttpProbe {
             .pool_max_idle_per_host(1)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
-        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
         Self {
             client,
             path: path.into(),
@@ -285,8 +297,10 @@ impl Probe for HttpProbe {
             };
             let mut req = Request::new(Full::new(Bytes::new()));
             *req.uri_mut() = uri;
-            req.headers_mut()
-                .insert(header::USER_AGENT, header::HeaderValue::from_static("rrlb-health-check"));
+            req.headers_mut().insert(
+                header::USER_AGENT,
+                header::HeaderValue::from_static("rrlb-health-check"),
+            );
             match client.request(req).await {
                 Ok(res) => {
                     let ok = res.status().is_success();
@@ -316,7 +330,13 @@ mod tests {
     use rrlb_core::{BreakerParams, HealthParams};
 
     fn backend(url: &str) -> Backend {
-        Backend::new("b", url, true, BreakerParams::default(), HealthParams::default())
+        Backend::new(
+            "b",
+            url,
+            true,
+            BreakerParams::default(),
+            HealthParams::default(),
+        )
     }
 
     #[test]
@@ -330,7 +350,10 @@ mod tests {
             backend_uri(&backend("http://h:1/api/"), Some(&pq)).unwrap(),
             "http://h:1/api/x/y?z=1"
         );
-        assert_eq!(backend_uri(&backend("http://h:1/api"), None).unwrap(), "http://h:1/api/");
+        assert_eq!(
+            backend_uri(&backend("http://h:1/api"), None).unwrap(),
+            "http://h:1/api/"
+        );
         assert!(backend_uri(&backend("not a url"), Some(&pq)).is_err());
         assert!(backend_uri(&backend("/relative"), Some(&pq)).is_err());
     }
@@ -347,7 +370,10 @@ mod tests {
     fn policy_classifies_statuses() {
         let ok = Response::builder().status(404).body(()).unwrap();
         let bad = Response::builder().status(503).body(()).unwrap();
-        assert_eq!(Policy::<HttpRequest, _, BoxError>::classify_response(&HttpPolicy, &ok), None);
+        assert_eq!(
+            Policy::<HttpRequest, _, BoxError>::classify_response(&HttpPolicy, &ok),
+            None
+        );
         assert_eq!(
             Policy::<HttpRequest, _, BoxError>::classify_response(&HttpPolicy, &bad),
             Some(FailureKind::Status5xx)

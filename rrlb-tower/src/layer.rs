@@ -55,6 +55,7 @@ impl<S, B: Balancer, P: Clone> Layer<S> for BalanceLayer<B, P> {
     type Service = Balance<S, B, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Balance::new(inner, self.set.clone(), self.policy.clone(), self.config).with_budget(self.budget.clone())
+        Balance::new(inner, self.set.clone(), self.policy.clone(), self.config)
+            .with_budget(self.budget.clone())
     }
 }

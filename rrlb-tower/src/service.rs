@@ -159,14 +159,18 @@ where
     type Future = ResponseFuture<S, B, P, Req>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(|e| Error::inner(e.into()))
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::inner(e.into()))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
         self.budget.deposit();
         let call = match self.set.pick() {
             Ok(call) => call,
-            Err(e) => return ResponseFuture::failed(Error::no_eligible(e, 0, None), self.policy.clone()),
+            Err(e) => {
+                return ResponseFuture::failed(Error::no_eligible(e, 0, None), self.policy.clone());
+            }
         };
         let retry = if self.config.retries > 0 && !self.config.retry_on.is_empty() {
             self.policy.clone_request(&request).map(|saved| RetryState {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs, idempotently, what scripts/test.sh needs on a fresh Debian 12 machine that already has Rust,
+# Go, Node.js 20, Java 17 and Maven: rustfmt/clippy components, cargo-fuzz, Maven's dependencies, and the
+# deployment tools (scripts/install-deploy-tools.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+export PATH="$HOME/.cargo/bin:$PATH"
+
+for tool in cargo go node npm java mvn python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        log "missing toolchain: $tool (expected on this machine kind; install it first)"
+        exit 1
+    fi
+done
+
+if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
+log "fetching Rust dependencies"
+cargo fetch --locked
+
+log "fetching Maven dependencies for echo-java"
+(cd echo-java && mvn -B -ntp -q dependency:go-offline)
+
+bash scripts/install-deploy-tools.sh

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what the tests need when it is missing, then runs
+# every check: formatting, lints, docs, the Rust workspace tests (which include the echo conformance suite
+# against all four implementations), each echo service's own tests, the fuzz targets (briefly), the
+# deployment checks and the local end-to-end stack.
+#
+#   scripts/test.sh            everything
+#   SKIP_INSTALL=1             do not install anything
+#   FUZZ_SECONDS=N             seconds per fuzz target (default 30; 0 skips fuzzing)
+#   SKIP_E2E=1                 skip the local-stack end-to-end run and the schemathesis API run
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    sed -n '2,12p' "$0"
+    exit 0
+fi
+
+if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
+    step "installing test dependencies (skipped when present)"
+    bash scripts/install-test-deps.sh
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo doc (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "echo-go: gofmt, vet, test"
+(
+    cd echo-go
+    unformatted=$(gofmt -l .)
+    if [[ -n "$unformatted" ]]; then
+        echo "gofmt would change: $unformatted" >&2
+        exit 1
+    fi
+    go vet ./...
+    go test -count=1 ./...
+)
+
+step "echo-node: node --test"
+(cd echo-node && npm test)
+
+step "echo-java: mvn test"
+(cd echo-java && mvn -B -ntp test)
+
+step "cargo test (workspace: unit, property, integration, conformance, doc tests)"
+cargo test --workspace --locked
+
+if [[ "$FUZZ_SECONDS" != 0 ]]; then
+    step "fuzz targets, ${FUZZ_SECONDS}s each (cargo fuzz, --sanitizer none)"
+    (
+        cd fuzz
+        for target in $(cargo fuzz list); do
+            echo "fuzz: $target"
+            cargo fuzz run --sanitizer none "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048
+        done
+    )
+fi
+
+step "deployment checks (shellcheck, compose, kubernetes, promtool, grafana, openapi)"
+bash scripts/check-deploy.sh
+
+if [[ "${SKIP_E2E:-0}" != 1 ]]; then
+    step "local stack end to end: local-up, integration-test, schemathesis, local-down"
+    export RRLB_PORT="${RRLB_PORT:-18080}" ADMIN_PORT="${ADMIN_PORT:-19901}"
+    trap 'bash "$ROOT/scripts/local-down.sh" || true' EXIT
+    bash scripts/local-up.sh
+    bash scripts/integration-test.sh
+    bash scripts/check-api.sh
+    bash scripts/local-down.sh
+    trap - EXIT
+fi
+
+step "all checks passed"
