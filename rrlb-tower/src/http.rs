@@ -24,6 +24,33 @@ use crate::health::Probe;
 use crate::policy::{Policy, Served};
 use crate::service::Routed;
 
+/// The connector: plain HTTP, plus TLS for `https://` backends with the `https` feature.
+#[cfg(feature = "https")]
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+/// The connector: plain HTTP, plus TLS for `https://` backends with the `https` feature.
+#[cfg(not(feature = "https"))]
+pub type Connector = HttpConnector;
+
+fn connector(connect_timeout: Duration) -> Connector {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    #[cfg(feature = "https")]
+    {
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http)
+    }
+    #[cfg(not(feature = "https"))]
+    {
+        http.enforce_http(true);
+        http
+    }
+}
+
 /// The request type of the HTTP pieces: a fully buffered body, so that a request can be re-sent.
 pub type HttpRequest = Request<Full<Bytes>>;
 
@@ -54,21 +81,17 @@ impl Default for UpstreamConfig {
 /// prefixed to the request's path; the `host` header is replaced by the backend's authority.
 #[derive(Clone, Debug)]
 pub struct HttpUpstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 impl HttpUpstream {
     /// A client with these pool settings. Must be called inside a tokio runtime.
     pub fn new(config: UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+            .build(connector(config.connect_timeout));
         Self { client }
     }
 }
@@ -261,20 +284,17 @@ pub fn classify_transport_error(error: &(dyn std::error::Error + 'static)) -> Fa
 /// An HTTP health probe: `GET <backend URL prefix><path>`, passing on any 2xx.
 #[derive(Debug, Clone)]
 pub struct HttpProbe {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     path: Arc<str>,
 }
 
 impl HttpProbe {
     /// Probes `path` (e.g. `/health`) on every backend. Must be called inside a tokio runtime.
     pub fn new(path: &str, connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1)
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+            .build(connector(connect_timeout));
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {
