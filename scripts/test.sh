@@ -63,7 +63,13 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
         cd fuzz
         for target in $(cargo fuzz list); do
             echo "fuzz: $target"
-            cargo fuzz run --sanitizer none "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048
+            mkdir -p "corpus/$target"
+            seeds=()
+            [[ -d "seeds/$target" ]] && seeds=("seeds/$target")
+            dict=()
+            [[ "$target" == config && -f config.dict ]] && dict=(-dict=config.dict)
+            cargo fuzz run --sanitizer none "$target" "corpus/$target" "${seeds[@]}" -- \
+                -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 "${dict[@]}"
         done
     )
 fi

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use rrlb_core::{BackendSpec, Member};
+use rrlb_core::{Backend, BackendSpec, Member};
 use serde_json::{Value, json};
 
 use crate::config::{BackendConfig, check_weight};
@@ -39,14 +39,18 @@ fn not_allowed(allow: &'static str) -> AdminResponse {
 }
 
 fn backend_json(m: &Member) -> Value {
+    backend_state_json(m.backend(), m.weight(), m.is_draining())
+}
+
+fn backend_state_json(b: &Backend, weight: u32, draining: bool) -> Value {
     json!({
-        "name": m.name(),
-        "url": m.url(),
-        "weight": m.weight(),
-        "healthy": m.is_healthy(),
-        "circuit": m.circuit().as_str(),
-        "in_flight": m.stats().in_flight(),
-        "draining": m.is_draining(),
+        "name": b.name(),
+        "url": b.url(),
+        "weight": weight,
+        "healthy": b.is_healthy(),
+        "circuit": b.circuit().as_str(),
+        "in_flight": b.stats().in_flight(),
+        "draining": draining,
     })
 }
 
@@ -360,6 +364,7 @@ async fn add_backend(app: &App, req: Request<hyper::body::Incoming>) -> AdminRes
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let weight = spec.weight;
     match app.set.add(spec) {
         Ok(b) => {
             tracing::info!(
@@ -367,12 +372,7 @@ async fn add_backend(app: &App, req: Request<hyper::body::Incoming>) -> AdminRes
                 url = b.url(),
                 "backend added by the admin API"
             );
-            let m = app.set.get(b.name());
-            let body = m
-                .as_ref()
-                .map(backend_json)
-                .unwrap_or_else(|| json!({"name": b.name(), "url": b.url()}));
-            let mut res = respond(StatusCode::CREATED, &body);
+            let mut res = respond(StatusCode::CREATED, &backend_state_json(&b, weight, false));
             let location = format!(
                 "/admin/backends/{}",
                 percent_encoding::utf8_percent_encode(b.name(), percent_encoding::NON_ALPHANUMERIC)

@@ -8,7 +8,8 @@ use echo_rs::{Config as EchoConfig, EchoServer};
 use crate::config::BackendConfig;
 
 /// The demo backends: name and added latency.
-pub const DEMO_BACKENDS: [(&str, u64); 3] = [("echo-fast", 5), ("echo-medium", 15), ("echo-slow", 25)];
+pub const DEMO_BACKENDS: [(&str, u64); 3] =
+    [("echo-fast", 5), ("echo-medium", 15), ("echo-slow", 25)];
 
 /// Starts the demo backends on `127.0.0.1` (ephemeral ports); keep the servers alive while serving.
 pub async fn start() -> io::Result<(Vec<EchoServer>, Vec<BackendConfig>)> {
@@ -29,13 +30,21 @@ pub async fn start() -> io::Result<(Vec<EchoServer>, Vec<BackendConfig>)> {
 }
 
 /// What to try, printed at start.
-pub fn banner(proxy: std::net::SocketAddr, admin: std::net::SocketAddr, backends: &[BackendConfig]) -> String {
+pub fn banner(
+    proxy: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    backends: &[BackendConfig],
+) -> String {
     let host = |a: std::net::SocketAddr| crate::server::healthcheck_addr(a);
     let p = host(proxy);
     let a = host(admin);
     let mut out = String::from("\nrrlb demo: balancing over three in-process echo backends\n");
     for (b, (_, ms)) in backends.iter().zip(DEMO_BACKENDS) {
-        out.push_str(&format!("  {:<12} {}  (+{ms} ms)\n", b.name, b.url_string()));
+        out.push_str(&format!(
+            "  {:<12} {}  (+{ms} ms)\n",
+            b.name,
+            b.url_string()
+        ));
     }
     out.push_str(&format!(
         "\nTry:\n  curl -s -i -X POST http://{p}/hello -H 'content-type: application/json' -d '{{\"hello\":\"rrlb\"}}'\n  \

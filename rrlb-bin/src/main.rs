@@ -15,14 +15,21 @@ fn main() -> ExitCode {
         }
     };
     if cli.healthcheck {
-        return if server::healthcheck(config.admin_listen) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if server::healthcheck(config.admin_listen) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     if cli.check {
         print!("{}", config.to_toml_string());
         return ExitCode::SUCCESS;
     }
     logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rrlb: cannot start the runtime: {e}");

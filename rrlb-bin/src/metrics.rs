@@ -57,7 +57,9 @@ pub struct Metrics {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").field("total", &self.total).finish_non_exhaustive()
+        f.debug_struct("Metrics")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,27 +74,49 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<BackendLabel, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
+        let durations = Family::<BackendLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
         let healthy = Family::<BackendLabel, Gauge>::default();
         let circuit = Family::<BackendLabel, Gauge>::default();
         let in_flight = Family::<BackendLabel, Gauge>::default();
         let retries = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register("rrlb_requests", "Requests answered, by backend and status code", requests.clone());
+        registry.register(
+            "rrlb_requests",
+            "Requests answered, by backend and status code",
+            requests.clone(),
+        );
         registry.register(
             "rrlb_request_duration_seconds",
             "Time from receiving a request to answering it, by backend",
             durations.clone(),
         );
-        registry.register("rrlb_backend_healthy", "1 if the backend passes its health checks", healthy.clone());
+        registry.register(
+            "rrlb_backend_healthy",
+            "1 if the backend passes its health checks",
+            healthy.clone(),
+        );
         registry.register(
             "rrlb_circuit_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
             circuit.clone(),
         );
-        registry.register("rrlb_in_flight", "Requests in flight to the backend", in_flight.clone());
-        registry.register("rrlb_retries", "Attempts retried on another backend", retries.clone());
-        registry.register("rrlb_rejected", "Requests rejected before reaching a backend, by reason", rejected.clone());
+        registry.register(
+            "rrlb_in_flight",
+            "Requests in flight to the backend",
+            in_flight.clone(),
+        );
+        registry.register(
+            "rrlb_retries",
+            "Attempts retried on another backend",
+            retries.clone(),
+        );
+        registry.register(
+            "rrlb_rejected",
+            "Requests rejected before reaching a backend, by reason",
+            rejected.clone(),
+        );
         Self {
             registry,
             requests,
@@ -145,7 +169,9 @@ impl Metrics {
             let label = BackendLabel {
                 backend: m.name().to_owned(),
             };
-            self.healthy.get_or_create(&label).set(i64::from(m.is_healthy()));
+            self.healthy
+                .get_or_create(&label)
+                .set(i64::from(m.is_healthy()));
             self.circuit
                 .get_or_create(&label)
                 .set(i64::from(m.circuit().as_metric()));

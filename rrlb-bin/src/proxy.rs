@@ -64,7 +64,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// A client's `x-request-id` is kept when it is 1..=128 visible characters from a safe set.
 fn sane_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
-    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=@".contains(c))
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=@".contains(c))
 }
 
 fn new_request_id() -> HeaderValue {
@@ -72,12 +75,23 @@ fn new_request_id() -> HeaderValue {
     // UUID v4 layout from 122 random bits.
     let v = (v & !(0xF000 << 64) | (0x4000 << 64)) & !(0xC000 << 48) | (0x8000 << 48);
     let hex = format!("{v:032x}");
-    let id = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// rrlb's own JSON error answer.
-pub fn json_error(status: StatusCode, message: &str, request_id: &HeaderValue) -> Response<ProxyBody> {
+pub fn json_error(
+    status: StatusCode,
+    message: &str,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
     let body = serde_json::json!({
         "error": message,
         "request_id": request_id.to_str().unwrap_or_default(),
@@ -85,17 +99,25 @@ pub fn json_error(status: StatusCode, message: &str, request_id: &HeaderValue) -
     let mut res = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(X_REQUEST_ID.clone(), request_id.clone());
     res
 }
 
 fn retry_after(res: &mut Response<ProxyBody>, seconds: u64) {
-    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
 }
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, client: SocketAddr) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -111,9 +133,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, client: SocketAddr) -
     let elapsed = started.elapsed();
     match reject {
         Some(reason) => app.metrics.reject(reason),
-        None => app
-            .metrics
-            .observe(backend.as_deref(), status, elapsed.as_secs_f64(), attempts.saturating_sub(1)),
+        None => app.metrics.observe(
+            backend.as_deref(),
+            status,
+            elapsed.as_secs_f64(),
+            attempts.saturating_sub(1),
+        ),
     }
     tracing::info!(
         target: "rrlb::access",
@@ -129,17 +154,33 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, client: SocketAddr) -
     Ok(res)
 }
 
-type Forwarded = (Response<ProxyBody>, Option<String>, u32, Option<&'static str>);
+type Forwarded = (
+    Response<ProxyBody>,
+    Option<String>,
+    u32,
+    Option<&'static str>,
+);
 
-async fn forward(app: &App, req: Request<Incoming>, client: SocketAddr, request_id: &HeaderValue) -> Forwarded {
+async fn forward(
+    app: &App,
+    req: Request<Incoming>,
+    client: SocketAddr,
+    request_id: &HeaderValue,
+) -> Forwarded {
     let config = app.config.load();
     let max_body = config.limits.max_body_bytes;
 
     if let Some(limiter) = app.limiter.load().as_ref()
         && let Err(not_until) = limiter.check_key(&client.ip())
     {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        let mut res = json_error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded for this client", request_id);
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let mut res = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded for this client",
+            request_id,
+        );
         retry_after(&mut res, wait.as_secs_f64().ceil() as u64);
         return (res, None, 0, Some("rate_limit"));
     }
@@ -164,19 +205,26 @@ async fn forward(app: &App, req: Request<Incoming>, client: SocketAddr, request_
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return (too_large(), None, 0, Some("body_too_large")),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return (too_large(), None, 0, Some("body_too_large"));
+        }
         Err(e) => {
-            let res = json_error(StatusCode::BAD_REQUEST, &format!("could not read the request body: {e}"), request_id);
+            let res = json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the request body: {e}"),
+                request_id,
+            );
             return (res, None, 0, Some("bad_request"));
         }
     };
 
     // Where the client wanted to go: Host (HTTP/1.1) or :authority (HTTP/2).
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     strip_hop_by_hop(&mut parts.headers);
     let h = &mut parts.headers;
     let ip = client.ip().to_string();
@@ -206,7 +254,9 @@ async fn forward(app: &App, req: Request<Incoming>, client: SocketAddr, request_
             let (mut parts, body) = res.into_parts();
             let served = parts.extensions.remove::<Served>();
             strip_hop_by_hop(&mut parts.headers);
-            parts.headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+            parts
+                .headers
+                .insert(X_REQUEST_ID.clone(), request_id.clone());
             let (name, attempts) = match served {
                 Some(s) => {
                     if let Ok(v) = HeaderValue::from_str(s.backend.name()) {
@@ -216,7 +266,12 @@ async fn forward(app: &App, req: Request<Incoming>, client: SocketAddr, request_
                 }
                 None => (None, 1),
             };
-            (Response::from_parts(parts, Either::Left(body)), name, attempts, None)
+            (
+                Response::from_parts(parts, Either::Left(body)),
+                name,
+                attempts,
+                None,
+            )
         }
         Err(e) => {
             let status = status_for(&e);
@@ -224,7 +279,11 @@ async fn forward(app: &App, req: Request<Incoming>, client: SocketAddr, request_
             if e.is_no_eligible_backend() {
                 let secs = e
                     .retry_at()
-                    .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as u64)
+                    .map(|t| {
+                        t.saturating_duration_since(Instant::now())
+                            .as_secs_f64()
+                            .ceil() as u64
+                    })
                     .unwrap_or(1)
                     .clamp(1, 60);
                 retry_after(&mut res, secs);
@@ -247,7 +306,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_including_connection_named_ones() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -262,7 +324,9 @@ mod tests {
         assert!(sane_request_id(&HeaderValue::from_static("abc-123")));
         assert!(!sane_request_id(&HeaderValue::from_static("")));
         assert!(!sane_request_id(&HeaderValue::from_static("a b")));
-        assert!(!sane_request_id(&HeaderValue::from_str(&"x".repeat(129)).unwrap()));
+        assert!(!sane_request_id(
+            &HeaderValue::from_str(&"x".repeat(129)).unwrap()
+        ));
         let id = new_request_id();
         assert_eq!(id.len(), 36);
         assert_eq!(id.as_bytes()[14], b'4');

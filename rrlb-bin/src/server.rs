@@ -30,12 +30,15 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both listeners from the configuration.
     pub async fn bind(config: &Config) -> io::Result<Self> {
-        let proxy = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
-        let admin = TcpListener::bind(config.admin_listen)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {} (admin): {e}", config.admin_listen)))?;
+        let proxy = TcpListener::bind(config.listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
+        let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (admin): {e}", config.admin_listen),
+            )
+        })?;
         Ok(Self { proxy, admin })
     }
 }
@@ -80,7 +83,11 @@ pub async fn run(
     tracing::info!(%proxy_addr, %admin_addr, backends = app.set.load().members().len(), "rrlb is serving");
 
     let reload_tasks = spawn_reload_triggers(&app, watch_path);
-    let admin_task = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&app), stop_rx.clone()));
+    let admin_task = tokio::spawn(serve_admin(
+        listeners.admin,
+        Arc::clone(&app),
+        stop_rx.clone(),
+    ));
     let proxy_task = tokio::spawn(serve_proxy(listeners.proxy, Arc::clone(&app), stop_rx));
 
     shutdown.await;
@@ -107,7 +114,9 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.timeouts.header_read)
         .keep_alive(true);
-    b.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     b
 }
 
@@ -142,7 +151,10 @@ async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
     }
     drop(listener);
     let drain = app.config.load().timeouts.drain;
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(?drain, "drain timeout: closing the remaining connections");
     }
 }
@@ -179,12 +191,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 async fn reload_and_log(app: &App, why: &str) {
     match app.reload().await {
-        Ok(c) => tracing::info!(trigger = why, backends = c.backends.len(), "configuration reloaded"),
-        Err(e) => tracing::error!(trigger = why, error = %e, "reload rejected; the running configuration stays"),
+        Ok(c) => tracing::info!(
+            trigger = why,
+            backends = c.backends.len(),
+            "configuration reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(trigger = why, error = %e, "reload rejected; the running configuration stays")
+        }
     }
 }
 
-fn spawn_reload_triggers(app: &Arc<App>, path: Option<PathBuf>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_reload_triggers(
+    app: &Arc<App>,
+    path: Option<PathBuf>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     #[cfg(unix)]
     {
@@ -218,7 +239,9 @@ fn spawn_reload_triggers(app: &Arc<App>, path: Option<PathBuf>) -> Vec<tokio::ta
                     }
                 }));
             }
-            Err(e) => tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP or the admin API"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP or the admin API")
+            }
         }
     }
     tasks
@@ -226,7 +249,12 @@ fn spawn_reload_triggers(app: &Arc<App>, path: Option<PathBuf>) -> Vec<tokio::ta
 
 /// Watches the directory holding `path` (so that replaced files and Kubernetes' `..data` symlink swaps are
 /// seen) and sends a unit for every event touching the file.
-fn watch_file(path: PathBuf) -> notify::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedReceiver<()>)> {
+fn watch_file(
+    path: PathBuf,
+) -> notify::Result<(
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+)> {
     use notify::{RecursiveMode, Watcher};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let dir = path

@@ -9,9 +9,13 @@ use arc_swap::ArcSwap;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, BreakerParams, HealthParams, SetError, SetOptions};
+use rrlb_core::{
+    AnyBalancer, BackendSet, BackendSpec, BreakerParams, HealthParams, SetError, SetOptions,
+};
 use rrlb_tower::http::{HttpPolicy, HttpProbe, HttpUpstream, UpstreamConfig};
-use rrlb_tower::{Balance, BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn};
+use rrlb_tower::{
+    Balance, BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
+};
 use tokio::sync::Mutex;
 
 use crate::config::{self, Config, ConfigError};
@@ -47,7 +51,9 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("set", &self.set).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("set", &self.set)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,7 +125,9 @@ fn health_config(c: &Config) -> HealthCheckConfig {
 fn limiter(c: &Config) -> Option<ClientLimiter> {
     let rate = NonZeroU32::new(c.limits.rate_per_client)?;
     let burst = NonZeroU32::new(c.limits.burst).unwrap_or(rate);
-    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
 }
 
 fn upstream(c: &Config) -> HttpUpstream {
@@ -130,10 +138,12 @@ fn upstream(c: &Config) -> HttpUpstream {
 }
 
 fn service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> ProxyService {
-    Balance::new(upstream, set.clone(), HttpPolicy, balance_config(c)).with_budget(RetryBudget::new(
-        c.retries.budget_ratio as f32,
-        c.retries.budget_min_per_second,
-    ))
+    Balance::new(upstream, set.clone(), HttpPolicy, balance_config(c)).with_budget(
+        RetryBudget::new(
+            c.retries.budget_ratio as f32,
+            c.retries.budget_min_per_second,
+        ),
+    )
 }
 
 /// Why a configuration could not be applied.
@@ -152,7 +162,9 @@ impl std::fmt::Display for ApplyError {
         match self {
             ApplyError::Config(e) => write!(f, "{e}"),
             ApplyError::Backends(e) => write!(f, "{e}"),
-            ApplyError::NoReloader => f.write_str("no configuration file to reload (start rrlb with --config FILE)"),
+            ApplyError::NoReloader => {
+                f.write_str("no configuration file to reload (start rrlb with --config FILE)")
+            }
         }
     }
 }
@@ -206,7 +218,10 @@ impl App {
     pub fn apply(&self, new: Config) -> Result<Arc<Config>, ApplyError> {
         let old = self.config.load_full();
         for key in old.changes_needing_restart(&new) {
-            tracing::warn!(key, "changing this setting needs a restart; the running listener stays");
+            tracing::warn!(
+                key,
+                "changing this setting needs a restart; the running listener stays"
+            );
         }
         // The only step that can refuse; config validation already checked names, URLs and weights.
         self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
@@ -221,16 +236,23 @@ impl App {
             self.upstream.load().1.clone()
         } else {
             let up = upstream(&new);
-            self.upstream.store(Arc::new((new.timeouts.connect, up.clone())));
+            self.upstream
+                .store(Arc::new((new.timeouts.connect, up.clone())));
             up
         };
         self.service.store(Arc::new(service(&new, &self.set, up)));
-        if new.limits.rate_per_client != old.limits.rate_per_client || new.limits.burst != old.limits.burst {
+        if new.limits.rate_per_client != old.limits.rate_per_client
+            || new.limits.burst != old.limits.burst
+        {
             self.limiter.store(Arc::new(limiter(&new)));
         }
         {
-            let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let path_changed = new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
+            let mut health = self
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let path_changed =
+                new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
             match (&*health, new.health.enabled) {
                 (Some(h), true) if !path_changed => h.set_config(health_config(&new)),
                 (_, true) => {
@@ -245,7 +267,11 @@ impl App {
         }
         let new = Arc::new(new);
         self.config.store(Arc::clone(&new));
-        tracing::info!(backends = new.backends.len(), algorithm = new.algorithm.as_str(), "configuration applied");
+        tracing::info!(
+            backends = new.backends.len(),
+            algorithm = new.algorithm.as_str(),
+            "configuration applied"
+        );
         Ok(new)
     }
 

@@ -876,3 +876,18 @@ fn empty_file_is_all_defaults() {
     let c = parse("# only a comment\n[health]\n[admin]\n").unwrap();
     assert_eq!(c.health, Config::default().health);
 }
+
+#[test]
+fn fuzz_seeds_are_valid_configurations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/config");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return; // the fuzz crate is not part of every checkout of this package
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = Config::from_toml_str(&path, &text, &Cli::default()) {
+            panic!("{e}");
+        }
+    }
+}

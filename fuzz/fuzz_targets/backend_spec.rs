@@ -1,0 +1,33 @@
+//! `URL[=WEIGHT]` → BackendSpec: never panics; an accepted spec displays to a string that
+//! parses back to it, and its backend's URL string parses back to the same place.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rrlb::config::{BackendConfig, BackendSpec, check_backend_name, parse_backend_url};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = check_backend_name(text);
+    let _ = parse_backend_url(text).map(|u| u.to_string());
+    match text.parse::<BackendSpec>() {
+        Err(e) => {
+            let _ = e.to_string();
+        }
+        Ok(spec) => {
+            let shown = spec.to_string();
+            match shown.parse::<BackendSpec>() {
+                Ok(again) => assert_eq!(again, spec, "{text:?} displayed as {shown:?}"),
+                Err(e) => panic!("{text:?} displayed as {shown:?}, which does not parse: {e}"),
+            }
+            if let Ok(backend) = BackendConfig::from_spec(spec, None) {
+                let url = backend.url_string();
+                let again = BackendConfig::new(&url, Some(backend.weight), Some(&backend.name))
+                    .unwrap_or_else(|e| panic!("{url:?} does not parse: {e}"));
+                assert!(again.same_url(&backend), "{url:?}");
+                assert_eq!(again, backend);
+            }
+        }
+    }
+});
