@@ -1,0 +1,635 @@
+#!/usr/bin/env bash
+# Proxy load benchmark: rrlb against NGINX and HAProxy over the same three echo-rs backends, with
+# a direct run as the baseline, measured with wrk in one interleaved run.
+#
+# Usage: benches/proxy/run.sh [-h]
+#
+# Targets, measured in turn in every round (direct rrlb nginx haproxy, direct rrlb nginx haproxy, ...):
+#   direct   wrk -> one echo-rs backend (the baseline)
+#   rrlb     wrk -> rrlb (round robin, --log-level warn: no access log, default health checks)
+#            -> three echo-rs backends
+#   nginx    wrk -> nginx (foreground, worker_processes auto, access_log off, upstream round
+#            robin, keepalive 64, HTTP/1.1 to the backends) -> the same three backends
+#   haproxy  wrk -> haproxy (foreground -db, nbthread 2, mode http, balance roundrobin,
+#            http-reuse always, no logging) -> the same three backends
+#
+# Environment (defaults in brackets):
+#   ROUNDS=3          rounds; each round measures every target once
+#   DURATION=10       seconds per measurement (wrk -d)
+#   WARMUP=2          seconds of unrecorded load per target before the first round (0: none)
+#   CONNECTIONS=64    wrk -c
+#   THREADS=2         wrk -t
+#   TARGETS="direct rrlb nginx haproxy"   which targets, in this order
+#   RRLB_LOG_LEVEL=warn                   rrlb --log-level (info turns the access log on)
+#   RRLB_ARGS=""      extra arguments for rrlb, split on spaces
+#   BUILD=1           cargo build --release rrlb and echo-rs first (0: use the binaries as they are)
+#   RRLB_BIN, ECHO_BIN   binaries to use [target/release/rrlb, target/release/echo-rs]
+#   PERF_STAT=0       1: also count the proxy's system calls and context switches per request
+#                     with `perf stat` (needs perf and the rights to use it; adds a little overhead)
+#   OUT_DIR=""        if set, keep the raw results there: results.tsv, every wrk output, the
+#                     generated configs and the processes' logs
+#
+# Every process binds 127.0.0.1 only, on ports picked at run time; the script starts all of them
+# itself and always stops them when it exits (also on error or Ctrl-C). It never touches system
+# services. Needs wrk, nginx, haproxy, curl, python3 (benches/proxy/install.sh installs them) and
+# cargo unless BUILD=0.
+#
+# Output: progress on stderr; on stdout the summary table (median req/s of the rounds with min-max,
+# median p50 and p99, peak RSS of the proxy, ratio to direct), a CPU table (CPU time per request
+# of wrk, the proxy and the backends, and how busy the rest of the machine was) and every round.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+case ${1:-} in
+  -h | --help)
+    usage
+    exit 0
+    ;;
+  "") ;;
+  *)
+    usage >&2
+    exit 2
+    ;;
+esac
+
+die() {
+  echo "run.sh: $*" >&2
+  exit 1
+}
+
+log() {
+  echo "run.sh: $*" >&2
+}
+
+positive_int() {
+  if ! [[ $2 =~ ^[0-9]+$ ]] || ((10#$2 < $3)); then
+    die "$1 must be an integer >= $3 (got '$2')"
+  fi
+}
+
+rounds=${ROUNDS:-3}
+duration=${DURATION:-10}
+duration=${duration%s}
+warmup=${WARMUP:-2}
+warmup=${warmup%s}
+connections=${CONNECTIONS:-64}
+threads=${THREADS:-2}
+rrlb_log_level=${RRLB_LOG_LEVEL:-warn}
+read -r -a rrlb_extra <<<"${RRLB_ARGS:-}"
+read -r -a targets <<<"${TARGETS:-direct rrlb nginx haproxy}"
+positive_int ROUNDS "$rounds" 1
+positive_int DURATION "$duration" 1
+positive_int WARMUP "$warmup" 0
+positive_int CONNECTIONS "$connections" 1
+positive_int THREADS "$threads" 1
+((connections >= threads)) || die "CONNECTIONS must be >= THREADS"
+[[ ${#targets[@]} -gt 0 ]] || die "TARGETS is empty"
+for t in "${targets[@]}"; do
+  case $t in
+    direct | rrlb | nginx | haproxy) ;;
+    *) die "unknown target '$t' (expected direct, rrlb, nginx or haproxy)" ;;
+  esac
+done
+
+wanted() {
+  local t
+  for t in "${targets[@]}"; do
+    [[ $t == "$1" ]] && return 0
+  done
+  return 1
+}
+
+# Tools. nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
+find_tool() {
+  local p
+  p=$(command -v "$1" 2>/dev/null) || p=""
+  if [[ -z $p && -x /usr/sbin/$1 ]]; then
+    p=/usr/sbin/$1
+  fi
+  [[ -n $p ]] || die "$1 is required (benches/proxy/install.sh installs it)"
+  printf '%s\n' "$p"
+}
+wrk_bin=$(find_tool wrk)
+curl_bin=$(find_tool curl)
+python_bin=$(find_tool python3)
+nginx_bin=""
+haproxy_bin=""
+if wanted nginx; then nginx_bin=$(find_tool nginx); fi
+if wanted haproxy; then haproxy_bin=$(find_tool haproxy); fi
+
+script="$here/post.lua"
+body=$(sed -n "s/^wrk\.body = '\(.*\)'\$/\1/p" "$script")
+[[ -n $body ]] || die "no wrk.body line in $script"
+path=$(sed -n 's/^wrk\.path = "\(.*\)"$/\1/p' "$script")
+[[ -n $path ]] || die "no wrk.path line in $script"
+
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+rrlb_bin=${RRLB_BIN:-$target_dir/release/rrlb}
+echo_bin=${ECHO_BIN:-$target_dir/release/echo-rs}
+if [[ ${BUILD:-1} != 0 ]]; then
+  command -v cargo >/dev/null 2>&1 || die "cargo is required (or BUILD=0 with built binaries)"
+  log "building rrlb and echo-rs (release)"
+  (cd "$root" && cargo build --release --quiet -p rrlb-bin -p echo-rs) >&2
+fi
+[[ -x $rrlb_bin ]] || die "no rrlb binary at $rrlb_bin"
+[[ -x $echo_bin ]] || die "no echo-rs binary at $echo_bin"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rrlb-proxy-bench.XXXXXX")
+# nginx's workers run as an unprivileged user when started by root; let them reach their files.
+chmod 755 "$work"
+
+# Every process this script starts, in start order: pid and a name for the messages.
+proc_pids=()
+proc_names=()
+sampler_pid=""
+wrk_pid=""
+perf_pid=""
+
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  for i in $wrk_pid $perf_pid $sampler_pid; do
+    kill -TERM "$i" 2>/dev/null || true
+    wait "$i" 2>/dev/null || true
+  done
+  for ((i = ${#proc_pids[@]} - 1; i >= 0; i--)); do
+    stop_pid "${proc_pids[i]}"
+  done
+  if [[ -n ${OUT_DIR:-} ]]; then
+    mkdir -p "$OUT_DIR"
+    cp -r "$work"/. "$OUT_DIR"/ 2>/dev/null || true
+    log "raw results kept in $OUT_DIR"
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A free TCP port on 127.0.0.1, asked of the OS (bind to port 0, read the port, close). The
+# caller uses it at once; nginx and haproxy configs cannot say "port 0".
+free_port() {
+  "$python_bin" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts a process in the background with its output in $work/NAME.log; sets `started_pid`.
+start_proc() {
+  local name=$1
+  shift
+  : >"$work/$name.log" # exists before the child opens it: readers poll it at once
+  "$@" >"$work/$name.log" 2>&1 &
+  started_pid=$!
+  proc_pids+=("$started_pid")
+  proc_names+=("$name")
+}
+
+# Waits until URL answers (any HTTP status) or the process dies; up to 15 s.
+wait_http() {
+  local name=$1 pid=$2 url=$3 i
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited at start: $(tail -n 20 "$work/$name.log")"
+    if "$curl_bin" -s -o /dev/null --max-time 1 "$url"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "$name did not answer on $url within 15 s: $(tail -n 20 "$work/$name.log")"
+}
+
+# --- backends -------------------------------------------------------------------------------
+backend_ports=()
+backend_pids=()
+for i in 1 2 3; do
+  name=echo-$i
+  start_proc "$name" env -u ECHO_DELAY_MS -u ECHO_CHAOS \
+    HOST=127.0.0.1 PORT=0 SERVICE_NAME="$name" "$echo_bin"
+  pid=$started_pid
+  port=""
+  for ((attempt = 0; attempt < 150; attempt++)); do
+    port=$(sed -n 's/^.* listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$work/$name.log")
+    [[ -n $port ]] && break
+    kill -0 "$pid" 2>/dev/null || die "$name exited at start: $(cat "$work/$name.log")"
+    sleep 0.1
+  done
+  [[ -n $port ]] || die "$name printed no 'listening on' line within 15 s"
+  backend_ports+=("$port")
+  backend_pids+=("$pid")
+  log "$name on 127.0.0.1:$port (pid $pid)"
+done
+
+declare -A url proxy_pids
+url[direct]="http://127.0.0.1:${backend_ports[0]}$path"
+proxy_pids[direct]=""
+
+# --- rrlb -----------------------------------------------------------------------------------
+if wanted rrlb; then
+  rrlb_args=()
+  for p in "${backend_ports[@]}"; do
+    rrlb_args+=(-b "http://127.0.0.1:$p")
+  done
+  # Flags beat RRLB_* variables, but unset them anyway so that nothing else leaks in.
+  rrlb_unset=()
+  while IFS= read -r v; do
+    rrlb_unset+=(-u "$v")
+  done < <(compgen -e | grep '^RRLB_' || true)
+  port=$(free_port)
+  admin_port=$(free_port)
+  start_proc rrlb env "${rrlb_unset[@]}" "$rrlb_bin" \
+    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" \
+    --log-level "$rrlb_log_level" "${rrlb_args[@]}" "${rrlb_extra[@]}"
+  rrlb_pid=$started_pid
+  wait_http rrlb "$rrlb_pid" "http://127.0.0.1:$admin_port/healthz"
+  # Ready once the health checker has found an eligible backend.
+  for ((i = 0; i < 150; i++)); do
+    "$curl_bin" -sf -o /dev/null --max-time 1 "http://127.0.0.1:$admin_port/readyz" && break
+    sleep 0.1
+  done
+  url[rrlb]="http://127.0.0.1:$port$path"
+  proxy_pids[rrlb]=$rrlb_pid
+  log "rrlb on 127.0.0.1:$port, admin 127.0.0.1:$admin_port (pid $rrlb_pid)"
+fi
+
+# --- nginx ----------------------------------------------------------------------------------
+if wanted nginx; then
+  nd="$work/nginx"
+  mkdir -p "$nd"
+  chmod 755 "$nd"
+  port=$(free_port)
+  {
+    echo "daemon off;"
+    echo "worker_processes auto;"
+    echo "pid $nd/nginx.pid;"
+    echo "error_log $nd/error.log warn;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    echo "  client_body_temp_path $nd/client_body;"
+    echo "  proxy_temp_path $nd/proxy;"
+    echo "  fastcgi_temp_path $nd/fastcgi;"
+    echo "  uwsgi_temp_path $nd/uwsgi;"
+    echo "  scgi_temp_path $nd/scgi;"
+    echo "  upstream echo {"
+    for p in "${backend_ports[@]}"; do
+      echo "    server 127.0.0.1:$p;"
+    done
+    echo "    keepalive 64;"
+    echo "  }"
+    echo "  server {"
+    echo "    listen 127.0.0.1:$port;"
+    echo "    location / {"
+    echo "      proxy_pass http://echo;"
+    echo "      proxy_http_version 1.1;"
+    echo "      proxy_set_header Connection \"\";"
+    echo "    }"
+    echo "  }"
+    echo "}"
+  } >"$nd/nginx.conf"
+  "$nginx_bin" -t -q -e "$nd/error.log" -p "$nd" -c "$nd/nginx.conf" >&2 ||
+    die "nginx refused its config: $(cat "$nd/error.log" 2>/dev/null)"
+  start_proc nginx "$nginx_bin" -e "$nd/error.log" -p "$nd" -c "$nd/nginx.conf"
+  nginx_pid=$started_pid
+  wait_http nginx "$nginx_pid" "http://127.0.0.1:$port/"
+  url[nginx]="http://127.0.0.1:$port$path"
+  log "nginx on 127.0.0.1:$port (master pid $nginx_pid)"
+fi
+
+# --- haproxy --------------------------------------------------------------------------------
+if wanted haproxy; then
+  hd="$work/haproxy"
+  mkdir -p "$hd"
+  port=$(free_port)
+  {
+    echo "global"
+    echo "  nbthread 2"
+    echo "  maxconn 4096"
+    echo "defaults"
+    echo "  mode http"
+    echo "  timeout connect 5s"
+    echo "  timeout client 30s"
+    echo "  timeout server 30s"
+    echo "  timeout http-request 10s"
+    echo "  timeout http-keep-alive 30s"
+    echo "  http-reuse always"
+    echo "frontend bench"
+    echo "  bind 127.0.0.1:$port"
+    echo "  default_backend echo"
+    echo "backend echo"
+    echo "  balance roundrobin"
+    i=0
+    for p in "${backend_ports[@]}"; do
+      i=$((i + 1))
+      echo "  server echo-$i 127.0.0.1:$p"
+    done
+  } >"$hd/haproxy.cfg"
+  "$haproxy_bin" -c -q -f "$hd/haproxy.cfg" >&2 || die "haproxy refused its config"
+  start_proc haproxy "$haproxy_bin" -f "$hd/haproxy.cfg" -db
+  haproxy_pid=$started_pid
+  wait_http haproxy "$haproxy_pid" "http://127.0.0.1:$port/"
+  url[haproxy]="http://127.0.0.1:$port$path"
+  proxy_pids[haproxy]=$haproxy_pid
+  log "haproxy on 127.0.0.1:$port (pid $haproxy_pid)"
+fi
+
+# nginx's pids: the master and its workers (found after start, they do not change).
+if wanted nginx; then
+  proxy_pids[nginx]="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+fi
+
+# --- checks: every target answers 200 with the body echoed; proxies spread over all three ------
+for t in "${targets[@]}"; do
+  code=$("$curl_bin" -s -o "$work/check.body" -w '%{http_code}' --max-time 5 \
+    -H 'content-type: application/json' --data-binary "$body" "${url[$t]}") || code=000
+  [[ $code == 200 ]] || die "$t answered $code to the benchmark POST (${url[$t]}): $(head -c 300 "$work/check.body")"
+  [[ $(<"$work/check.body") == "$body" ]] || die "$t did not echo the body: $(head -c 300 "$work/check.body")"
+  if [[ $t != direct ]]; then
+    seen=$(for ((i = 0; i < 6; i++)); do
+      "$curl_bin" -s -D - -o /dev/null --max-time 5 -H 'content-type: application/json' \
+        --data-binary "$body" "${url[$t]}" | tr -d '\r' | sed -n 's/^x-echo-service: //Ip'
+    done | sort -u | paste -sd ' ' -)
+    [[ $(wc -w <<<"$seen") -eq 3 ]] || die "$t did not spread 6 requests over the 3 backends (saw: $seen)"
+  fi
+  log "check: $t answers 200 and echoes the body${seen:+ (backends: $seen)}"
+  seen=""
+done
+
+# --- measurement helpers ----------------------------------------------------------------------
+# User and system CPU time in clock ticks ("USER SYS"), summed over the pids (threads included).
+cpu_ticks() {
+  local user=0 sys=0 pid line rest
+  local -a f
+  for pid in "$@"; do
+    line=""
+    read -r line 2>/dev/null <"/proc/$pid/stat" || continue
+    rest=${line##*) }
+    read -r -a f <<<"$rest"
+    user=$((user + f[11]))
+    sys=$((sys + f[12]))
+  done
+  echo "$user $sys"
+}
+
+# Busy and total ticks of the whole machine (all cores), from /proc/stat.
+machine_ticks() {
+  local cpu user nice system idle iowait irq softirq steal _
+  read -r cpu user nice system idle iowait irq softirq steal _ </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+# Children's CPU time of this shell in milliseconds, from the `times` builtin (second line).
+children_ms() {
+  local line u s
+  line=$(sed -n 2p "$1")
+  u=${line%% *}
+  s=${line##* }
+  awk -v u="$u" -v s="$s" 'function ms(x, m, sec) {
+      m = x; sub(/m.*/, "", m); sec = x; sub(/^[0-9]+m/, "", sec); sub(/s$/, "", sec)
+      return m * 60000 + sec * 1000
+    }
+    BEGIN { printf "%d\n", ms(u) + ms(s) }'
+}
+
+# Background sampler: the peak of the summed VmRSS (KiB) of the pids, every 100 ms; written to
+# FILE when the sampler is stopped with TERM.
+sample_rss() {
+  local out=$1 sum pid key val
+  shift
+  peak=0
+  trap 'echo "$peak" >"$out"; exit 0' TERM
+  while :; do
+    sum=0
+    for pid in "$@"; do
+      while read -r key val _; do
+        if [[ $key == VmRSS: ]]; then
+          sum=$((sum + val))
+          break
+        fi
+      done 2>/dev/null <"/proc/$pid/status" || true
+    done
+    if ((sum > peak)); then
+      peak=$sum
+    fi
+    sleep 0.1
+  done
+}
+
+clk_tck=$(getconf CLK_TCK)
+perf_bin=""
+if [[ ${PERF_STAT:-0} != 0 ]]; then
+  perf_bin=$(command -v perf 2>/dev/null) || die "PERF_STAT=1 needs perf (apt-get install linux-perf)"
+fi
+results="$work/results.tsv"
+printf 'round\ttarget\trequests\tduration_s\trps\tp50_us\tp90_us\tp99_us\tmax_us\terrors\tpeak_rss_kib\twrk_cpu_ms\tproxy_cpu_ms\tbackends_cpu_ms\tmachine_busy_ms\tmachine_total_ms\tproxy_sys_ms\tproxy_syscalls\tproxy_context_switches\n' >"$results"
+
+# One wrk run against target T; appends a row to results.tsv (round R), or only warms up.
+measure() {
+  local r=$1 t=$2 secs=$3 out="$work/wrk-$2-round$1.txt"
+  local -a ppids
+  read -r -a ppids <<<"${proxy_pids[$t]}"
+  local p0 b0 m0 p1 b1 m1 wrk_ms rss="" perf_out="$work/perf-$2-round$1.csv"
+  if [[ -n $perf_bin && $r != warmup ]] && ((${#ppids[@]} > 0)); then
+    # Counts the proxy's system calls and context switches during the run.
+    "$perf_bin" stat -x, -o "$perf_out" -e raw_syscalls:sys_enter,context-switches \
+      -p "$(tr ' ' ',' <<<"${ppids[*]}")" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.2
+  fi
+  p0=$(cpu_ticks "${ppids[@]}")
+  b0=$(cpu_ticks "${backend_pids[@]}")
+  m0=$(machine_ticks)
+  if ((${#ppids[@]} > 0)); then
+    rm -f "$work/rss"
+    sample_rss "$work/rss" "${ppids[@]}" &
+    sampler_pid=$!
+  fi
+  times >"$work/times.0"
+  # In the background, so that a TERM reaches the trap at once (the trap stops wrk too).
+  "$wrk_bin" -t"$threads" -c"$connections" -d"${secs}s" --timeout 5s --latency -s "$script" \
+    "${url[$t]}" >"$out" 2>&1 &
+  wrk_pid=$!
+  wait "$wrk_pid" || die "wrk failed against $t: $(cat "$out")"
+  wrk_pid=""
+  times >"$work/times.1"
+  p1=$(cpu_ticks "${ppids[@]}")
+  b1=$(cpu_ticks "${backend_pids[@]}")
+  m1=$(machine_ticks)
+  if [[ -n $perf_pid ]]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+  fi
+  local perf_ran=$perf_pid
+  perf_pid=""
+  if [[ -n $sampler_pid ]]; then
+    kill -TERM "$sampler_pid" 2>/dev/null || true
+    wait "$sampler_pid" 2>/dev/null || true
+    sampler_pid=""
+    if [[ -s $work/rss ]]; then
+      rss=$(<"$work/rss")
+    fi
+  fi
+  [[ $r == warmup ]] && return 0
+  wrk_ms=$(($(children_ms "$work/times.1") - $(children_ms "$work/times.0")))
+  local line syscalls=- switches=-
+  line=$(grep '^RESULT ' "$out") || die "no RESULT line from wrk against $t: $(cat "$out")"
+  if [[ -n $perf_ran && -s $perf_out ]]; then
+    syscalls=$(awk -F, '$3 ~ /sys_enter/ { print $1 }' "$perf_out")
+    switches=$(awk -F, '$3 ~ /context-switches/ { print $1 }' "$perf_out")
+  fi
+  awk -v r="$r" -v t="$t" -v rss="${rss:--}" -v wrk="$wrk_ms" -v hz="$clk_tck" \
+    -v p0="$p0" -v p1="$p1" -v b0="$b0" -v b1="$b1" -v m0="$m0" -v m1="$m1" \
+    -v sc="${syscalls:--}" -v cs="${switches:--}" '{
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      split(m0, a, " "); split(m1, z, " ")
+      split(p0, pa, " "); split(p1, pz, " "); split(b0, ba, " "); split(b1, bz, " ")
+      p = pz[1] + pz[2] - pa[1] - pa[2]; psys = pz[2] - pa[2]; b = bz[1] + bz[2] - ba[1] - ba[2]
+      if (sc !~ /^[0-9]+$/) sc = "-"
+      if (cs !~ /^[0-9]+$/) cs = "-"
+      err = v["err_connect"] + v["err_read"] + v["err_write"] + v["err_status"] + v["err_timeout"]
+      printf "%s\t%s\t%d\t%.2f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r, t,
+        v["requests"], v["duration_us"] / 1e6, v["rps"], v["p50_us"], v["p90_us"], v["p99_us"],
+        v["max_us"], err, rss, wrk, p * 1000 / hz, b * 1000 / hz,
+        (z[1] - a[1]) * 1000 / hz, (z[2] - a[2]) * 1000 / hz, psys * 1000 / hz, sc, cs
+    }' <<<"$line" >>"$results"
+  local errors
+  errors=$(tail -n 1 "$results" | cut -f 10)
+  if ((errors > 0)); then
+    log "warning: $t round $r had $errors errors (non-2xx, socket errors or timeouts): see below"
+    grep -E 'Non-2xx|Socket errors' "$out" >&2 || true
+  fi
+  log "$(tail -n 1 "$results" | awk -F'\t' '{ printf "round %s %-7s %9.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d", $1, $2, $5, $6 / 1000, $8 / 1000, $10 }')"
+}
+
+# --- run ----------------------------------------------------------------------------------------
+log "wrk -t$threads -c$connections, ${duration}s per run, $rounds round(s) of: ${targets[*]}"
+if ((warmup > 0)); then
+  for t in "${targets[@]}"; do
+    log "warm-up: $t for ${warmup}s"
+    measure warmup "$t" "$warmup"
+  done
+fi
+for ((r = 1; r <= rounds; r++)); do
+  for t in "${targets[@]}"; do
+    measure "$r" "$t" "$duration"
+  done
+done
+
+# Something the proxies complained about (nginx's error log, haproxy's and rrlb's output).
+for f in "$work/nginx/error.log" "$work/haproxy.log" "$work/rrlb.log"; do
+  if [[ -s $f ]] && grep -qiE 'crit|alert|emerg|error|warn' "$f"; then
+    log "note: $(basename "$(dirname "$f")")/$(basename "$f") has warnings or errors:"
+    grep -iE 'crit|alert|emerg|error|warn' "$f" | tail -n 5 >&2
+  fi
+done
+
+# --- report -------------------------------------------------------------------------------------
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+echo
+echo "## Proxy benchmark: wrk -t$threads -c$connections, ${duration}s x $rounds round(s), ~100-byte JSON POST"
+echo
+echo "$(nproc) cores${cpu:+ ($cpu)}, load average before the report: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC')."
+versions="$("$rrlb_bin" --version 2>/dev/null | head -n 1 || echo 'rrlb ?') (log level $rrlb_log_level${RRLB_ARGS:+, args: $RRLB_ARGS})"
+if [[ -n $nginx_bin ]]; then
+  versions+=", $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //' || true)"
+fi
+if [[ -n $haproxy_bin ]]; then
+  versions+=", HAProxy $("$haproxy_bin" -v | head -n 1 | cut -d' ' -f3 || true)"
+fi
+echo "$versions; three echo-rs backends on the same machine; $("$wrk_bin" -v 2>&1 | head -n 1 | cut -d' ' -f1-2 || true)."
+echo
+awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
+  function median(list,   n, x, i, j, tmp) {
+    n = split(list, x, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] + 0 < x[i] + 0) { tmp = x[i]; x[i] = x[j]; x[j] = tmp }
+    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+  }
+  function commas(n,   s, out, len) {
+    s = sprintf("%.0f", n); out = ""
+    while ((len = length(s)) > 3) { out = "," substr(s, len - 2) out; s = substr(s, 1, len - 3) }
+    return s out
+  }
+  NR == 1 { next }
+  {
+    t = $2
+    rps[t] = rps[t] " " $5; p50[t] = p50[t] " " $6; p99[t] = p99[t] " " $8
+    if (!(t in lo) || $5 < lo[t]) lo[t] = $5
+    if (!(t in hi) || $5 > hi[t]) hi[t] = $5
+    if ($11 != "-" && $11 + 0 > rss[t] + 0) rss[t] = $11
+    err[t] += $10; req[t] += $3
+    wrk[t] += $12; prx[t] += $13; bck[t] += $14; busy[t] += $15; tot[t] += $16; psys[t] += $17
+    if ($18 != "-") { sc[t] += $18; screq[t] += $3 }
+    if ($19 != "-") { cs[t] += $19; csreq[t] += $3 }
+  }
+  END {
+    n = split(order, ts, " ")
+    base = ("direct" in lo) ? median(rps["direct"]) : 0
+    print "| target | req/s (median) | req/s (min–max) | p50 | p99 | peak RSS of the proxy | vs direct | errors |"
+    print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for (i = 1; i <= n; i++) {
+      t = ts[i]; m = median(rps[t])
+      # (mawk reads a bare ">" in a print list as a redirection: compute the cells first.)
+      mem = "—"; if (t in rss) mem = sprintf("%.1f MiB", rss[t] / 1024)
+      ratio = "—"; if (base > 0) ratio = sprintf("%.2f×", m / base)
+      printf "| %s | %s | %s–%s | %.2f ms | %.2f ms | %s | %s | %d |\n", t, commas(m), commas(lo[t]), commas(hi[t]),
+        median(p50[t]) / 1000, median(p99[t]) / 1000, mem, ratio, err[t]
+    }
+    print ""
+    print "CPU time per request, all rounds together (µs; wrk, the proxy and the backends share the same cores),"
+    print "and how busy the rest of the machine was (cores in use by other processes during the runs):"
+    print ""
+    head = "| target | wrk µs/req | proxy µs/req | proxy in kernel | backends µs/req | total µs/req | other load (cores) |"
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    perf = 0
+    for (t in screq) perf = 1
+    if (perf) {
+      head = head " proxy syscalls/req | proxy context switches/req |"
+      rule = rule " ---: | ---: |"
+    }
+    print head
+    print rule
+    for (i = 1; i <= n; i++) {
+      t = ts[i]; r = req[t] > 0 ? req[t] : 1
+      ours = wrk[t] + prx[t] + bck[t]
+      # machine ticks cover all cores: busy ms minus ours, divided by the wall time of the runs.
+      cores = 0; if (tot[t] > 0) cores = (busy[t] - ours) / (tot[t] / ncpu)
+      if (cores < 0) cores = 0
+      pcell = "—"; kcell = "—"
+      if (t != "direct") pcell = sprintf("%.1f", prx[t] * 1000 / r)
+      if (t != "direct" && prx[t] > 0) kcell = sprintf("%.0f%%", 100 * psys[t] / prx[t])
+      line = sprintf("| %s | %.1f | %s | %s | %.1f | %.1f | %.2f |", t, wrk[t] * 1000 / r, pcell, kcell,
+        bck[t] * 1000 / r, ours * 1000 / r, cores)
+      if (perf) {
+        a = "—"; c = "—"
+        if (screq[t] > 0) a = sprintf("%.2f", sc[t] / screq[t])
+        if (csreq[t] > 0) c = sprintf("%.2f", cs[t] / csreq[t])
+        line = line sprintf(" %s | %s |", a, c)
+      }
+      print line
+    }
+  }' "$results"
+echo
+echo "Every round (req/s, p50 / p99 in ms, peak RSS in MiB, CPU in ms of wrk / proxy / backends):"
+echo
+echo "| round | target | req/s | p50 | p99 | max | errors | RSS | wrk CPU | proxy CPU | backends CPU |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+awk -F'\t' 'NR > 1 {
+  mem = "—"; if ($11 != "-") mem = sprintf("%.1f", $11 / 1024)
+  printf "| %s | %s | %.0f | %.2f | %.2f | %.1f | %d | %s | %d | %d | %d |\n", $1, $2, $5, $6 / 1000, $8 / 1000,
+    $9 / 1000, $10, mem, $12, $13, $14
+}' "$results"
