@@ -71,19 +71,19 @@ fn sane_request_id(v: &HeaderValue) -> bool {
 }
 
 fn new_request_id() -> HeaderValue {
-    let v = fastrand::u128(..);
-    // UUID v4 layout from 122 random bits.
-    let v = (v & !(0xF000 << 64) | (0x4000 << 64)) & !(0xC000 << 48) | (0x8000 << 48);
-    let hex = format!("{v:032x}");
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    // A UUID v4 (122 random bits) written straight into a stack buffer: no formatting machinery.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = fastrand::u128(..) & !(0xF000u128 << 64) & !(0xC000u128 << 48) | (0x4000u128 << 64) | (0x8000u128 << 48);
+    let mut out = [b'-'; 36];
+    let mut nibble = 32;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        nibble -= 1;
+        *slot = HEX[((v >> (nibble * 4)) & 0xF) as usize];
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// rrlb's own JSON error answer.
