@@ -1,1 +1,1 @@
-//! Examples of embedding rrlb; see the `[[example]]` targets.
+//! Examples of embedding rrlb; see the `[[example]]` targets and `README.md`.

@@ -1,6 +1,7 @@
 //! Discovery input: backend changes as a stream of `tower::discover::Change`s.
 
 use futures_util::{Stream, StreamExt};
+use rrlb_core::backend::{MAX_WEIGHT, MIN_WEIGHT};
 use rrlb_core::{BackendSet, BackendSpec, Balancer, SetError};
 use tower::discover::Change;
 
@@ -35,6 +36,9 @@ fn apply<B: Balancer>(
             match set.get(&spec.name) {
                 Some(m) if m.backend().url() == spec.url => set.set_weight(&spec.name, spec.weight),
                 Some(_) => {
+                    // Replace only what `add` will accept: a refused replacement must not lose the
+                    // backend it was meant to replace.
+                    refuse_replacement(set, &spec)?;
                     set.remove(&spec.name)?;
                     set.add(spec).map(drop)
                 }
@@ -42,5 +46,29 @@ fn apply<B: Balancer>(
             }
         }
         Change::Remove(name) => set.remove(&name).map(drop),
+    }
+}
+
+/// Why [`BackendSet::add`] would refuse `spec` once the backend of the same name is gone.
+fn refuse_replacement<B: Balancer>(
+    set: &BackendSet<B>,
+    spec: &BackendSpec,
+) -> Result<(), SetError> {
+    if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&spec.weight) {
+        return Err(SetError::InvalidWeight {
+            name: spec.name.clone(),
+            weight: spec.weight,
+        });
+    }
+    let snapshot = set.load();
+    match snapshot
+        .members()
+        .iter()
+        .find(|m| m.backend().name() != spec.name && m.backend().url() == spec.url)
+    {
+        Some(other) => Err(SetError::Duplicate {
+            name: other.backend().name().to_owned(),
+        }),
+        None => Ok(()),
     }
 }

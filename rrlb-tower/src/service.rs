@@ -44,7 +44,8 @@ impl Default for BalanceConfig {
 
 /// Caps retries to a share of requests, so retries cannot multiply the load on an already failing fleet.
 ///
-/// Every request deposits `ratio` of a retry token (kept for 10 s); every retry withdraws one; on top of that
+/// Every request that may be retried (of a [`Balance`] configured with retries) deposits `ratio` of a retry
+/// token (kept for 10 s); every retry withdraws one; on top of that
 /// `min_per_second` retries per second are always allowed, so that low traffic can still retry. This is
 /// tower's [`TpsBudget`], shared by all clones of a [`Balance`].
 #[derive(Debug, Clone)]
@@ -165,14 +166,18 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        self.budget.deposit();
+        // A service that never retries has no use for the budget: skip its lock and clock read.
+        let may_retry = self.config.retries > 0 && !self.config.retry_on.is_empty();
+        if may_retry {
+            self.budget.deposit();
+        }
         let call = match self.set.pick() {
             Ok(call) => call,
             Err(e) => {
                 return ResponseFuture::failed(Error::no_eligible(e, 0, None), self.policy.clone());
             }
         };
-        let retry = if self.config.retries > 0 && !self.config.retry_on.is_empty() {
+        let retry = if may_retry {
             self.policy.clone_request(&request).map(|saved| RetryState {
                 saved,
                 left: self.config.retries,

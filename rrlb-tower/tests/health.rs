@@ -301,3 +301,21 @@ async fn set_state_after(
     assert_eq!(apply_changes(set, changes).await, 3);
     before
 }
+
+#[tokio::test]
+async fn a_refused_replacement_keeps_the_backend_it_would_have_replaced() {
+    let set = set_of(RoundRobin::new(), trip_after(5), &["a", "b"]);
+    let b_before = Arc::clone(set.get("b").unwrap().backend());
+    let changes = stream::iter([
+        // "b" moving to "a"'s address, or to an out-of-range weight: both refused.
+        Change::Insert("b".to_owned(), BackendSpec::new("b", "http://10.0.0.1:80")),
+        Change::Insert(
+            "b".to_owned(),
+            BackendSpec::new("b", "http://10.0.0.9:80").with_weight(0),
+        ),
+    ]);
+    assert_eq!(apply_changes(&set, changes).await, 0);
+    let b = set.get("b").expect("b is still there");
+    assert!(Arc::ptr_eq(&b_before, b.backend()), "and kept its state");
+    assert_eq!(b.url(), "http://10.0.0.2:80");
+}

@@ -123,28 +123,35 @@ impl<Req: Clone> Policy<Req, u16, BoxError> for ScriptedPolicy {
 /// A scripted health probe's state: the verdict per backend and the number of probes made.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProbeScript {
-    inner: Arc<Mutex<(HashMap<String, bool>, HashMap<String, u32>)>>,
+    inner: Arc<Mutex<Script>>,
+}
+
+#[derive(Debug, Default)]
+struct Script {
+    /// Backends pass unless listed here as failing.
+    verdicts: HashMap<String, bool>,
+    probes: HashMap<String, u32>,
 }
 
 impl ProbeScript {
-    /// Backends pass unless told otherwise.
+    /// Makes the probes of `name` pass or fail from now on.
     pub(crate) fn set(&self, name: &str, passes: bool) {
-        self.lock().0.insert(name.to_owned(), passes);
+        self.lock().verdicts.insert(name.to_owned(), passes);
     }
 
     /// Probes made of `name` so far.
     pub(crate) fn count(&self, name: &str) -> u32 {
-        self.lock().1.get(name).copied().unwrap_or(0)
+        self.lock().probes.get(name).copied().unwrap_or(0)
     }
 
     /// Records one probe of `name` and answers its scripted verdict.
     pub(crate) fn probe(&self, name: &str) -> bool {
-        let mut guard = self.lock();
-        *guard.1.entry(name.to_owned()).or_insert(0) += 1;
-        guard.0.get(name).copied().unwrap_or(true)
+        let mut script = self.lock();
+        *script.probes.entry(name.to_owned()).or_insert(0) += 1;
+        script.verdicts.get(name).copied().unwrap_or(true)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<String, bool>, HashMap<String, u32>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Script> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
