@@ -73,7 +73,9 @@ fn sane_request_id(v: &HeaderValue) -> bool {
 fn new_request_id() -> HeaderValue {
     // A UUID v4 (122 random bits) written straight into a stack buffer: no formatting machinery.
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v = fastrand::u128(..) & !(0xF000u128 << 64) & !(0xC000u128 << 48) | (0x4000u128 << 64) | (0x8000u128 << 48);
+    let v = fastrand::u128(..) & !(0xF000u128 << 64) & !(0xC000u128 << 48)
+        | (0x4000u128 << 64)
+        | (0x8000u128 << 48);
     let mut out = [b'-'; 36];
     let mut nibble = 32;
     for (i, slot) in out.iter_mut().enumerate() {

@@ -80,7 +80,6 @@ pub async fn run(
 
     let proxy_addr = listeners.proxy.local_addr().map_err(RunError::Io)?;
     let admin_addr = listeners.admin.local_addr().map_err(RunError::Io)?;
-    tracing::info!(%proxy_addr, %admin_addr, backends = app.set.load().members().len(), "rrlb is serving");
 
     let reload_tasks = spawn_reload_triggers(&app, watch_path);
     let admin_task = tokio::spawn(serve_admin(
@@ -89,6 +88,8 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let proxy_task = tokio::spawn(serve_proxy(listeners.proxy, Arc::clone(&app), stop_rx));
+    // Logged only now, when the SIGHUP handler is installed: whoever waits for this line may signal at once.
+    tracing::info!(%proxy_addr, %admin_addr, backends = app.set.load().members().len(), "rrlb is serving");
 
     shutdown.await;
     tracing::info!("shutting down: no new connections; draining requests in flight");
@@ -113,6 +114,8 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.timeouts.header_read)
+        // Caps the request head (request line + headers) at 64 KiB, as Envoy's default does: larger heads get 431.
+        .max_buf_size(64 * 1024)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
