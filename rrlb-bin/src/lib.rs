@@ -46,5 +46,5 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 
-pub use crate::server::{Listeners, RunError, run};
+pub use crate::server::{Listeners, RunError, run, run_on_workers};
 pub use crate::state::{App, Reloader};

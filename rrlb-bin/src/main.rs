@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use rrlb::config::{Cli, Config};
-use rrlb::{Listeners, demo, logging, run, server};
+use rrlb::{Listeners, demo, logging, run_on_workers, server};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -30,7 +30,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&config.log);
+    // One thread for the admin API, health checks and reloads; the proxy runs on its own per-core workers.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -71,7 +73,8 @@ fn main() -> ExitCode {
             .source
             .is_some()
             .then(|| Box::new(move || Config::reload(&cli)) as rrlb::Reloader);
-        match run(listeners, config, reloader, shutdown_signal()).await {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match run_on_workers(listeners, config, reloader, shutdown_signal(), workers).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rrlb: {e}");

@@ -74,8 +74,22 @@ pub async fn run(
     reloader: Option<Reloader>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_on_workers(listeners, config, reloader, shutdown, 0).await
+}
+
+/// Like [`run`], but with `workers > 0` the proxy listener is served thread-per-core: `workers` threads, each
+/// with its own current-thread tokio runtime, accept loop and upstream connection pool, so a request never
+/// crosses threads. The admin API, health checks and reloads stay on the calling runtime. With `workers == 0`
+/// everything runs on the calling runtime.
+pub async fn run_on_workers(
+    listeners: Listeners,
+    config: Config,
+    reloader: Option<Reloader>,
+    shutdown: impl Future<Output = ()>,
+    workers: usize,
+) -> Result<(), RunError> {
     let watch_path = config.source.clone();
-    let app = App::new(config, reloader).map_err(RunError::Apply)?;
+    let app = App::with_upstream_mode(config, reloader, workers > 0).map_err(RunError::Apply)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let proxy_addr = listeners.proxy.local_addr().map_err(RunError::Io)?;
@@ -87,9 +101,46 @@ pub async fn run(
         Arc::clone(&app),
         stop_rx.clone(),
     ));
-    let proxy_task = tokio::spawn(serve_proxy(listeners.proxy, Arc::clone(&app), stop_rx));
+    let mut proxies = Vec::new();
+    if workers == 0 {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (app, stop) = (Arc::clone(&app), stop_rx);
+        tokio::spawn(async move {
+            serve_proxy(listeners.proxy, app, stop).await;
+            let _ = done_tx.send(());
+        });
+        proxies.push(done_rx);
+    } else {
+        let std_listener = listeners.proxy.into_std().map_err(RunError::Io)?;
+        for i in 0..workers {
+            let listener = std_listener.try_clone().map_err(RunError::Io)?;
+            let (app, stop) = (Arc::clone(&app), stop_rx.clone());
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("rrlb-worker-{i}"))
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(async move {
+                            match TcpListener::from_std(listener) {
+                                Ok(l) => serve_proxy(l, app, stop).await,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "worker cannot use the listener")
+                                }
+                            }
+                        }),
+                        Err(e) => tracing::error!(error = %e, "worker cannot start its runtime"),
+                    }
+                    let _ = done_tx.send(());
+                })
+                .map_err(RunError::Io)?;
+            proxies.push(done_rx);
+        }
+    }
     // Logged only now, when the SIGHUP handler is installed: whoever waits for this line may signal at once.
-    tracing::info!(%proxy_addr, %admin_addr, backends = app.set.load().members().len(), "rrlb is serving");
+    tracing::info!(%proxy_addr, %admin_addr, workers, backends = app.set.load().members().len(), "rrlb is serving");
 
     shutdown.await;
     tracing::info!("shutting down: no new connections; draining requests in flight");
@@ -97,15 +148,12 @@ pub async fn run(
     for t in reload_tasks {
         t.abort();
     }
-    let proxy = proxy_task.await;
-    admin_task.abort();
-    match proxy {
-        Ok(()) => {
-            tracing::info!("drained; bye");
-            Ok(())
-        }
-        Err(e) => Err(RunError::Io(io::Error::other(e))),
+    for done in proxies {
+        let _ = done.await;
     }
+    admin_task.abort();
+    tracing::info!("drained; bye");
+    Ok(())
 }
 
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {

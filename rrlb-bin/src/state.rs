@@ -47,6 +47,7 @@ pub struct App {
     _maintenance: Maintenance,
     reloader: Option<Reloader>,
     reload_lock: Mutex<()>,
+    per_thread: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -130,11 +131,16 @@ fn limiter(c: &Config) -> Option<ClientLimiter> {
     ))
 }
 
-fn upstream(c: &Config) -> HttpUpstream {
-    HttpUpstream::new(UpstreamConfig {
+fn upstream(c: &Config, per_thread: bool) -> HttpUpstream {
+    let config = UpstreamConfig {
         connect_timeout: c.timeouts.connect,
         ..UpstreamConfig::default()
-    })
+    };
+    if per_thread {
+        HttpUpstream::per_thread(config)
+    } else {
+        HttpUpstream::new(config)
+    }
 }
 
 fn service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> ProxyService {
@@ -175,13 +181,23 @@ impl App {
     /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).
     /// Must be called inside a tokio runtime.
     pub fn new(config: Config, reloader: Option<Reloader>) -> Result<Arc<Self>, ApplyError> {
+        Self::with_upstream_mode(config, reloader, false)
+    }
+
+    /// Like [`new`](Self::new); with `per_thread`, every serving thread gets its own upstream connection pool
+    /// (for thread-per-core serving, see [`run_on_workers`](crate::server::run_on_workers)).
+    pub fn with_upstream_mode(
+        config: Config,
+        reloader: Option<Reloader>,
+        per_thread: bool,
+    ) -> Result<Arc<Self>, ApplyError> {
         let set = BackendSet::with_backends(
             AnyBalancer::new(algorithm(&config)),
             set_options(&config),
             specs(&config),
         )
         .map_err(ApplyError::Backends)?;
-        let up = upstream(&config);
+        let up = upstream(&config, per_thread);
         let svc = service(&config, &set, up.clone());
         let health = config.health.enabled.then(|| {
             HealthChecker::spawn(
@@ -202,6 +218,7 @@ impl App {
             _maintenance: maintenance,
             reloader,
             reload_lock: Mutex::new(()),
+            per_thread,
         }))
     }
 
@@ -235,7 +252,7 @@ impl App {
         let up = if self.upstream.load().0 == new.timeouts.connect {
             self.upstream.load().1.clone()
         } else {
-            let up = upstream(&new);
+            let up = upstream(&new, self.per_thread);
             self.upstream
                 .store(Arc::new((new.timeouts.connect, up.clone())));
             up

@@ -82,17 +82,64 @@ impl Default for UpstreamConfig {
 #[derive(Clone, Debug)]
 pub struct HttpUpstream {
     client: Client<Connector, Full<Bytes>>,
+    config: UpstreamConfig,
+    per_thread: Option<u64>,
+}
+
+type UpstreamClient = Client<Connector, Full<Bytes>>;
+
+thread_local! {
+    /// Per-thread pools of [`HttpUpstream::per_thread`] upstreams, by upstream id.
+    static THREAD_CLIENTS: std::cell::RefCell<Vec<(u64, UpstreamClient)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn build_client(config: &UpstreamConfig) -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector(config.connect_timeout))
 }
 
 impl HttpUpstream {
-    /// A client with these pool settings. Must be called inside a tokio runtime.
+    /// A client with these pool settings, one pool shared by every thread. Must be called inside a tokio runtime.
     pub fn new(config: UpstreamConfig) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector(config.connect_timeout));
-        Self { client }
+        Self {
+            client: build_client(&config),
+            config,
+            per_thread: None,
+        }
+    }
+
+    /// Like [`new`](Self::new), but each thread that sends requests gets its own pool.
+    ///
+    /// Meant for thread-per-core serving (one current-thread runtime per core): a request, its pooled
+    /// connection and that connection's task then all stay on one thread, with no cross-thread wake-ups.
+    pub fn per_thread(config: UpstreamConfig) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            client: build_client(&config),
+            config,
+            per_thread: Some(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        }
+    }
+
+    fn client(&self) -> UpstreamClient {
+        let Some(id) = self.per_thread else {
+            return self.client.clone();
+        };
+        THREAD_CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, c)) = clients.iter().find(|(i, _)| *i == id) {
+                return c.clone();
+            }
+            // A new upstream (a reload changed its settings): older pools of this thread are dropped once
+            // their last in-flight request ends.
+            clients.retain(|(i, _)| *i > id.saturating_sub(4));
+            let c = build_client(&self.config);
+            clients.push((id, c.clone()));
+            c
+        })
     }
 }
 
@@ -203,7 +250,7 @@ impl Service<Routed<HttpRequest>> for HttpUpstream {
                 parts.version = http::Version::HTTP_11;
                 UpstreamFuture {
                     state: UpstreamState::Sending {
-                        fut: self.client.request(Request::from_parts(parts, body)),
+                        fut: self.client().request(Request::from_parts(parts, body)),
                     },
                 }
             }
