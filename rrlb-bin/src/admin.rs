@@ -72,6 +72,7 @@ fn health(app: &App) -> AdminResponse {
     };
     let body = json!({
         "status": status,
+        "panic": snap.is_panic(),
         "backends": snap.members().iter().map(backend_json).collect::<Vec<_>>(),
     });
     let code = if app.is_ready() {

@@ -127,8 +127,9 @@ pub async fn handle(
         .filter(|v| sane_request_id(v))
         .cloned()
         .unwrap_or_else(new_request_id);
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // The access line's request fields, captured only when the access log is on (no allocation otherwise).
+    let line = tracing::enabled!(target: "rrlb::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
 
     let (res, backend, attempts, reject) = forward(&app, req, client, &request_id).await;
     let status = res.status().as_u16();
@@ -142,17 +143,19 @@ pub async fn handle(
             attempts.saturating_sub(1),
         ),
     }
-    tracing::info!(
-        target: "rrlb::access",
-        request_id = request_id.to_str().unwrap_or_default(),
-        client = %client.ip(),
-        method = %method,
-        path = %path,
-        status,
-        backend = backend.as_deref().unwrap_or("-"),
-        attempts,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-    );
+    if let Some((method, path)) = line {
+        tracing::info!(
+            target: "rrlb::access",
+            request_id = request_id.to_str().unwrap_or_default(),
+            client = %client.ip(),
+            method = %method,
+            path = %path,
+            status,
+            backend = backend.as_deref().unwrap_or("-"),
+            attempts,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+        );
+    }
     Ok(res)
 }
 
@@ -243,10 +246,8 @@ async fn forward(
     }
     h.insert(X_REQUEST_ID.clone(), request_id.clone());
     h.remove(header::CONTENT_LENGTH);
-    if let Ok(len) = HeaderValue::from_str(&body.len().to_string())
-        && (!body.is_empty() || parts.method != http::Method::GET)
-    {
-        h.insert(header::CONTENT_LENGTH, len);
+    if !body.is_empty() || parts.method != http::Method::GET {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     let upstream_req = Request::from_parts(parts, Full::new(body));
 
