@@ -891,3 +891,34 @@ fn fuzz_seeds_are_valid_configurations() {
         }
     }
 }
+
+#[test]
+fn a_bad_file_value_is_an_error_even_when_a_flag_overrides_it() {
+    let flags = cli(
+        &[
+            "--timeout",
+            "3s",
+            "--listen",
+            "127.0.0.1:8000",
+            "--algorithm",
+            "random",
+            "--admin-token",
+            "t0ken",
+            "-b",
+            "http://127.0.0.1:9000",
+        ],
+        &[],
+    );
+    for (text, key) in [
+        ("[timeouts]\nrequest = \"2 parsecs\"\n", "timeouts.request"),
+        ("listen = \"nowhere\"\n", "listen"),
+        ("algorithm = \"fastest\"\n", "algorithm"),
+        ("[[backends]]\nurl = \"ftp://x\"\n", "backends[0].url"),
+    ] {
+        let err = Config::from_toml_str("rrlb.toml", text, &flags).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{text}: {err}");
+    }
+    // A valid file under the same flags loads, and the flags win.
+    let ok = Config::from_toml_str("rrlb.toml", "[timeouts]\nrequest = \"9s\"\n", &flags).unwrap();
+    assert_eq!(ok.timeouts.request, Duration::from_secs(3));
+}

@@ -280,6 +280,10 @@ fn layered<T: Copy + ToString>(
     parse: impl Fn(&Spanned<String>) -> Result<T, ConfigError>,
     default: T,
 ) -> Result<(T, Prov), ConfigError> {
+    // A file value that a flag overrides must still be valid: a bad file is an error whatever overrides it.
+    if let (Some(_), Some(f)) = (flag, file) {
+        parse(f)?;
+    }
     Ok(match (flag, file) {
         (Some(v), _) => (
             v,
@@ -347,8 +351,10 @@ pub(crate) fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigE
         " (percent)",
     )?;
 
+    // The file's backends are validated even when flags or the environment replace them.
+    let file_list = file_backends(&r, &raw)?;
     let backends = if cli.backends.is_empty() {
-        file_backends(&r, &raw)?
+        file_list
     } else {
         cli_backends(&r, cli)?
     };
@@ -689,6 +695,8 @@ fn breaker(r: &Resolver<'_>, raw: &RawFile) -> Result<CircuitBreakerConfig, Conf
 fn timeouts(r: &Resolver<'_>, cli: &Cli, raw: &RawFile) -> Result<TimeoutsConfig, ConfigError> {
     let t = &raw.timeouts;
     let d = TimeoutsConfig::default();
+    // Validated even when `--timeout` overrides it.
+    let file_request = r.duration("timeouts.request", &t.request, d.request)?;
     let request = match cli.timeout {
         Some(v) => {
             if v.is_zero() || v > MAX_DURATION {
@@ -706,7 +714,7 @@ fn timeouts(r: &Resolver<'_>, cli: &Cli, raw: &RawFile) -> Result<TimeoutsConfig
             }
             v
         }
-        None => r.duration("timeouts.request", &t.request, d.request)?,
+        None => file_request,
     };
     Ok(TimeoutsConfig {
         request,
@@ -786,12 +794,7 @@ fn limits(r: &Resolver<'_>, raw: &RawFile) -> Result<LimitsConfig, ConfigError> 
 }
 
 fn admin(r: &Resolver<'_>, cli: &Cli, raw: &RawFile) -> Result<AdminConfig, ConfigError> {
-    if let Some(token) = &cli.admin_token {
-        return Ok(AdminConfig {
-            token: Some(token.clone()),
-        });
-    }
-    let token = match &raw.admin.token {
+    let file_token = match &raw.admin.token {
         Some(v) if !v.get_ref().is_empty() => {
             Some(v.get_ref().parse::<AdminToken>().map_err(|e| {
                 // Never quote the token itself.
@@ -807,5 +810,7 @@ fn admin(r: &Resolver<'_>, cli: &Cli, raw: &RawFile) -> Result<AdminConfig, Conf
         }
         _ => None,
     };
+    // The flag or variable wins, but a bad token in the file is an error all the same.
+    let token = cli.admin_token.clone().or(file_token);
     Ok(AdminConfig { token })
 }
