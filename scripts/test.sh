@@ -14,7 +14,28 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step that completes counts as passed; the first failure stops the run. The last line is the summary.
+PASSED=0
+CURRENT=""
+E2E_UP=0
+step() {
+    if [[ -n "$CURRENT" ]]; then
+        PASSED=$((PASSED + 1))
+    fi
+    CURRENT="$*"
+    printf '\n==> %s\n' "$*"
+}
+finish() {
+    local rc=$?
+    if [[ "$E2E_UP" == 1 ]]; then
+        bash "$ROOT/scripts/local-down.sh" || true
+    fi
+    if [[ $rc -ne 0 ]]; then
+        printf '\ntest.sh: failed at step: %s\n' "${CURRENT:-setup}"
+        printf '%d passed, 1 failed\n' "$PASSED"
+    fi
+}
+trap finish EXIT
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n '2,12p' "$0"
@@ -68,8 +89,10 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
             [[ -d "seeds/$target" ]] && seeds=("seeds/$target")
             dict=()
             [[ "$target" == config && -f config.dict ]] && dict=(-dict=config.dict)
+            # libFuzzer's periodic status lines are dropped; crashes, the final stats and errors stay.
             cargo fuzz run --sanitizer none "$target" "corpus/$target" "${seeds[@]}" -- \
-                -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 "${dict[@]}"
+                -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" 2>&1 |
+                { grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' || true; }
         done
     )
 fi
@@ -80,12 +103,13 @@ bash scripts/check-deploy.sh
 if [[ "${SKIP_E2E:-0}" != 1 ]]; then
     step "local stack end to end: local-up, integration-test, schemathesis, local-down"
     export RRLB_PORT="${RRLB_PORT:-18080}" ADMIN_PORT="${ADMIN_PORT:-19901}"
-    trap 'bash "$ROOT/scripts/local-down.sh" || true' EXIT
+    E2E_UP=1
     bash scripts/local-up.sh
     bash scripts/integration-test.sh
     bash scripts/check-api.sh
     bash scripts/local-down.sh
-    trap - EXIT
+    E2E_UP=0
 fi
 
-step "all checks passed"
+PASSED=$((PASSED + 1))
+printf '\nall checks passed\n%d passed, 0 failed\n' "$PASSED"
