@@ -11,7 +11,7 @@ use rrlb_core::{Backend, BackendSet, Balancer, Call, Outcome};
 use tower::Service;
 
 use crate::error::{BoxError, Error, FailureKind};
-use crate::policy::{Policy, RetryOn, Served};
+use crate::policy::{Policy, RetryOn};
 use crate::service::{RetryBudget, Routed};
 
 /// What a retry needs: a copy of the request, the backends already tried, and a handle on the service.
@@ -143,27 +143,28 @@ where
             };
             *this.attempts += 1;
             let attempts = *this.attempts;
-            let Some(call) = this.call.take() else {
+            let Some(mut call) = this.call.take() else {
                 this.state.set(State::Done);
                 return Poll::Ready(Err(Error::polled_after_completion()));
             };
-            let backend = Arc::clone(call.backend());
             let kind = match &result {
                 Err(()) => Some(FailureKind::Timeout),
                 Ok(Err(e)) => Some(this.policy.classify_error(e)),
                 Ok(Ok(response)) => this.policy.classify_response(response),
             };
-            call.finish(if kind.is_some() {
+            // Recorded in place: the guard keeps the backend for what follows, without another `Arc` clone.
+            call.complete(if kind.is_some() {
                 Outcome::Failure
             } else {
                 Outcome::Success
             });
+            let backend = call.backend();
 
             if let (Some(kind), Some(retry)) = (kind, this.retry.as_mut())
                 && retry.left > 0
                 && retry.retry_on.contains(kind)
             {
-                retry.tried.push(Arc::clone(&backend));
+                retry.tried.push(Arc::clone(backend));
                 let tried: Vec<&str> = retry.tried.iter().map(|b| b.name()).collect();
                 if retry.budget.withdraw()
                     && let Ok(next) = retry.set.pick_excluding(&tried)
@@ -185,8 +186,7 @@ where
             this.retry.take();
             return Poll::Ready(match result {
                 Ok(Ok(mut response)) => {
-                    this.policy
-                        .on_served(&mut response, &Served { backend, attempts });
+                    this.policy.on_served(&mut response, backend, attempts);
                     Ok(response)
                 }
                 Ok(Err(e)) => Err(Error::attempt(

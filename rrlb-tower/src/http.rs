@@ -293,8 +293,11 @@ where
         Some(copy)
     }
 
-    fn on_served(&self, response: &mut Response<B>, served: &Served) {
-        response.extensions_mut().insert(served.clone());
+    fn on_served(&self, response: &mut Response<B>, backend: &Arc<Backend>, attempts: u32) {
+        response.extensions_mut().insert(Served {
+            backend: Arc::clone(backend),
+            attempts,
+        });
     }
 }
 

@@ -59,7 +59,7 @@ impl std::ops::BitOr for RetryOn {
     }
 }
 
-/// Which backend answered, and after how many attempts; handed to [`Policy::on_served`].
+/// Which backend answered, and after how many attempts; what [`HttpPolicy`](crate::http::HttpPolicy) puts in a response's extensions.
 #[derive(Debug, Clone)]
 pub struct Served {
     /// The backend whose answer is returned.
@@ -80,8 +80,9 @@ pub trait Policy<Req, Res, E>: Clone + Send + Sync + 'static {
     /// A copy of the request for a retry, or `None` if it cannot be copied (it is then not retried).
     fn clone_request(&self, request: &Req) -> Option<Req>;
 
-    /// Called with the answer that is returned, e.g. to note the backend in the response's extensions.
-    fn on_served(&self, _response: &mut Res, _served: &Served) {}
+    /// Called with the answer that is returned, the backend that gave it and the attempts made (1 = no
+    /// retry), e.g. to note a [`Served`] in the response's extensions.
+    fn on_served(&self, _response: &mut Res, _backend: &Arc<Backend>, _attempts: u32) {}
 }
 
 /// A policy for any service: every `Ok` is a success, every `Err` a failure of kind

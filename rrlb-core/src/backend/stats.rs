@@ -27,7 +27,6 @@ pub struct Stats {
     failures: AtomicU64,
     cancelled: AtomicU64,
     latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
     histogram: LatencyHistogram,
 }
 
@@ -51,7 +50,6 @@ impl Stats {
             failures: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             latency_sum_us: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
             histogram: LatencyHistogram::new(),
         }
     }
@@ -77,7 +75,6 @@ impl Stats {
         }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.latency_sum_us.fetch_add(us, Relaxed);
-        self.latency_count.fetch_add(1, Relaxed);
         self.histogram.record_us(us);
     }
 
@@ -94,7 +91,6 @@ impl Stats {
 
     /// A point-in-time copy of every counter, with latency average and percentiles.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let count = self.latency_count.load(Relaxed);
         let sum = self.latency_sum_us.load(Relaxed);
         let successes = self.successes.load(Relaxed);
         let failures = self.failures.load(Relaxed);
@@ -110,7 +106,7 @@ impl Stats {
             } else {
                 failures as f64 / answered as f64
             },
-            latency_avg: Duration::from_micros(sum.checked_div(count).unwrap_or(0)),
+            latency_avg: Duration::from_micros(sum.checked_div(answered).unwrap_or(0)),
             latency_p50: self.histogram.quantile(0.50),
             latency_p90: self.histogram.quantile(0.90),
             latency_p99: self.histogram.quantile(0.99),

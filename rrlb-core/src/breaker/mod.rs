@@ -237,8 +237,20 @@ impl Breaker {
         probe: bool,
         now: Instant,
     ) -> Option<Transition> {
+        self.record_with(success, latency, probe, || now)
+    }
+
+    /// Like [`record`](Self::record), with the time read only if a transition needs it (the usual outcome
+    /// changes nothing, so the hot path reads no clock here).
+    pub fn record_with(
+        &self,
+        success: bool,
+        latency: Duration,
+        probe: bool,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Transition> {
         if probe {
-            return self.record_probe(success, latency, now);
+            return self.record_probe(success, latency, now());
         }
         if self.state() != CircuitState::Closed {
             return None;
@@ -265,7 +277,7 @@ impl Breaker {
                     || (params.slow_call_rate > 0.0
                         && counts.slow_rate() >= params.slow_call_rate)));
         if trip {
-            self.open_from(CircuitState::Closed, now)
+            self.open_from(CircuitState::Closed, now())
         } else {
             None
         }

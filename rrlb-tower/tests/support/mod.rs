@@ -15,7 +15,9 @@ use bytes::Bytes;
 use echo_rs::{Chaos, Config, EchoServer};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use rrlb_core::{BackendSet, BackendSpec, Balancer, BreakerParams, HealthParams, SetOptions};
+use rrlb_core::{
+    Backend, BackendSet, BackendSpec, Balancer, BreakerParams, HealthParams, SetOptions,
+};
 use rrlb_tower::http::HttpRequest;
 use rrlb_tower::{BoxError, FailureKind, Policy, Served};
 
@@ -112,11 +114,11 @@ impl<Req: Clone> Policy<Req, u16, BoxError> for ScriptedPolicy {
         Some(request.clone())
     }
 
-    fn on_served(&self, _status: &mut u16, served: &Served) {
+    fn on_served(&self, _status: &mut u16, backend: &Arc<Backend>, attempts: u32) {
         self.served
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((served.backend.name().to_owned(), served.attempts));
+            .push((backend.name().to_owned(), attempts));
     }
 }
 
