@@ -9,9 +9,7 @@ use arc_swap::ArcSwap;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use rrlb_core::{
-    AnyBalancer, BackendSet, BackendSpec, BreakerParams, HealthParams, SetError, SetOptions,
-};
+use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, SetOptions};
 use rrlb_tower::http::{HttpPolicy, HttpProbe, HttpUpstream, UpstreamConfig};
 use rrlb_tower::{
     Balance, BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
@@ -59,19 +57,8 @@ impl std::fmt::Debug for App {
 }
 
 fn set_options(c: &Config) -> SetOptions {
-    let b = &c.circuit_breaker;
     SetOptions {
-        breaker: BreakerParams {
-            consecutive_failures: b.consecutive_failures,
-            failure_rate: b.failure_rate,
-            window: b.window,
-            min_calls: b.min_calls,
-            slow_call_duration: b.slow_call_duration,
-            slow_call_rate: b.slow_call_rate,
-            open_duration: b.open_duration,
-            max_open_duration: b.max_open_duration,
-            half_open_max_calls: b.half_open_max_calls,
-        },
+        breaker: c.circuit_breaker,
         health: HealthParams {
             healthy_threshold: c.health.healthy_threshold,
             unhealthy_threshold: c.health.unhealthy_threshold,

@@ -199,44 +199,11 @@ impl FromStr for InitialHealth {
     }
 }
 
-/// The passive circuit breaker, one per backend.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CircuitBreakerConfig {
-    /// Consecutive failures that open the breaker. Default 5.
-    pub consecutive_failures: u32,
-    /// Failure share over the last `window` calls that opens it, in `(0, 1]`. Default 0.5.
-    pub failure_rate: f64,
-    /// Calls remembered for the rates. Default 20.
-    pub window: u32,
-    /// Calls seen before the rates are evaluated, at most `window`. Default 10.
-    pub min_calls: u32,
-    /// A call slower than this counts as slow. Default 1s.
-    pub slow_call_duration: Duration,
-    /// Slow-call share over the window that opens the breaker, in `(0, 1]`. Default 0.8.
-    pub slow_call_rate: f64,
-    /// First ejection; doubles on each re-open. Default 5s.
-    pub open_duration: Duration,
-    /// Cap of the doubling, at least `open_duration`. Default 2m.
-    pub max_open_duration: Duration,
-    /// Probes let through while half-open; all must succeed to close. Default 3.
-    pub half_open_max_calls: u32,
-}
-
-impl Default for CircuitBreakerConfig {
-    fn default() -> Self {
-        Self {
-            consecutive_failures: 5,
-            failure_rate: 0.5,
-            window: 20,
-            min_calls: 10,
-            slow_call_duration: Duration::from_secs(1),
-            slow_call_rate: 0.8,
-            open_duration: Duration::from_secs(5),
-            max_open_duration: Duration::from_secs(120),
-            half_open_max_calls: 3,
-        }
-    }
-}
+/// The passive circuit breaker, one per backend: the `[circuit_breaker]` section is exactly the engine's
+/// [`BreakerParams`](rrlb_core::BreakerParams) (same keys, same defaults: 5 consecutive failures, failure rate 0.5
+/// over a window of 20 after 10 calls, slow calls over 1s at a rate of 0.8, open 5s doubling up to 2m, 3
+/// half-open probes).
+pub type CircuitBreakerConfig = rrlb_core::BreakerParams;
 
 /// Timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
