@@ -717,7 +717,9 @@ async fn chaos_delay_is_applied_without_blocking(
     let service = Service::start(implementation, launcher, &[("ECHO_CHAOS", "1")]).await;
     chaos_settings(
         &service,
-        &service.post("/_chaos", r#"{"delay_ms":2000}"#).await,
+        // Long enough that the four quick requests below finish first even on a loaded 2-core CI machine
+        // (2 s was seen to be too short there); the ordering, not a duration, is what is asserted.
+        &service.post("/_chaos", r#"{"delay_ms":10000}"#).await,
     );
     let slow = tokio::spawn(exchange(
         service.addr(),
@@ -821,7 +823,8 @@ async fn bad_environment_exits_2(implementation: Implementation, launcher: &Laun
 /// request completes with `200`, the idle keep-alive connection is closed, the process exits
 /// 0, and stdout held nothing but the startup line.
 async fn sigterm_finishes_in_flight_requests(implementation: Implementation, launcher: &Launcher) {
-    let mut service = Service::start(implementation, launcher, &[("ECHO_DELAY_MS", "2000")]).await;
+    // The delay only has to outlast the SIGTERM handling below; 10 s leaves a loaded machine ample room.
+    let mut service = Service::start(implementation, launcher, &[("ECHO_DELAY_MS", "10000")]).await;
     let mut idle = service.keep_alive().await;
     let reply = idle
         .send(Method::GET, "/health", "")
