@@ -64,5 +64,6 @@ pub use crate::balancer::{
 pub use crate::breaker::{BreakerParams, CircuitState};
 pub use crate::health::HealthParams;
 pub use crate::set::{
-    BackendSet, BackendSpec, Call, Diff, NoEligibleBackend, Outcome, SetError, SetOptions, Snapshot,
+    BackendSet, BackendSpec, Call, Diff, NoEligibleBackend, Outcome, Picker, SetError, SetOptions,
+    Snapshot,
 };

@@ -46,9 +46,13 @@ enum Kind {
 ///
 /// Opaque, with predicates: [`is_no_eligible_backend`](Error::is_no_eligible_backend),
 /// [`is_connect`](Error::is_connect), [`is_timeout`](Error::is_timeout), [`is_reset`](Error::is_reset). It names
-/// the backend of the last attempt and counts the attempts made.
+/// the backend of the last attempt and counts the attempts made. One pointer wide, so that results and futures
+/// that may hold one stay small.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     kind: Kind,
     backend: Option<Box<str>>,
     attempts: u32,
@@ -57,12 +61,12 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn no_eligible(e: NoEligibleBackend, attempts: u32, backend: Option<&str>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind: Kind::NoEligible(e),
             backend: backend.map(Into::into),
             attempts,
             source: None,
-        }
+        }))
     }
 
     pub(crate) fn attempt(
@@ -71,21 +75,21 @@ impl Error {
         attempts: u32,
         source: Option<BoxError>,
     ) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind: Kind::Attempt(kind),
             backend: Some(backend.into()),
             attempts,
             source,
-        }
+        }))
     }
 
     pub(crate) fn inner(source: BoxError) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind: Kind::Attempt(FailureKind::Other),
             backend: None,
             attempts: 0,
             source: Some(source),
-        }
+        }))
     }
 
     pub(crate) fn polled_after_completion() -> Self {
@@ -94,27 +98,27 @@ impl Error {
 
     /// No backend was eligible (all unhealthy, ejected or draining, or none configured).
     pub fn is_no_eligible_backend(&self) -> bool {
-        matches!(self.kind, Kind::NoEligible(_))
+        matches!(self.0.kind, Kind::NoEligible(_))
     }
 
     /// The last attempt could not connect.
     pub fn is_connect(&self) -> bool {
-        matches!(self.kind, Kind::Attempt(FailureKind::Connect))
+        matches!(self.0.kind, Kind::Attempt(FailureKind::Connect))
     }
 
     /// The last attempt timed out.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::Attempt(FailureKind::Timeout))
+        matches!(self.0.kind, Kind::Attempt(FailureKind::Timeout))
     }
 
     /// The last attempt's connection was reset.
     pub fn is_reset(&self) -> bool {
-        matches!(self.kind, Kind::Attempt(FailureKind::Reset))
+        matches!(self.0.kind, Kind::Attempt(FailureKind::Reset))
     }
 
     /// How the last attempt failed, if an attempt was made.
     pub fn failure_kind(&self) -> Option<FailureKind> {
-        match self.kind {
+        match self.0.kind {
             Kind::Attempt(k) => Some(k),
             Kind::NoEligible(_) => None,
         }
@@ -122,17 +126,17 @@ impl Error {
 
     /// The backend of the last attempt.
     pub fn backend(&self) -> Option<&str> {
-        self.backend.as_deref()
+        self.0.backend.as_deref()
     }
 
     /// Attempts made (0 when no backend was eligible for the first).
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.0.attempts
     }
 
     /// For "no eligible backend": when the first ejected backend may come back (a `retry-after` hint).
     pub fn retry_at(&self) -> Option<Instant> {
-        match &self.kind {
+        match &self.0.kind {
             Kind::NoEligible(e) => e.next_deadline(),
             Kind::Attempt(_) => None,
         }
@@ -141,7 +145,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        match &self.0.kind {
             Kind::NoEligible(e) => write!(f, "{e}")?,
             Kind::Attempt(kind) => {
                 let what = match kind {
@@ -154,14 +158,14 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "{what} backend {:?}",
-                    self.backend.as_deref().unwrap_or("?")
+                    self.0.backend.as_deref().unwrap_or("?")
                 )?;
             }
         }
-        if self.attempts > 1 {
-            write!(f, " (after {} attempts)", self.attempts)?;
+        if self.0.attempts > 1 {
+            write!(f, " (after {} attempts)", self.0.attempts)?;
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -170,7 +174,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_ref()
             .map(|e| &**e as &(dyn std::error::Error + 'static))
     }

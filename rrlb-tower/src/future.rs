@@ -19,7 +19,8 @@ pub(crate) struct RetryState<S, B: Balancer, Req> {
     pub(crate) saved: Req,
     pub(crate) left: u32,
     pub(crate) retry_on: RetryOn,
-    pub(crate) tried: Vec<Arc<Backend>>,
+    /// Boxed: it is needed only once a retry happens, and the future stays smaller to move without it.
+    pub(crate) tried: Option<Box<Vec<Arc<Backend>>>>,
     pub(crate) inner: S,
     pub(crate) set: BackendSet<B>,
     pub(crate) budget: RetryBudget,
@@ -28,10 +29,47 @@ pub(crate) struct RetryState<S, B: Balancer, Req> {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Timed { #[pin] fut: tokio::time::Timeout<F> },
-        Untimed { #[pin] fut: F },
+        Attempt { #[pin] fut: F },
         WaitReady,
+        Failed { error: Option<Error> },
         Done,
+    }
+}
+
+/// The per-attempt timeout, armed lazily: an attempt that completes on its first poll (an always-ready inner
+/// service, a cached answer) never touches the timer wheel. The deadline counts from the attempt's first poll,
+/// which is when an attempt starts doing anything. Two words, so that the future stays small to move.
+struct Timer {
+    /// The timeout in nanoseconds; 0: none.
+    timeout_ns: u64,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Timer {
+    fn new(timeout: Option<Duration>) -> Self {
+        Self {
+            // A timeout too long for u64 nanoseconds (over 584 years) is as good as none; a zero one fires at
+            // once, as tokio's does.
+            timeout_ns: timeout.map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(0).max(1)),
+            sleep: None,
+        }
+    }
+
+    /// A new attempt starts: its deadline is set when it first has to wait.
+    fn disarm(&mut self) {
+        self.sleep = None;
+    }
+
+    /// Ready when the current attempt's time is up (never, without a timeout).
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.timeout_ns == 0 {
+            return Poll::Pending;
+        }
+        let timeout = Duration::from_nanos(self.timeout_ns);
+        self.sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+            .as_mut()
+            .poll(cx)
     }
 }
 
@@ -45,20 +83,10 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         call: Option<Call>,
+        timer: Timer,
         policy: P,
-        timeout: Option<Duration>,
         attempts: u32,
         retry: Option<RetryState<S, B, Req>>,
-        failed: Option<Error>,
-    }
-}
-
-fn attempt<F: Future>(fut: F, timeout: Option<Duration>) -> State<F> {
-    match timeout {
-        Some(t) => State::Timed {
-            fut: tokio::time::timeout(t, fut),
-        },
-        None => State::Untimed { fut },
     }
 }
 
@@ -75,25 +103,23 @@ where
         retry: Option<RetryState<S, B, Req>>,
     ) -> Self {
         Self {
-            state: attempt(fut, timeout),
+            state: State::Attempt { fut },
             call: Some(call),
+            timer: Timer::new(timeout),
             policy,
-            timeout,
             attempts: 0,
             retry,
-            failed: None,
         }
     }
 
     pub(crate) fn failed(error: Error, policy: P) -> Self {
         Self {
-            state: State::Done,
+            state: State::Failed { error: Some(error) },
             call: None,
+            timer: Timer::new(None),
             policy,
-            timeout: None,
             attempts: 0,
             retry: None,
-            failed: Some(error),
         }
     }
 }
@@ -111,8 +137,13 @@ where
         let mut this = self.project();
         loop {
             let result = match this.state.as_mut().project() {
-                StateProj::Timed { fut } => ready!(fut.poll(cx)).map_err(|_| ()),
-                StateProj::Untimed { fut } => Ok(ready!(fut.poll(cx))),
+                StateProj::Attempt { fut } => match fut.poll(cx) {
+                    Poll::Ready(result) => Ok(result),
+                    Poll::Pending => {
+                        ready!(this.timer.poll_expired(cx));
+                        Err(())
+                    }
+                },
                 StateProj::WaitReady => {
                     let (Some(retry), Some(call)) = (this.retry.as_mut(), this.call.as_ref())
                     else {
@@ -130,16 +161,16 @@ where
                     };
                     let backend = Arc::clone(call.backend());
                     let fut = retry.inner.call(Routed { backend, request });
-                    this.state.set(attempt(fut, *this.timeout));
+                    this.timer.disarm();
+                    this.state.set(State::Attempt { fut });
                     continue;
                 }
-                StateProj::Done => {
-                    let e = this
-                        .failed
-                        .take()
-                        .unwrap_or_else(Error::polled_after_completion);
+                StateProj::Failed { error } => {
+                    let e = error.take().unwrap_or_else(Error::polled_after_completion);
+                    this.state.set(State::Done);
                     return Poll::Ready(Err(e));
                 }
+                StateProj::Done => return Poll::Ready(Err(Error::polled_after_completion())),
             };
             *this.attempts += 1;
             let attempts = *this.attempts;
@@ -164,8 +195,9 @@ where
                 && retry.left > 0
                 && retry.retry_on.contains(kind)
             {
-                retry.tried.push(Arc::clone(backend));
-                let tried: Vec<&str> = retry.tried.iter().map(|b| b.name()).collect();
+                let tried = retry.tried.get_or_insert_with(Box::default);
+                tried.push(Arc::clone(backend));
+                let tried: Vec<&str> = tried.iter().map(|b| b.name()).collect();
                 if retry.budget.withdraw()
                     && let Ok(next) = retry.set.pick_excluding(&tried)
                 {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rrlb_core::{Backend, BackendSet, Balancer};
+use rrlb_core::{Backend, BackendSet, Balancer, Picker};
 use tower::Service;
 use tower::retry::budget::{Budget, TpsBudget};
 
@@ -93,6 +93,8 @@ impl Default for RetryBudget {
 pub struct Balance<S, B: Balancer, P> {
     pub(crate) inner: S,
     pub(crate) set: BackendSet<B>,
+    /// Each clone picks through its own cached snapshot (see [`Picker`]).
+    pub(crate) picker: Picker<B>,
     pub(crate) policy: P,
     pub(crate) config: BalanceConfig,
     pub(crate) budget: RetryBudget,
@@ -103,6 +105,7 @@ impl<S: Clone, B: Balancer, P: Clone> Clone for Balance<S, B, P> {
         Self {
             inner: self.inner.clone(),
             set: self.set.clone(),
+            picker: self.picker.clone(),
             policy: self.policy.clone(),
             config: self.config,
             budget: self.budget.clone(),
@@ -124,6 +127,7 @@ impl<S, B: Balancer, P> Balance<S, B, P> {
     pub fn new(inner: S, set: BackendSet<B>, policy: P, config: BalanceConfig) -> Self {
         Self {
             inner,
+            picker: set.picker(),
             set,
             policy,
             config,
@@ -171,7 +175,7 @@ where
         if may_retry {
             self.budget.deposit();
         }
-        let call = match self.set.pick() {
+        let call = match self.picker.pick() {
             Ok(call) => call,
             Err(e) => {
                 return ResponseFuture::failed(Error::no_eligible(e, 0, None), self.policy.clone());
@@ -182,7 +186,7 @@ where
                 saved,
                 left: self.config.retries,
                 retry_on: self.config.retry_on,
-                tried: Vec::new(),
+                tried: None,
                 inner: self.inner.clone(),
                 set: self.set.clone(),
                 budget: self.budget.clone(),

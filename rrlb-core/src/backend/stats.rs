@@ -4,7 +4,7 @@
 //! never an allocation. Readers take a [`StatsSnapshot`], which is consistent per counter (not across counters;
 //! a call finishing while the snapshot is taken may be counted in one and not yet in another).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Sub-buckets per power of two; 4 gives a worst-case relative error of about 19 % per bucket.
@@ -17,17 +17,23 @@ pub(crate) const BUCKETS: usize = OCTAVES * SUBS;
 
 /// The live counters of one backend.
 ///
-/// `in_flight` sits on its own cache line: it is the counter that [`LeastRequest`](crate::LeastRequest) reads
-/// on every pick and that every call changes twice.
+/// A call changes two counters besides the latency figures: `requests` when it starts and one of `successes`,
+/// `failures` or `cancelled` when it ends. Calls in flight are not a counter of their own (that would cost two
+/// more atomic writes per call) but the difference of those, which [`LeastRequest`](crate::LeastRequest) reads
+/// with four loads from one cache line, kept apart from the latency figures.
 #[derive(Debug)]
 pub struct Stats {
-    in_flight: Padded<AtomicI64>,
+    counts: Padded<Counts>,
+    latency_sum_us: AtomicU64,
+    histogram: LatencyHistogram,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
     requests: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
     cancelled: AtomicU64,
-    latency_sum_us: AtomicU64,
-    histogram: LatencyHistogram,
 }
 
 #[derive(Debug, Default)]
@@ -44,34 +50,38 @@ impl Stats {
     /// Zeroed statistics.
     pub fn new() -> Self {
         Self {
-            in_flight: Padded(AtomicI64::new(0)),
-            requests: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
+            counts: Padded(Counts::default()),
             latency_sum_us: AtomicU64::new(0),
             histogram: LatencyHistogram::new(),
         }
     }
 
-    /// Calls currently in flight.
+    /// Calls currently in flight: started and not yet ended.
+    ///
+    /// The ends are read before the starts, so a call that races with this read makes the answer at most one too
+    /// high for an instant; the subtraction saturates, so it can never wrap below zero.
+    #[inline]
     pub fn in_flight(&self) -> u64 {
-        u64::try_from(self.in_flight.0.load(Relaxed)).unwrap_or(0)
+        let c = &self.counts.0;
+        let ended =
+            c.successes.load(Relaxed) + c.failures.load(Relaxed) + c.cancelled.load(Relaxed);
+        c.requests.load(Relaxed).saturating_sub(ended)
     }
 
     /// Counts a call that starts now.
+    #[inline]
     pub(crate) fn start(&self) {
-        self.requests.fetch_add(1, Relaxed);
-        self.in_flight.0.fetch_add(1, Relaxed);
+        self.counts.0.requests.fetch_add(1, Relaxed);
     }
 
     /// Records a call that finished with an answer (success or failure) after `latency`.
+    #[inline]
     pub(crate) fn finish(&self, success: bool, latency: Duration) {
-        self.in_flight.0.fetch_sub(1, Relaxed);
+        let c = &self.counts.0;
         if success {
-            self.successes.fetch_add(1, Relaxed);
+            c.successes.fetch_add(1, Relaxed);
         } else {
-            self.failures.fetch_add(1, Relaxed);
+            c.failures.fetch_add(1, Relaxed);
         }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.latency_sum_us.fetch_add(us, Relaxed);
@@ -80,8 +90,7 @@ impl Stats {
 
     /// Records a call that was abandoned before it had an outcome.
     pub(crate) fn cancel(&self) {
-        self.in_flight.0.fetch_sub(1, Relaxed);
-        self.cancelled.fetch_add(1, Relaxed);
+        self.counts.0.cancelled.fetch_add(1, Relaxed);
     }
 
     /// The latency histogram.
@@ -91,16 +100,19 @@ impl Stats {
 
     /// A point-in-time copy of every counter, with latency average and percentiles.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let c = &self.counts.0;
         let sum = self.latency_sum_us.load(Relaxed);
-        let successes = self.successes.load(Relaxed);
-        let failures = self.failures.load(Relaxed);
+        let successes = c.successes.load(Relaxed);
+        let failures = c.failures.load(Relaxed);
+        let cancelled = c.cancelled.load(Relaxed);
+        let requests = c.requests.load(Relaxed);
         let answered = successes + failures;
         StatsSnapshot {
-            requests: self.requests.load(Relaxed),
+            requests,
             successes,
             failures,
-            cancelled: self.cancelled.load(Relaxed),
-            in_flight: self.in_flight(),
+            cancelled,
+            in_flight: requests.saturating_sub(answered + cancelled),
             error_rate: if answered == 0 {
                 0.0
             } else {

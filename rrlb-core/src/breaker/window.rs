@@ -9,7 +9,7 @@ const SLOW: u8 = 2;
 
 /// The last `params.window` outcomes, one atomic byte each, with running totals.
 ///
-/// Each slot is swapped exactly once per recorded call and the totals are adjusted by the difference between
+/// Each slot is written (or found already holding the outcome) exactly once per recorded call and the totals are adjusted by the difference between
 /// the new and the old slot, so once writers are quiet the totals are exact; while they race, a reader may see
 /// a total that is one or two calls stale, which is harmless for a threshold check.
 #[derive(Debug)]
@@ -55,8 +55,13 @@ impl Window {
         let flags = if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
         let len = self.slots.len() as u64;
         let pos = self.recorded.fetch_add(1, Relaxed);
+        // Most calls succeed fast where an earlier one did too: the slot already holds this outcome, and a
+        // load leaves the cache line shared where a swap would take it exclusive.
         let old = match self.slots.get((pos % len) as usize) {
-            Some(slot) => slot.swap(flags, Relaxed),
+            Some(slot) => match slot.load(Relaxed) {
+                same if same == flags => same,
+                _ => slot.swap(flags, Relaxed),
+            },
             None => 0,
         };
         let failures = adjust(&self.failures, old & FAILED != 0, failed);

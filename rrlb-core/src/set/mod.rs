@@ -22,6 +22,7 @@ mod error;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
+use arc_swap::cache::Cache;
 use arc_swap::{ArcSwap, Guard};
 
 pub use self::call::{Call, Outcome};
@@ -152,6 +153,51 @@ impl<B: Balancer> Snapshot<B> {
         self.members.iter().find(|m| m.backend.name() == name)
     }
 
+    /// Picks a backend and starts a call to it: half-open probes first, then the balancer over the eligible
+    /// view. See [`BackendSet::pick`].
+    #[inline]
+    pub fn pick(&self) -> Result<Call, NoEligibleBackend> {
+        if !self.probing.is_empty()
+            && let Some(b) = self
+                .probing
+                .iter()
+                .find(|b| b.breaker().try_acquire_probe())
+        {
+            return Ok(Call::start(Arc::clone(b), true));
+        }
+        match self.select() {
+            Some(m) => Ok(Call::start(Arc::clone(&m.backend), false)),
+            None => Err(self.none_eligible()),
+        }
+    }
+
+    /// Like [`pick`](Self::pick), but never a backend named in `exclude`. See [`BackendSet::pick_excluding`].
+    pub fn pick_excluding(&self, exclude: &[&str]) -> Result<Call, NoEligibleBackend> {
+        let allowed = |b: &Backend| !exclude.contains(&b.name());
+        if let Some(b) = self
+            .probing
+            .iter()
+            .find(|b| allowed(b) && b.breaker().try_acquire_probe())
+        {
+            return Ok(Call::start(Arc::clone(b), true));
+        }
+        let start = self
+            .balancer
+            .pick(&self.plan, &self.eligible)
+            .ok_or_else(|| self.none_eligible())?;
+        let n = self.eligible.len();
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter_map(|i| self.eligible.get(i))
+            .find(|m| allowed(&m.backend))
+            .map(|m| Call::start(Arc::clone(&m.backend), false))
+            .ok_or_else(|| self.none_eligible())
+    }
+
+    fn none_eligible(&self) -> NoEligibleBackend {
+        NoEligibleBackend::new(self.members.len(), self.next_deadline)
+    }
+
     /// Picks an eligible member with the balancer, without starting a call.
     #[inline]
     pub fn select(&self) -> Option<&Member> {
@@ -195,6 +241,75 @@ impl<B: Balancer> std::fmt::Debug for BackendSet<B> {
             .field("members", &snap.members.len())
             .field("eligible", &snap.eligible.len())
             .finish()
+    }
+}
+
+/// Picks from a [`BackendSet`] through a snapshot it caches: where [`BackendSet::pick`] loads the current
+/// snapshot from the shared `ArcSwap` (a few atomic operations to protect it), a `Picker` compares one pointer
+/// with the one it holds and reloads only when a new snapshot was published since its last pick.
+///
+/// It needs `&mut self`, so each task or each clone of a service keeps its own (clones are independent). A
+/// change published before a pick starts is always seen by that pick, as with [`BackendSet::pick`]. The cost:
+/// a picker keeps the snapshot of its last pick, and so the backends of that snapshot, alive until its next
+/// pick or its drop.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// set.add(BackendSpec::new("a", "http://127.0.0.1:8081"))?;
+/// let mut picker = set.picker();
+/// picker.pick()?.success();
+/// set.add(BackendSpec::new("b", "http://127.0.0.1:8082"))?;
+/// assert_eq!(picker.pick()?.backend().name(), "b");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Picker<B: Balancer> {
+    cache: Cache<Current<B>, Arc<Snapshot<B>>>,
+}
+
+impl<B: Balancer> Clone for Picker<B> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl<B: Balancer> std::fmt::Debug for Picker<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Picker").finish_non_exhaustive()
+    }
+}
+
+impl<B: Balancer> Picker<B> {
+    /// Picks a backend and starts a call to it, like [`BackendSet::pick`].
+    #[inline]
+    pub fn pick(&mut self) -> Result<Call, NoEligibleBackend> {
+        self.cache.load().pick()
+    }
+
+    /// The current snapshot (refreshed if a newer one was published).
+    #[inline]
+    pub fn snapshot(&mut self) -> &Arc<Snapshot<B>> {
+        self.cache.load()
+    }
+}
+
+/// The set's `ArcSwap`, held by a [`Picker`]'s cache.
+struct Current<B: Balancer>(Arc<Inner<B>>);
+
+impl<B: Balancer> Clone for Current<B> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<B: Balancer> std::ops::Deref for Current<B> {
+    type Target = ArcSwap<Snapshot<B>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.current
     }
 }
 
@@ -328,22 +443,7 @@ impl<B: Balancer> BackendSet<B> {
     /// given an outcome or dropped.
     #[inline]
     pub fn pick(&self) -> Result<Call, NoEligibleBackend> {
-        let snap = self.inner.current.load();
-        if !snap.probing.is_empty()
-            && let Some(b) = snap
-                .probing
-                .iter()
-                .find(|b| b.breaker().try_acquire_probe())
-        {
-            return Ok(Call::start(Arc::clone(b), true));
-        }
-        match snap.select() {
-            Some(m) => Ok(Call::start(Arc::clone(&m.backend), false)),
-            None => Err(NoEligibleBackend::new(
-                snap.members.len(),
-                snap.next_deadline,
-            )),
-        }
+        self.inner.current.load().pick()
     }
 
     /// Like [`pick`](Self::pick), but never returns a backend named in `exclude` (used to retry elsewhere).
@@ -351,27 +451,14 @@ impl<B: Balancer> BackendSet<B> {
     /// The balancer is asked first; if it answers an excluded backend the eligible members are scanned from a
     /// position that rotates with that answer, so retries spread over the remaining backends.
     pub fn pick_excluding(&self, exclude: &[&str]) -> Result<Call, NoEligibleBackend> {
-        let snap = self.inner.current.load();
-        let allowed = |b: &Backend| !exclude.contains(&b.name());
-        if let Some(b) = snap
-            .probing
-            .iter()
-            .find(|b| allowed(b) && b.breaker().try_acquire_probe())
-        {
-            return Ok(Call::start(Arc::clone(b), true));
+        self.inner.current.load().pick_excluding(exclude)
+    }
+
+    /// A [`Picker`]: picks through a snapshot cached by its owner, for one task or one service clone.
+    pub fn picker(&self) -> Picker<B> {
+        Picker {
+            cache: Cache::new(Current(Arc::clone(&self.inner))),
         }
-        let none = || NoEligibleBackend::new(snap.members.len(), snap.next_deadline);
-        let start = snap
-            .balancer
-            .pick(&snap.plan, &snap.eligible)
-            .ok_or_else(none)?;
-        let n = snap.eligible.len();
-        (0..n)
-            .map(|k| (start + k) % n)
-            .filter_map(|i| snap.eligible.get(i))
-            .find(|m| allowed(&m.backend))
-            .map(|m| Call::start(Arc::clone(&m.backend), false))
-            .ok_or_else(none)
     }
 
     /// Calls `f` with the picked member without starting a call: the bare cost of choosing.
