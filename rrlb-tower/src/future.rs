@@ -19,8 +19,8 @@ pub(crate) struct RetryState<S, B: Balancer, Req> {
     pub(crate) saved: Req,
     pub(crate) left: u32,
     pub(crate) retry_on: RetryOn,
-    /// Boxed: it is needed only once a retry happens, and the future stays smaller to move without it.
-    pub(crate) tried: Option<Box<Vec<Arc<Backend>>>>,
+    /// A boxed slice (two words, no allocation while empty): it grows only when a retry happens.
+    pub(crate) tried: Box<[Arc<Backend>]>,
     pub(crate) inner: S,
     pub(crate) set: BackendSet<B>,
     pub(crate) budget: RetryBudget,
@@ -195,9 +195,10 @@ where
                 && retry.left > 0
                 && retry.retry_on.contains(kind)
             {
-                let tried = retry.tried.get_or_insert_with(Box::default);
+                let mut tried = std::mem::take(&mut retry.tried).into_vec();
                 tried.push(Arc::clone(backend));
-                let tried: Vec<&str> = tried.iter().map(|b| b.name()).collect();
+                retry.tried = tried.into_boxed_slice();
+                let tried: Vec<&str> = retry.tried.iter().map(|b| b.name()).collect();
                 if retry.budget.withdraw()
                     && let Ok(next) = retry.set.pick_excluding(&tried)
                 {

@@ -186,7 +186,7 @@ where
                 saved,
                 left: self.config.retries,
                 retry_on: self.config.retry_on,
-                tried: None,
+                tried: Box::default(),
                 inner: self.inner.clone(),
                 set: self.set.clone(),
                 budget: self.budget.clone(),
