@@ -7,12 +7,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use rrlb_core::{Backend, BackendSet, Balancer, Call, Outcome};
+use rrlb_core::{Backend, Balancer, Call, Outcome};
 use tower::Service;
 
 use crate::error::{BoxError, Error, FailureKind};
 use crate::policy::{Policy, RetryOn};
-use crate::service::{RetryBudget, Routed};
+use crate::service::{Routed, Shared};
 
 /// What a retry needs: a copy of the request, the backends already tried, and a handle on the service.
 pub(crate) struct RetryState<S, B: Balancer, Req> {
@@ -22,8 +22,7 @@ pub(crate) struct RetryState<S, B: Balancer, Req> {
     /// A boxed slice (two words, no allocation while empty): it grows only when a retry happens.
     pub(crate) tried: Box<[Arc<Backend>]>,
     pub(crate) inner: S,
-    pub(crate) set: BackendSet<B>,
-    pub(crate) budget: RetryBudget,
+    pub(crate) shared: Arc<Shared<B>>,
 }
 
 pin_project! {
@@ -199,8 +198,8 @@ where
                 tried.push(Arc::clone(backend));
                 retry.tried = tried.into_boxed_slice();
                 let tried: Vec<&str> = retry.tried.iter().map(|b| b.name()).collect();
-                if retry.budget.withdraw()
-                    && let Ok(next) = retry.set.pick_excluding(&tried)
+                if retry.shared.budget.withdraw()
+                    && let Ok(next) = retry.shared.set.pick_excluding(&tried)
                 {
                     retry.left -= 1;
                     tracing::debug!(

@@ -3,7 +3,8 @@
 use rrlb_core::{BackendSet, Balancer};
 use tower::Layer;
 
-use crate::service::{Balance, BalanceConfig, RetryBudget};
+use crate::budget::RetryBudget;
+use crate::service::{Balance, BalanceConfig};
 
 /// Builds [`Balance`] services over one shared [`BackendSet`]; use it with `tower::ServiceBuilder`.
 pub struct BalanceLayer<B: Balancer, P> {

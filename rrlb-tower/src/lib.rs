@@ -43,6 +43,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod budget;
 mod discover;
 mod error;
 mod future;
@@ -53,10 +54,11 @@ mod layer;
 mod policy;
 mod service;
 
+pub use crate::budget::RetryBudget;
 pub use crate::discover::apply_changes;
 pub use crate::error::{BoxError, Error, FailureKind};
 pub use crate::future::ResponseFuture;
 pub use crate::health::{HealthCheckConfig, HealthChecker, Maintenance, Probe};
 pub use crate::layer::BalanceLayer;
 pub use crate::policy::{BasicPolicy, Policy, RetryOn, Served};
-pub use crate::service::{Balance, BalanceConfig, RetryBudget, Routed};
+pub use crate::service::{Balance, BalanceConfig, Routed};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rrlb_core::{Backend, BackendSet, Balancer, Picker};
 use tower::Service;
-use tower::retry::budget::{Budget, TpsBudget};
 
+use crate::budget::RetryBudget;
 use crate::error::{BoxError, Error};
 use crate::future::{ResponseFuture, RetryState};
 use crate::policy::{Policy, RetryOn};
@@ -42,41 +42,6 @@ impl Default for BalanceConfig {
     }
 }
 
-/// Caps retries to a share of requests, so retries cannot multiply the load on an already failing fleet.
-///
-/// Every request that may be retried (of a [`Balance`] configured with retries) deposits `ratio` of a retry
-/// token (kept for 10 s); every retry withdraws one; on top of that
-/// `min_per_second` retries per second are always allowed, so that low traffic can still retry. This is
-/// tower's [`TpsBudget`], shared by all clones of a [`Balance`].
-#[derive(Debug, Clone)]
-pub struct RetryBudget(Arc<TpsBudget>);
-
-impl RetryBudget {
-    /// Retries at most `ratio` (0.0..=1000.0) of requests plus `min_per_second` per second.
-    pub fn new(ratio: f32, min_per_second: u32) -> Self {
-        Self(Arc::new(TpsBudget::new(
-            Duration::from_secs(10),
-            min_per_second,
-            ratio.clamp(0.0, 1000.0),
-        )))
-    }
-
-    pub(crate) fn deposit(&self) {
-        self.0.deposit();
-    }
-
-    pub(crate) fn withdraw(&self) -> bool {
-        self.0.withdraw()
-    }
-}
-
-impl Default for RetryBudget {
-    /// 20 % of requests plus 10 retries per second.
-    fn default() -> Self {
-        Self::new(0.2, 10)
-    }
-}
-
 /// Balances requests over a [`BackendSet`], calling the inner service with each request [`Routed`] to the
 /// picked backend.
 ///
@@ -92,11 +57,18 @@ impl Default for RetryBudget {
 ///    was not tried yet.
 pub struct Balance<S, B: Balancer, P> {
     pub(crate) inner: S,
-    pub(crate) set: BackendSet<B>,
+    /// The set and the retry budget, behind one `Arc`: a call that may be retried takes one reference to both.
+    pub(crate) shared: Arc<Shared<B>>,
     /// Each clone picks through its own cached snapshot (see [`Picker`]).
     pub(crate) picker: Picker<B>,
     pub(crate) policy: P,
     pub(crate) config: BalanceConfig,
+}
+
+/// What every attempt of a call may need again: where to pick a backend for a retry, and whether it may.
+#[derive(Debug)]
+pub(crate) struct Shared<B: Balancer> {
+    pub(crate) set: BackendSet<B>,
     pub(crate) budget: RetryBudget,
 }
 
@@ -104,11 +76,10 @@ impl<S: Clone, B: Balancer, P: Clone> Clone for Balance<S, B, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            set: self.set.clone(),
+            shared: Arc::clone(&self.shared),
             picker: self.picker.clone(),
             policy: self.policy.clone(),
             config: self.config,
-            budget: self.budget.clone(),
         }
     }
 }
@@ -116,7 +87,7 @@ impl<S: Clone, B: Balancer, P: Clone> Clone for Balance<S, B, P> {
 impl<S, B: Balancer, P> std::fmt::Debug for Balance<S, B, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Balance")
-            .field("set", &self.set)
+            .field("set", &self.shared.set)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -128,22 +99,27 @@ impl<S, B: Balancer, P> Balance<S, B, P> {
         Self {
             inner,
             picker: set.picker(),
-            set,
+            shared: Arc::new(Shared {
+                set,
+                budget: RetryBudget::default(),
+            }),
             policy,
             config,
-            budget: RetryBudget::default(),
         }
     }
 
     /// The same service with another retry budget.
     pub fn with_budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = budget;
+        self.shared = Arc::new(Shared {
+            set: self.shared.set.clone(),
+            budget,
+        });
         self
     }
 
     /// The backend set.
     pub fn set(&self) -> &BackendSet<B> {
-        &self.set
+        &self.shared.set
     }
 
     /// The timeout and retry settings.
@@ -170,10 +146,10 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        // A service that never retries has no use for the budget: skip its lock and clock read.
+        // A service that never retries has no use for the budget: skip its clock read and count.
         let may_retry = self.config.retries > 0 && !self.config.retry_on.is_empty();
         if may_retry {
-            self.budget.deposit();
+            self.shared.budget.deposit();
         }
         let call = match self.picker.pick() {
             Ok(call) => call,
@@ -188,8 +164,7 @@ where
                 retry_on: self.config.retry_on,
                 tried: Box::default(),
                 inner: self.inner.clone(),
-                set: self.set.clone(),
-                budget: self.budget.clone(),
+                shared: Arc::clone(&self.shared),
             })
         } else {
             None
