@@ -24,7 +24,8 @@ pub struct Routed<R> {
 /// Per-attempt timeout and retry settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BalanceConfig {
-    /// Timeout of each attempt (`None`: no timeout). Default 2 s.
+    /// Timeout of each attempt (`None`: no timeout), counted from the attempt's first poll; the timer is only
+    /// set if the attempt does not complete on that poll. Default 2 s.
     pub timeout: Option<Duration>,
     /// Extra attempts after the first, each on a backend not tried yet. Default 2.
     pub retries: u32,
