@@ -3,6 +3,7 @@
 //! Per-request counters are updated on the proxy path; the per-backend gauges (health, circuit state, in
 //! flight) are read from the backend set at scrape time, so they are never stale.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -53,7 +54,64 @@ pub struct Metrics {
     retries: Counter,
     rejected: Family<ReasonLabel, Counter>,
     total: AtomicU64,
+    /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
+    id: u64,
 }
+
+/// Each thread's handles on the per-backend series, so that counting a request neither allocates label
+/// strings nor hashes and locks the families' maps: a short list scanned by backend name and code. The
+/// series of the families and the handles are the same objects (`prometheus_client` metrics are shared
+/// handles), so the exposition sees every count.
+#[derive(Default)]
+struct Handles {
+    owner: u64,
+    requests: Vec<(Box<str>, u16, Counter)>,
+    durations: Vec<(Box<str>, Histogram)>,
+}
+
+/// Beyond this many series a thread's cache starts over (backends come and go; codes are few).
+const MAX_HANDLES: usize = 256;
+
+impl Handles {
+    fn counter(&mut self, backend: &str, code: u16, make: impl FnOnce() -> Counter) -> &Counter {
+        let found = self
+            .requests
+            .iter()
+            .position(|(b, c, _)| *c == code && &**b == backend);
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if self.requests.len() >= MAX_HANDLES {
+                    self.requests.clear();
+                }
+                self.requests.push((backend.into(), code, make()));
+                self.requests.len() - 1
+            }
+        };
+        &self.requests[i].2
+    }
+
+    fn histogram(&mut self, backend: &str, make: impl FnOnce() -> Histogram) -> &Histogram {
+        let found = self.durations.iter().position(|(b, _)| &**b == backend);
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if self.durations.len() >= MAX_HANDLES {
+                    self.durations.clear();
+                }
+                self.durations.push((backend.into(), make()));
+                self.durations.len() - 1
+            }
+        };
+        &self.durations[i].1
+    }
+}
+
+thread_local! {
+    static HANDLES: RefCell<Handles> = RefCell::new(Handles::default());
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,6 +185,7 @@ impl Metrics {
             retries,
             rejected,
             total: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Relaxed),
         }
     }
 
@@ -134,17 +193,31 @@ impl Metrics {
     pub fn observe(&self, backend: Option<&str>, code: u16, seconds: f64, retries: u32) {
         self.total.fetch_add(1, Relaxed);
         let backend = backend.unwrap_or("none");
-        self.requests
-            .get_or_create(&RequestLabels {
-                backend: backend.to_owned(),
-                code,
+        HANDLES.with_borrow_mut(|h| {
+            if h.owner != self.id {
+                *h = Handles {
+                    owner: self.id,
+                    ..Handles::default()
+                };
+            }
+            h.counter(backend, code, || {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        backend: backend.to_owned(),
+                        code,
+                    })
+                    .clone()
             })
             .inc();
-        self.durations
-            .get_or_create(&BackendLabel {
-                backend: backend.to_owned(),
+            h.histogram(backend, || {
+                self.durations
+                    .get_or_create(&BackendLabel {
+                        backend: backend.to_owned(),
+                    })
+                    .clone()
             })
             .observe(seconds);
+        });
         if retries > 0 {
             self.retries.inc_by(u64::from(retries));
         }
@@ -184,5 +257,77 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rrlb_core::{Algorithm, SetOptions};
+
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(series))
+    }
+
+    #[test]
+    fn each_instance_counts_its_own_requests_through_the_thread_cache() {
+        let set = BackendSet::new(
+            AnyBalancer::new(Algorithm::RoundRobin),
+            SetOptions::default(),
+        );
+        let a = Metrics::new();
+        let b = Metrics::new();
+        for _ in 0..3 {
+            a.observe(Some("x"), 200, 0.001, 0);
+        }
+        b.observe(Some("x"), 200, 0.001, 0);
+        a.observe(Some("x"), 503, 0.002, 1);
+        a.observe(None, 502, 0.002, 0);
+        let (a, b) = (a.render(&set), b.render(&set));
+        assert_eq!(
+            line(&a, "rrlb_requests_total{backend=\"x\",code=\"200\"}"),
+            Some("rrlb_requests_total{backend=\"x\",code=\"200\"} 3")
+        );
+        assert_eq!(
+            line(&a, "rrlb_requests_total{backend=\"x\",code=\"503\"}"),
+            Some("rrlb_requests_total{backend=\"x\",code=\"503\"} 1")
+        );
+        assert_eq!(
+            line(&a, "rrlb_requests_total{backend=\"none\",code=\"502\"}"),
+            Some("rrlb_requests_total{backend=\"none\",code=\"502\"} 1")
+        );
+        assert_eq!(
+            line(&a, "rrlb_request_duration_seconds_count{backend=\"x\"}"),
+            Some("rrlb_request_duration_seconds_count{backend=\"x\"} 4")
+        );
+        assert_eq!(line(&a, "rrlb_retries_total"), Some("rrlb_retries_total 1"));
+        assert_eq!(
+            line(&b, "rrlb_requests_total{backend=\"x\",code=\"200\"}"),
+            Some("rrlb_requests_total{backend=\"x\",code=\"200\"} 1")
+        );
+    }
+
+    #[test]
+    fn the_thread_cache_starts_over_when_full_without_losing_counts() {
+        let set = BackendSet::new(
+            AnyBalancer::new(Algorithm::RoundRobin),
+            SetOptions::default(),
+        );
+        let m = Metrics::new();
+        for round in 0..2 {
+            for code in 0..(MAX_HANDLES as u16 + 10) {
+                m.observe(Some("y"), 100 + code, 0.001, 0);
+            }
+            let text = m.render(&set);
+            let want = format!(
+                "rrlb_requests_total{{backend=\"y\",code=\"100\"}} {}",
+                round + 1
+            );
+            assert_eq!(
+                line(&text, "rrlb_requests_total{backend=\"y\",code=\"100\"}"),
+                Some(want.as_str())
+            );
+        }
     }
 }
