@@ -5,14 +5,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::state::{App, ApplyError, Reloader};
@@ -111,9 +112,17 @@ pub async fn run_on_workers(
         });
         proxies.push(done_rx);
     } else {
-        let std_listener = listeners.proxy.into_std().map_err(RunError::Io)?;
+        // Thread-per-core: this runtime accepts and hands each connection to the worker with the fewest open
+        // ones. Workers sharing one listening socket would split connections by who happens to wake first
+        // (measured: 36 % / 64 % of the CPU under a steady wrk load), and the busier one sets the latency.
+        let mut handoffs = Vec::with_capacity(workers);
         for i in 0..workers {
-            let listener = std_listener.try_clone().map_err(RunError::Io)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            handoffs.push(Handoff {
+                tx,
+                open: Arc::clone(&open),
+            });
             let (app, stop) = (Arc::clone(&app), stop_rx.clone());
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
@@ -123,14 +132,7 @@ pub async fn run_on_workers(
                         .enable_all()
                         .build()
                     {
-                        Ok(rt) => rt.block_on(async move {
-                            match TcpListener::from_std(listener) {
-                                Ok(l) => serve_proxy(l, app, stop).await,
-                                Err(e) => {
-                                    tracing::error!(error = %e, "worker cannot use the listener")
-                                }
-                            }
-                        }),
+                        Ok(rt) => rt.block_on(serve_handed(rx, open, app, stop)),
                         Err(e) => tracing::error!(error = %e, "worker cannot start its runtime"),
                     }
                     let _ = done_tx.send(());
@@ -138,6 +140,11 @@ pub async fn run_on_workers(
                 .map_err(RunError::Io)?;
             proxies.push(done_rx);
         }
+        tokio::spawn(accept_for_workers(
+            listeners.proxy,
+            handoffs,
+            stop_rx.clone(),
+        ));
     }
     // Logged only now, when the SIGHUP handler is installed: whoever waits for this line may signal at once.
     tracing::info!(%proxy_addr, %admin_addr, workers, backends = app.set.load().members().len(), "rrlb is serving");
@@ -171,36 +178,133 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// A worker's end of the accept loop: where to send it connections, and how many it has open.
+struct Handoff {
+    tx: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Accepts on `listener` and hands every connection to the worker with the fewest open (the first such on
+/// a tie), until `stop`.
+async fn accept_for_workers(
+    listener: TcpListener,
+    workers: Vec<Handoff>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Some((stream, client)) = accepted_or_back_off(accepted).await else {
+                    continue;
+                };
+                let Some(worker) = workers.iter().min_by_key(|w| w.open.load(Relaxed)) else {
+                    return;
+                };
+                match stream.into_std() {
+                    Ok(stream) => {
+                        worker.open.fetch_add(1, Relaxed);
+                        if worker.tx.send((stream, client)).is_err() {
+                            worker.open.fetch_sub(1, Relaxed);
+                        }
+                    }
+                    Err(e) => tracing::debug!(%client, error = %e, "cannot hand the connection over"),
+                }
+            }
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// A worker: serves the connections the accept loop hands it, on this thread's runtime, until `stop`; then
+/// drains them.
+async fn serve_handed(
+    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let builder = builder(&app);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            handed = incoming.recv() => {
+                let Some((stream, client)) = handed else { break };
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        serve_connection(&builder, &graceful, &app, stream, client, Some(Arc::clone(&open)));
+                    }
+                    Err(e) => {
+                        open.fetch_sub(1, Relaxed);
+                        tracing::warn!(%client, error = %e, "worker cannot use the connection");
+                    }
+                }
+            }
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    drain(&app, graceful).await;
+}
+
+/// The single-runtime mode: accepts and serves on the calling runtime until `stop`; then drains.
 async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let builder = builder(&app);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = Arc::clone(&app);
-                let svc = service_fn(move |req| proxy::handle(Arc::clone(&app), req, client));
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%client, error = %e, "connection ended with an error");
-                    }
-                });
+                if let Some((stream, client)) = accepted_or_back_off(accepted).await {
+                    serve_connection(&builder, &graceful, &app, stream, client, None);
+                }
             }
             _ = stopped(&mut stop) => break,
         }
     }
     drop(listener);
+    drain(&app, graceful).await;
+}
+
+/// An accepted connection, or (EMFILE and friends) nothing after a short pause rather than a spin.
+async fn accepted_or_back_off(
+    accepted: io::Result<(TcpStream, SocketAddr)>,
+) -> Option<(TcpStream, SocketAddr)> {
+    match accepted {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            None
+        }
+    }
+}
+
+/// Serves one client connection on a task of the current runtime; `open` is decremented when it ends.
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    app: &Arc<App>,
+    stream: TcpStream,
+    client: SocketAddr,
+    open: Option<Arc<AtomicUsize>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let app = Arc::clone(app);
+    let svc = service_fn(move |req| proxy::handle(Arc::clone(&app), req, client));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%client, error = %e, "connection ended with an error");
+        }
+        if let Some(open) = open {
+            open.fetch_sub(1, Relaxed);
+        }
+    });
+}
+
+/// Waits for the connections in flight to finish, up to the configured drain timeout.
+async fn drain(app: &App, graceful: GracefulShutdown) {
     let drain = app.config.load().timeouts.drain;
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
