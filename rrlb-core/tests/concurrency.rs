@@ -53,10 +53,16 @@ fn run(algorithm: Algorithm) {
             let (set, removed) = (set.clone(), removed.clone());
             thread::spawn(move || {
                 let mut picked = 0u64;
+                // Half the threads pick through a `Picker` (a cached snapshot), half through the set.
+                let mut picker = (t % 2 == 1).then(|| set.picker());
                 for n in 0..PICKS_PER_THREAD {
                     let gone = removed.load(SeqCst);
+                    let call = match picker.as_mut() {
+                        Some(p) => p.pick(),
+                        None => set.pick(),
+                    };
                     // Failures open breakers, so at times nothing is eligible: that is an answer, not a call.
-                    let Ok(call) = set.pick() else { continue };
+                    let Ok(call) = call else { continue };
                     picked += 1;
                     if let Some(x) = call.backend().name().strip_prefix('x') {
                         let x: usize = x.parse().unwrap();

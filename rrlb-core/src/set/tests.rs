@@ -272,3 +272,29 @@ fn slow_calls_eject() {
     assert_eq!(set.get("a").unwrap().circuit(), CircuitState::Open);
     assert!(set.pick().is_err());
 }
+
+#[test]
+fn a_picker_sees_every_change_published_before_its_pick() {
+    let set = three();
+    let mut picker = set.picker();
+    let mut pick = |picker: &mut Picker<RoundRobin>| {
+        let call = picker.pick().unwrap();
+        let name = call.backend().name().to_owned();
+        call.success();
+        name
+    };
+    assert_eq!(pick(&mut picker), "a");
+    set.remove("b").unwrap();
+    // The counter goes on (1, 2, 3, ...) over the new eligible view [a, c].
+    let after: Vec<String> = (0..4).map(|_| pick(&mut picker)).collect();
+    assert_eq!(after, ["c", "a", "c", "a"]);
+    set.get("c").unwrap().backend().set_healthy(false);
+    assert_eq!(pick(&mut picker), "a");
+    set.get("a").unwrap().backend().set_healthy(false);
+    assert!(picker.pick().is_err(), "nothing eligible");
+    // A clone is independent but sees the same set.
+    set.get("a").unwrap().backend().set_healthy(true);
+    let mut clone = picker.clone();
+    assert_eq!(pick(&mut clone), "a");
+    assert_eq!(picker.snapshot().version(), set.load().version());
+}
