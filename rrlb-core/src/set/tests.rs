@@ -277,7 +277,7 @@ fn slow_calls_eject() {
 fn a_picker_sees_every_change_published_before_its_pick() {
     let set = three();
     let mut picker = set.picker();
-    let mut pick = |picker: &mut Picker<RoundRobin>| {
+    let pick = |picker: &mut Picker<RoundRobin>| {
         let call = picker.pick().unwrap();
         let name = call.backend().name().to_owned();
         call.success();
