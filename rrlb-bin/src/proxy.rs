@@ -1,8 +1,10 @@
 //! The proxy listener's request handler: limits, request ids, header hygiene, balancing, error answers,
 //! metrics and the access log.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,9 +14,9 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use rrlb_tower::Served;
 use rrlb_tower::http::status_for;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
-use crate::state::App;
+use crate::state::{App, ProxyService};
 
 /// The proxy's response body: a backend's streamed body, or one of rrlb's own JSON answers.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -112,6 +114,41 @@ pub fn json_error(
 fn retry_after(res: &mut Response<ProxyBody>, seconds: u64) {
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+}
+
+type UpstreamRequest = Request<Full<Bytes>>;
+
+thread_local! {
+    /// This thread's copy of the proxy service and the published `Arc` it was copied from: a request calls
+    /// the copy (`Balance::call` takes `&mut self`) instead of cloning the service, which would take and drop
+    /// references on the set, its snapshot and the retry budget that every worker thread shares.
+    static SERVICE: RefCell<Option<(Arc<ProxyService>, ProxyService)>> = const { RefCell::new(None) };
+}
+
+/// Sends the request through this thread's copy of the current proxy service (made again when a reload
+/// published a new one).
+async fn send(app: &App, req: UpstreamRequest) -> Result<Response<Incoming>, rrlb_tower::Error> {
+    let sent = SERVICE.with_borrow_mut(|slot| {
+        let current = app.service.load();
+        if !matches!(slot, Some((published, _)) if Arc::ptr_eq(published, &current)) {
+            *slot = Some((Arc::clone(&current), ProxyService::clone(&current)));
+        }
+        let Some((_, svc)) = slot.as_mut() else {
+            return Err(Box::new((ProxyService::clone(&current), req)));
+        };
+        // The HTTP upstream is always ready; should that ever change, fall back to waiting on a clone.
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Ok(svc.call(req)),
+            _ => Err(Box::new((svc.clone(), req))),
+        }
+    });
+    match sent {
+        Ok(fut) => fut.await,
+        Err(waiting) => {
+            let (svc, req) = *waiting;
+            svc.oneshot(req).await
+        }
+    }
 }
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
@@ -251,8 +288,7 @@ async fn forward(
     }
     let upstream_req = Request::from_parts(parts, Full::new(body));
 
-    let svc = app.service.load().as_ref().clone();
-    match svc.oneshot(upstream_req).await {
+    match send(app, upstream_req).await {
         Ok(res) => {
             let (mut parts, body) = res.into_parts();
             let served = parts.extensions.remove::<Served>();
