@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -126,30 +127,30 @@ thread_local! {
 }
 
 /// Sends the request through this thread's copy of the current proxy service (made again when a reload
-/// published a new one).
-async fn send(app: &App, req: UpstreamRequest) -> Result<Response<Incoming>, rrlb_tower::Error> {
-    let sent = SERVICE.with_borrow_mut(|slot| {
+/// published a new one). Not an `async fn`: the caller awaits the service's own future, so its state holds
+/// that future and not also a copy of the request and a fallback path.
+fn send(app: &App, req: UpstreamRequest) -> Sending {
+    SERVICE.with_borrow_mut(|slot| {
         let current = app.service.load();
         if !matches!(slot, Some((published, _)) if Arc::ptr_eq(published, &current)) {
             *slot = Some((Arc::clone(&current), ProxyService::clone(&current)));
         }
         let Some((_, svc)) = slot.as_mut() else {
-            return Err(Box::new((ProxyService::clone(&current), req)));
+            return Sending::Right(Box::pin(ProxyService::clone(&current).oneshot(req)));
         };
         // The HTTP upstream is always ready; should that ever change, fall back to waiting on a clone.
         match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => Ok(svc.call(req)),
-            _ => Err(Box::new((svc.clone(), req))),
+            Poll::Ready(Ok(())) => Sending::Left(svc.call(req)),
+            _ => Sending::Right(Box::pin(svc.clone().oneshot(req))),
         }
-    });
-    match sent {
-        Ok(fut) => fut.await,
-        Err(waiting) => {
-            let (svc, req) = *waiting;
-            svc.oneshot(req).await
-        }
-    }
+    })
 }
+
+/// [`send`]'s future: the service's, or (never in practice) a boxed wait for a clone to be ready.
+type Sending = futures_util::future::Either<
+    <ProxyService as Service<UpstreamRequest>>::Future,
+    Pin<Box<tower::util::Oneshot<ProxyService, UpstreamRequest>>>,
+>;
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
 pub async fn handle(

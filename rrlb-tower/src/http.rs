@@ -79,8 +79,13 @@ impl Default for UpstreamConfig {
 ///
 /// The request's URI is rewritten to the backend's scheme and authority, with the backend URL's path (if any)
 /// prefixed to the request's path; the `host` header is replaced by the backend's authority.
+///
+/// Cheap to clone (one `Arc`): a [`Balance`](crate::Balance) keeps a clone in every call that may be retried.
 #[derive(Clone, Debug)]
-pub struct HttpUpstream {
+pub struct HttpUpstream(Arc<UpstreamInner>);
+
+#[derive(Debug)]
+struct UpstreamInner {
     client: Client<Connector, Full<Bytes>>,
     config: UpstreamConfig,
     per_thread: Option<u64>,
@@ -104,11 +109,11 @@ fn build_client(config: &UpstreamConfig) -> UpstreamClient {
 impl HttpUpstream {
     /// A client with these pool settings, one pool shared by every thread. Must be called inside a tokio runtime.
     pub fn new(config: UpstreamConfig) -> Self {
-        Self {
+        Self(Arc::new(UpstreamInner {
             client: build_client(&config),
             config,
             per_thread: None,
-        }
+        }))
     }
 
     /// Like [`new`](Self::new), but each thread that sends requests gets its own pool.
@@ -117,28 +122,30 @@ impl HttpUpstream {
     /// connection and that connection's task then all stay on one thread, with no cross-thread wake-ups.
     pub fn per_thread(config: UpstreamConfig) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        Self {
+        Self(Arc::new(UpstreamInner {
             client: build_client(&config),
             config,
             per_thread: Some(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
-        }
+        }))
     }
 
-    fn client(&self) -> UpstreamClient {
-        let Some(id) = self.per_thread else {
-            return self.client.clone();
+    /// Calls `f` with the client to use on this thread (borrowed: no clone of the client per request).
+    fn with_client<R>(&self, f: impl FnOnce(&UpstreamClient) -> R) -> R {
+        let Some(id) = self.0.per_thread else {
+            return f(&self.0.client);
         };
         THREAD_CLIENTS.with(|clients| {
             let mut clients = clients.borrow_mut();
             if let Some((_, c)) = clients.iter().find(|(i, _)| *i == id) {
-                return c.clone();
+                return f(c);
             }
             // A new upstream (a reload changed its settings): older pools of this thread are dropped once
             // their last in-flight request ends.
             clients.retain(|(i, _)| *i > id.saturating_sub(4));
-            let c = build_client(&self.config);
-            clients.push((id, c.clone()));
-            c
+            let c = build_client(&self.0.config);
+            let out = f(&c);
+            clients.push((id, c));
+            out
         })
     }
 }
@@ -250,7 +257,7 @@ impl Service<Routed<HttpRequest>> for HttpUpstream {
                 parts.version = http::Version::HTTP_11;
                 UpstreamFuture {
                     state: UpstreamState::Sending {
-                        fut: self.client().request(Request::from_parts(parts, body)),
+                        fut: self.with_client(|c| c.request(Request::from_parts(parts, body))),
                     },
                 }
             }
