@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -53,7 +54,8 @@ pub struct Metrics {
     in_flight: Family<BackendLabel, Gauge>,
     retries: Counter,
     rejected: Family<ReasonLabel, Counter>,
-    total: AtomicU64,
+    /// One count per thread that answered requests (each written by its thread only), summed when read.
+    totals: Mutex<Vec<Arc<AtomicU64>>>,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
     id: u64,
 }
@@ -65,6 +67,7 @@ pub struct Metrics {
 #[derive(Default)]
 struct Handles {
     owner: u64,
+    total: Arc<AtomicU64>,
     requests: Vec<(Box<str>, u16, Counter)>,
     durations: Vec<(Box<str>, Histogram)>,
 }
@@ -116,7 +119,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("total", &self.total)
+            .field("total", &self.total_requests())
             .finish_non_exhaustive()
     }
 }
@@ -184,22 +187,28 @@ impl Metrics {
             in_flight,
             retries,
             rejected,
-            total: AtomicU64::new(0),
+            totals: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }
     }
 
     /// Counts one answered request.
     pub fn observe(&self, backend: Option<&str>, code: u16, seconds: f64, retries: u32) {
-        self.total.fetch_add(1, Relaxed);
         let backend = backend.unwrap_or("none");
         HANDLES.with_borrow_mut(|h| {
             if h.owner != self.id {
+                let total = Arc::new(AtomicU64::new(0));
+                self.totals
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Arc::clone(&total));
                 *h = Handles {
                     owner: self.id,
+                    total,
                     ..Handles::default()
                 };
             }
+            h.total.fetch_add(1, Relaxed);
             h.counter(backend, code, || {
                 self.requests
                     .get_or_create(&RequestLabels {
@@ -230,7 +239,12 @@ impl Metrics {
 
     /// Requests answered on the proxy listener since start.
     pub fn total_requests(&self) -> u64 {
-        self.total.load(Relaxed)
+        self.totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|t| t.load(Relaxed))
+            .sum()
     }
 
     /// The Prometheus text exposition, with the per-backend gauges read from `set` now.
@@ -284,6 +298,7 @@ mod tests {
         b.observe(Some("x"), 200, 0.001, 0);
         a.observe(Some("x"), 503, 0.002, 1);
         a.observe(None, 502, 0.002, 0);
+        assert_eq!((a.total_requests(), b.total_requests()), (5, 1));
         let (a, b) = (a.render(&set), b.render(&set));
         assert_eq!(
             line(&a, "rrlb_requests_total{backend=\"x\",code=\"200\"}"),
@@ -329,5 +344,21 @@ mod tests {
                 Some(want.as_str())
             );
         }
+    }
+
+    #[test]
+    fn the_total_sums_every_thread() {
+        let m = Metrics::new();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        m.observe(Some("z"), 200, 0.001, 0);
+                    }
+                });
+            }
+        });
+        m.observe(Some("z"), 200, 0.001, 0);
+        assert_eq!(m.total_requests(), 301);
     }
 }

@@ -48,7 +48,14 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
 }
 
 /// Removes hop-by-hop headers, including those the `connection` header names.
+///
+/// One pass over the names finds what to remove (most messages have none of them), instead of a hashed removal
+/// per hop-by-hop name on every message.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let hop = hop_by_hop();
+    if !headers.keys().any(|k| hop.contains(&k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -59,7 +66,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in hop_by_hop() {
+    for name in hop {
         headers.remove(name);
     }
 }
@@ -152,13 +159,27 @@ type Sending = futures_util::future::Either<
     Pin<Box<tower::util::Oneshot<ProxyService, UpstreamRequest>>>,
 >;
 
+/// One serving thread's handle on the [`App`]: every request takes a reference on it, and a reference count
+/// that only one thread writes stays in that core's cache (the `App`'s own count is shared by all threads).
+#[derive(Debug, Clone)]
+pub struct Local(pub Arc<App>);
+
+impl std::ops::Deref for Local {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
 pub async fn handle(
-    app: Arc<App>,
+    app: Arc<Local>,
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
-    let started = Instant::now();
+    // The TSC clock: two `Instant::now()` calls cost ~50 ns per request on a VM, two of these ~15 ns.
+    let started = quanta::Instant::now();
     let request_id = req
         .headers()
         .get(&X_REQUEST_ID)

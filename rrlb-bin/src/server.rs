@@ -225,13 +225,14 @@ async fn serve_handed(
 ) {
     let builder = builder(&app);
     let graceful = GracefulShutdown::new();
+    let local = Arc::new(proxy::Local(Arc::clone(&app)));
     loop {
         tokio::select! {
             handed = incoming.recv() => {
                 let Some((stream, client)) = handed else { break };
                 match TcpStream::from_std(stream) {
                     Ok(stream) => {
-                        serve_connection(&builder, &graceful, &app, stream, client, Some(Arc::clone(&open)));
+                        serve_connection(&builder, &graceful, &local, stream, client, Some(Arc::clone(&open)));
                     }
                     Err(e) => {
                         open.fetch_sub(1, Relaxed);
@@ -249,11 +250,12 @@ async fn serve_handed(
 async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let builder = builder(&app);
     let graceful = GracefulShutdown::new();
+    let local = Arc::new(proxy::Local(Arc::clone(&app)));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Some((stream, client)) = accepted_or_back_off(accepted).await {
-                    serve_connection(&builder, &graceful, &app, stream, client, None);
+                    serve_connection(&builder, &graceful, &local, stream, client, None);
                 }
             }
             _ = stopped(&mut stop) => break,
@@ -281,7 +283,7 @@ async fn accepted_or_back_off(
 fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
-    app: &Arc<App>,
+    app: &Arc<proxy::Local>,
     stream: TcpStream,
     client: SocketAddr,
     open: Option<Arc<AtomicUsize>>,
