@@ -197,17 +197,28 @@ async fn accept_for_workers(
                 let Some((stream, client)) = accepted_or_back_off(accepted).await else {
                     continue;
                 };
-                let Some(worker) = workers.iter().min_by_key(|w| w.open.load(Relaxed)) else {
-                    return;
-                };
-                match stream.into_std() {
-                    Ok(stream) => {
-                        worker.open.fetch_add(1, Relaxed);
-                        if worker.tx.send((stream, client)).is_err() {
-                            worker.open.fetch_sub(1, Relaxed);
-                        }
+                let mut handed = match stream.into_std() {
+                    Ok(stream) => Some((stream, client)),
+                    Err(e) => {
+                        tracing::debug!(%client, error = %e, "cannot hand the connection over");
+                        None
                     }
-                    Err(e) => tracing::debug!(%client, error = %e, "cannot hand the connection over"),
+                };
+                // A worker whose runtime is gone (it cannot be, short of a bug) is skipped, not fed.
+                while let Some(connection) = handed.take() {
+                    let Some(worker) = workers
+                        .iter()
+                        .filter(|w| !w.tx.is_closed())
+                        .min_by_key(|w| w.open.load(Relaxed))
+                    else {
+                        tracing::error!("no proxy worker is running");
+                        return;
+                    };
+                    worker.open.fetch_add(1, Relaxed);
+                    if let Err(mpsc::error::SendError(connection)) = worker.tx.send(connection) {
+                        worker.open.fetch_sub(1, Relaxed);
+                        handed = Some(connection);
+                    }
                 }
             }
             _ = stopped(&mut stop) => return,
