@@ -46,8 +46,9 @@ impl Default for BalanceConfig {
 /// Balances requests over a [`BackendSet`], calling the inner service with each request [`Routed`] to the
 /// picked backend.
 ///
-/// Picking takes `&self` and the set is shared, so `Balance` is cheap to clone and needs no
-/// `tower::buffer::Buffer` in front of it. Each call:
+/// Picking takes no lock and the set is shared, so `Balance` is cheap to clone (a few reference counts; each
+/// clone picks through its own cached snapshot, a [`Picker`]) and needs no `tower::buffer::Buffer` in front of
+/// it: give every task its clone. Each call:
 ///
 /// 1. picks a backend (half-open probes first, then the balancer) or fails with
 ///    [`Error::is_no_eligible_backend`];
