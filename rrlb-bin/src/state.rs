@@ -68,15 +68,6 @@ fn set_options(c: &Config) -> SetOptions {
     }
 }
 
-fn algorithm(c: &Config) -> rrlb_core::Algorithm {
-    match c.algorithm {
-        config::Algorithm::RoundRobin => rrlb_core::Algorithm::RoundRobin,
-        config::Algorithm::WeightedRoundRobin => rrlb_core::Algorithm::WeightedRoundRobin,
-        config::Algorithm::LeastRequest => rrlb_core::Algorithm::LeastRequest,
-        config::Algorithm::Random => rrlb_core::Algorithm::Random,
-    }
-}
-
 fn specs(c: &Config) -> Vec<BackendSpec> {
     c.backends
         .iter()
@@ -179,7 +170,7 @@ impl App {
         per_thread: bool,
     ) -> Result<Arc<Self>, ApplyError> {
         let set = BackendSet::with_backends(
-            AnyBalancer::new(algorithm(&config)),
+            AnyBalancer::new(config.algorithm),
             set_options(&config),
             specs(&config),
         )
@@ -230,7 +221,7 @@ impl App {
         // The only step that can refuse; config validation already checked names, URLs and weights.
         self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
         if new.algorithm != old.algorithm {
-            self.set.set_balancer(AnyBalancer::new(algorithm(&new)));
+            self.set.set_balancer(AnyBalancer::new(new.algorithm));
         }
         let options = set_options(&new);
         if options != self.set.options() {

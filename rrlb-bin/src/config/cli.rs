@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
@@ -63,7 +64,7 @@ pub struct Cli {
     pub backends: Vec<BackendSpec>,
 
     /// Balancing algorithm [default: round-robin].
-    #[arg(long = "algorithm", env = "RRLB_ALGORITHM", value_name = "NAME")]
+    #[arg(long = "algorithm", env = "RRLB_ALGORITHM", value_name = "NAME", value_parser = algorithm_parser())]
     pub algorithm: Option<Algorithm>,
 
     /// Per-attempt upstream timeout, e.g. 250ms or 2s (= timeouts.request) [default: 2s].
@@ -122,6 +123,14 @@ const ENV_ARGS: [(&str, &str, &str); 9] = [
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     s.parse().map_err(|_| super::resolve::bad_addr_reason(s))
+}
+
+/// `--algorithm`: the engine's names, listed with a line each in `--help`.
+fn algorithm_parser() -> impl TypedValueParser<Value = Algorithm> {
+    PossibleValuesParser::new(
+        Algorithm::ALL.map(|a| PossibleValue::new(a.as_str()).help(a.summary())),
+    )
+    .try_map(|name| name.parse::<Algorithm>())
 }
 
 /// Parses a humantime duration such as `250ms`, `2s` or `1m 30s`.

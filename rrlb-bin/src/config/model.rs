@@ -68,45 +68,9 @@ impl Default for Config {
     }
 }
 
-/// The balancing algorithm: `round-robin`, `weighted-round-robin`, `least-request` or `random`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
-pub enum Algorithm {
-    /// Each eligible backend in turn.
-    #[default]
-    RoundRobin,
-    /// Smooth weighted round robin over the weights.
-    WeightedRoundRobin,
-    /// The backend with the fewest requests in flight.
-    LeastRequest,
-    /// Uniformly at random.
-    Random,
-}
-
-impl Algorithm {
-    /// Every algorithm, in documentation order.
-    pub const ALL: [Self; 4] = [
-        Self::RoundRobin,
-        Self::WeightedRoundRobin,
-        Self::LeastRequest,
-        Self::Random,
-    ];
-
-    /// The name used in flags, the environment and the file.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::RoundRobin => "round-robin",
-            Self::WeightedRoundRobin => "weighted-round-robin",
-            Self::LeastRequest => "least-request",
-            Self::Random => "random",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The balancing algorithm: `round-robin`, `weighted-round-robin`, `least-request` or `random` (the engine's own
+/// type: its names, parsing and errors are the configuration's).
+pub use rrlb_core::Algorithm;
 
 /// An unknown name for an enum-valued setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,20 +78,6 @@ impl fmt::Display for Algorithm {
 pub struct UnknownName {
     what: &'static str,
     expected: &'static str,
-}
-
-impl FromStr for Algorithm {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or(UnknownName {
-                what: "algorithm",
-                expected: "round-robin, weighted-round-robin, least-request, random",
-            })
-    }
 }
 
 /// Active health checking.
@@ -706,8 +656,6 @@ mod tests {
     fn names_round_trip() {
         for a in Algorithm::ALL {
             assert_eq!(a.as_str().parse::<Algorithm>(), Ok(a));
-            let via_clap = <Algorithm as clap::ValueEnum>::from_str(a.as_str(), false);
-            assert_eq!(via_clap, Ok(a));
         }
         for r in RetryOn::ALL {
             assert_eq!(r.as_str().parse::<RetryOn>(), Ok(r));

@@ -99,6 +99,16 @@ impl Algorithm {
             Algorithm::Random => "random",
         }
     }
+
+    /// One line on what the algorithm does (for help texts).
+    pub const fn summary(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "Each eligible backend in turn",
+            Algorithm::WeightedRoundRobin => "Smooth weighted round robin over the weights",
+            Algorithm::LeastRequest => "The backend with the fewest requests in flight",
+            Algorithm::Random => "Uniformly at random",
+        }
+    }
 }
 
 impl fmt::Display for Algorithm {
