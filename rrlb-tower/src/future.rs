@@ -49,7 +49,10 @@ impl Timer {
         Self {
             // A timeout too long for u64 nanoseconds (over 584 years) is as good as none; a zero one fires at
             // once, as tokio's does.
-            timeout_ns: timeout.map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(0).max(1)),
+            timeout_ns: timeout.map_or(0, |t| match u64::try_from(t.as_nanos()) {
+                Ok(ns) => ns.max(1),
+                Err(_) => 0,
+            }),
             sleep: None,
         }
     }
@@ -235,5 +238,23 @@ where
                 )),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_convert_to_nanoseconds_with_zero_meaning_none() {
+        assert_eq!(Timer::new(None).timeout_ns, 0);
+        assert_eq!(
+            Timer::new(Some(Duration::from_secs(2))).timeout_ns,
+            2_000_000_000
+        );
+        // Zero fires at once (one nanosecond), it does not turn the timeout off.
+        assert_eq!(Timer::new(Some(Duration::ZERO)).timeout_ns, 1);
+        // Beyond u64 nanoseconds (584 years): no timeout, not an instant one.
+        assert_eq!(Timer::new(Some(Duration::MAX)).timeout_ns, 0);
     }
 }
