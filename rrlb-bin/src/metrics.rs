@@ -68,46 +68,36 @@ pub struct Metrics {
 struct Handles {
     owner: u64,
     total: Arc<AtomicU64>,
-    requests: Vec<(Box<str>, u16, Counter)>,
-    durations: Vec<(Box<str>, Histogram)>,
+    /// `rrlb_requests_total` series by backend and status code.
+    requests: Vec<((Box<str>, u16), Counter)>,
+    /// `rrlb_request_duration_seconds` series by backend (the code slot is unused: 0).
+    durations: Vec<((Box<str>, u16), Histogram)>,
 }
 
 /// Beyond this many series a thread's cache starts over (backends come and go; codes are few).
 const MAX_HANDLES: usize = 256;
 
-impl Handles {
-    fn counter(&mut self, backend: &str, code: u16, make: impl FnOnce() -> Counter) -> &Counter {
-        let found = self
-            .requests
-            .iter()
-            .position(|(b, c, _)| *c == code && &**b == backend);
-        let i = match found {
-            Some(i) => i,
-            None => {
-                if self.requests.len() >= MAX_HANDLES {
-                    self.requests.clear();
-                }
-                self.requests.push((backend.into(), code, make()));
-                self.requests.len() - 1
+/// The cached handle for (`backend`, `code`), made with `make` on a miss.
+fn cached<'a, T>(
+    list: &'a mut Vec<((Box<str>, u16), T)>,
+    backend: &str,
+    code: u16,
+    make: impl FnOnce() -> T,
+) -> &'a T {
+    let found = list
+        .iter()
+        .position(|((b, c), _)| *c == code && &**b == backend);
+    let i = match found {
+        Some(i) => i,
+        None => {
+            if list.len() >= MAX_HANDLES {
+                list.clear();
             }
-        };
-        &self.requests[i].2
-    }
-
-    fn histogram(&mut self, backend: &str, make: impl FnOnce() -> Histogram) -> &Histogram {
-        let found = self.durations.iter().position(|(b, _)| &**b == backend);
-        let i = match found {
-            Some(i) => i,
-            None => {
-                if self.durations.len() >= MAX_HANDLES {
-                    self.durations.clear();
-                }
-                self.durations.push((backend.into(), make()));
-                self.durations.len() - 1
-            }
-        };
-        &self.durations[i].1
-    }
+            list.push(((backend.into(), code), make()));
+            list.len() - 1
+        }
+    };
+    &list[i].1
 }
 
 thread_local! {
@@ -209,7 +199,7 @@ impl Metrics {
                 };
             }
             h.total.fetch_add(1, Relaxed);
-            h.counter(backend, code, || {
+            cached(&mut h.requests, backend, code, || {
                 self.requests
                     .get_or_create(&RequestLabels {
                         backend: backend.to_owned(),
@@ -218,7 +208,7 @@ impl Metrics {
                     .clone()
             })
             .inc();
-            h.histogram(backend, || {
+            cached(&mut h.durations, backend, 0, || {
                 self.durations
                     .get_or_create(&BackendLabel {
                         backend: backend.to_owned(),
