@@ -32,10 +32,13 @@ finish() {
     fi
     if [[ $rc -ne 0 ]]; then
         printf '\ntest.sh: failed at step: %s\n' "${CURRENT:-setup}"
+        df -h "$ROOT" 2>/dev/null || true
         printf '%d passed, 1 failed\n' "$PASSED"
     fi
 }
 trap finish EXIT
+# Free disk space matters: a full disk makes the linker die with SIGBUS, which reads like a compiler bug.
+df -h "$ROOT" 2>/dev/null || true
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n '2,12p' "$0"
@@ -95,6 +98,10 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
                 { grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' || true; }
         done
     )
+    # The instrumented build is only for fuzzing; in CI its ~0.8 GB is given back before the release build.
+    if [[ "${CI:-}" == true ]]; then
+        rm -rf fuzz/target
+    fi
 fi
 
 step "deployment checks (shellcheck, compose, kubernetes, promtool, grafana, openapi)"
