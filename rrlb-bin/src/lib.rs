@@ -40,6 +40,7 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod fast;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -73,14 +73,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// A client's `x-request-id` is kept when it is 1..=128 visible characters from a safe set.
 fn sane_request_id(v: &HeaderValue) -> bool {
-    let b = v.as_bytes();
+    sane_request_id_bytes(v.as_bytes())
+}
+
+/// [`sane_request_id`] on the raw header value.
+pub(crate) fn sane_request_id_bytes(b: &[u8]) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=@".contains(c))
 }
 
-fn new_request_id() -> HeaderValue {
+/// A new request id: a UUID v4.
+pub(crate) fn new_request_id() -> HeaderValue {
     // A UUID v4 (122 random bits) written straight into a stack buffer: no formatting machinery.
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = fastrand::u128(..) & !(0xF000u128 << 64) & !(0xC000u128 << 48)
@@ -98,17 +103,23 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// The body of rrlb's own JSON error answers: `{"error": ..., "request_id": ...}`.
+pub fn error_body(message: &str, request_id: &HeaderValue) -> String {
+    serde_json::json!({
+        "error": message,
+        "request_id": request_id.to_str().unwrap_or_default(),
+    })
+    .to_string()
+}
+
 /// rrlb's own JSON error answer.
 pub fn json_error(
     status: StatusCode,
     message: &str,
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
-    let body = serde_json::json!({
-        "error": message,
-        "request_id": request_id.to_str().unwrap_or_default(),
-    });
-    let mut res = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    let body = error_body(message, request_id);
+    let mut res = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(
@@ -124,28 +135,36 @@ fn retry_after(res: &mut Response<ProxyBody>, seconds: u64) {
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
 }
 
-type UpstreamRequest = Request<Full<Bytes>>;
+/// A thread's copy of a published service, and the `Arc` it was copied from.
+pub(crate) type LocalService<S> = RefCell<Option<(Arc<S>, S)>>;
 
 thread_local! {
-    /// This thread's copy of the proxy service and the published `Arc` it was copied from: a request calls
-    /// the copy (`Balance::call` takes `&mut self`) instead of cloning the service, which would take and drop
-    /// references on the set, its snapshot and the retry budget that every worker thread shares.
-    static SERVICE: RefCell<Option<(Arc<ProxyService>, ProxyService)>> = const { RefCell::new(None) };
+    /// This thread's copy of the proxy service (see [`call_local`]).
+    static SERVICE: LocalService<ProxyService> = const { RefCell::new(None) };
 }
 
-/// Sends the request through this thread's copy of the current proxy service (made again when a reload
-/// published a new one). Not an `async fn`: the caller awaits the service's own future, so its state holds
-/// that future and not also a copy of the request and a fallback path.
-fn send(app: &App, req: UpstreamRequest) -> Sending {
-    SERVICE.with_borrow_mut(|slot| {
-        let current = app.service.load();
+/// Calls this thread's copy (in `key`) of the `published` service, made again when a reload published
+/// a new one: `Balance::call` takes `&mut self`, and cloning the service per request would take and drop
+/// references on the set, its snapshot and the retry budget that every worker thread shares. Not an
+/// `async fn`: the caller awaits the service's own future, so its state holds that future and not also a copy
+/// of the request and a fallback path.
+pub(crate) fn call_local<S, R>(
+    key: &'static std::thread::LocalKey<LocalService<S>>,
+    published: &arc_swap::ArcSwap<S>,
+    req: R,
+) -> Sending<S, R>
+where
+    S: Service<R> + Clone,
+{
+    key.with_borrow_mut(|slot| {
+        let current = published.load();
         if !matches!(slot, Some((published, _)) if Arc::ptr_eq(published, &current)) {
-            *slot = Some((Arc::clone(&current), ProxyService::clone(&current)));
+            *slot = Some((Arc::clone(&current), S::clone(&current)));
         }
         let Some((_, svc)) = slot.as_mut() else {
-            return Sending::Right(Box::pin(ProxyService::clone(&current).oneshot(req)));
+            return Sending::Right(Box::pin(S::clone(&current).oneshot(req)));
         };
-        // The HTTP upstream is always ready; should that ever change, fall back to waiting on a clone.
+        // rrlb's upstreams are always ready; should that ever change, fall back to waiting on a clone.
         match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => Sending::Left(svc.call(req)),
             _ => Sending::Right(Box::pin(svc.clone().oneshot(req))),
@@ -153,11 +172,9 @@ fn send(app: &App, req: UpstreamRequest) -> Sending {
     })
 }
 
-/// [`send`]'s future: the service's, or (never in practice) a boxed wait for a clone to be ready.
-type Sending = futures_util::future::Either<
-    <ProxyService as Service<UpstreamRequest>>::Future,
-    Pin<Box<tower::util::Oneshot<ProxyService, UpstreamRequest>>>,
->;
+/// [`call_local`]'s future: the service's, or (never in practice) a boxed wait for a clone to be ready.
+pub(crate) type Sending<S, R> =
+    futures_util::future::Either<<S as Service<R>>::Future, Pin<Box<tower::util::Oneshot<S, R>>>>;
 
 /// One serving thread's handle on the [`App`]: every request takes a reference on it, and a reference count
 /// that only one thread writes stays in that core's cache (the `App`'s own count is shared by all threads).
@@ -310,7 +327,7 @@ async fn forward(
     }
     let upstream_req = Request::from_parts(parts, Full::new(body));
 
-    match send(app, upstream_req).await {
+    match call_local(&SERVICE, &app.service, upstream_req).await {
         Ok(res) => {
             let (mut parts, body) = res.into_parts();
             let served = parts.extensions.remove::<Served>();

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::state::{App, ApplyError, Reloader};
-use crate::{admin, proxy};
+use crate::{admin, fast, proxy};
 
 /// The two bound listeners rrlb serves on.
 #[derive(Debug)]
@@ -234,16 +234,15 @@ async fn serve_handed(
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = builder(&app);
     let graceful = GracefulShutdown::new();
-    let local = Arc::new(proxy::Local(Arc::clone(&app)));
+    let worker = worker(&app, &stop);
     loop {
         tokio::select! {
             handed = incoming.recv() => {
                 let Some((stream, client)) = handed else { break };
                 match TcpStream::from_std(stream) {
                     Ok(stream) => {
-                        serve_connection(&builder, &graceful, &local, stream, client, Some(Arc::clone(&open)));
+                        serve_connection(&worker, &graceful, stream, client, Some(Arc::clone(&open)));
                     }
                     Err(e) => {
                         open.fetch_sub(1, Relaxed);
@@ -259,14 +258,13 @@ async fn serve_handed(
 
 /// The single-runtime mode: accepts and serves on the calling runtime until `stop`; then drains.
 async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let builder = builder(&app);
     let graceful = GracefulShutdown::new();
-    let local = Arc::new(proxy::Local(Arc::clone(&app)));
+    let worker = worker(&app, &stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Some((stream, client)) = accepted_or_back_off(accepted).await {
-                    serve_connection(&builder, &graceful, &local, stream, client, None);
+                    serve_connection(&worker, &graceful, stream, client, None);
                 }
             }
             _ = stopped(&mut stop) => break,
@@ -290,26 +288,29 @@ async fn accepted_or_back_off(
     }
 }
 
-/// Serves one client connection on a task of the current runtime; `open` is decremented when it ends.
+/// What the connections of one serving thread share.
+fn worker(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Arc<fast::Worker> {
+    Arc::new(fast::Worker {
+        app: Arc::new(proxy::Local(Arc::clone(app))),
+        hyper: builder(app),
+        stop: stop.clone(),
+    })
+}
+
+/// Serves one client connection on a task of the current runtime (the fast path, which hands what it does not
+/// serve itself to hyper); `open` is decremented when it ends.
 fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
+    worker: &Arc<fast::Worker>,
     graceful: &GracefulShutdown,
-    app: &Arc<proxy::Local>,
     stream: TcpStream,
     client: SocketAddr,
     open: Option<Arc<AtomicUsize>>,
 ) {
     let _ = stream.set_nodelay(true);
-    let app = Arc::clone(app);
-    let svc = service_fn(move |req| proxy::handle(Arc::clone(&app), req, client));
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .into_owned();
-    let conn = graceful.watch(conn);
+    let worker = Arc::clone(worker);
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%client, error = %e, "connection ended with an error");
-        }
+        fast::serve(worker, stream, client, watcher).await;
         if let Some(open) = open {
             open.fetch_sub(1, Relaxed);
         }

@@ -17,6 +17,7 @@ use rrlb_tower::{
 use tokio::sync::Mutex;
 
 use crate::config::{self, Config, ConfigError};
+use crate::fast::FastService;
 use crate::metrics::Metrics;
 
 /// The balancing service the proxy calls.
@@ -32,8 +33,10 @@ pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 pub struct App {
     /// The backend set (one for the life of the process; reloads update it in place).
     pub set: BackendSet<AnyBalancer>,
-    /// The balancing service, replaced when timeouts or retries change.
+    /// The balancing service of the hyper path, replaced when timeouts or retries change.
     pub service: ArcSwap<ProxyService>,
+    /// The balancing service of the fast HTTP/1.1 path, over the same backend set.
+    pub fast: ArcSwap<FastService>,
     /// The configuration in force.
     pub config: ArcSwap<Config>,
     /// The per-client rate limiter, when `limits.rate_per_client` is set.
@@ -122,11 +125,23 @@ fn upstream(c: &Config, per_thread: bool) -> HttpUpstream {
 }
 
 fn service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> ProxyService {
-    Balance::new(upstream, set.clone(), HttpPolicy, balance_config(c)).with_budget(
-        RetryBudget::new(
-            c.retries.budget_ratio as f32,
-            c.retries.budget_min_per_second,
-        ),
+    Balance::new(upstream, set.clone(), HttpPolicy, balance_config(c)).with_budget(retry_budget(c))
+}
+
+fn retry_budget(c: &Config) -> RetryBudget {
+    RetryBudget::new(
+        c.retries.budget_ratio as f32,
+        c.retries.budget_min_per_second,
+    )
+}
+
+fn fast_service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> FastService {
+    crate::fast::service(
+        set,
+        c.timeouts.connect,
+        upstream,
+        balance_config(c),
+        retry_budget(c),
     )
 }
 
@@ -177,6 +192,7 @@ impl App {
         .map_err(ApplyError::Backends)?;
         let up = upstream(&config, per_thread);
         let svc = service(&config, &set, up.clone());
+        let fast = fast_service(&config, &set, up.clone());
         let health = config.health.enabled.then(|| {
             HealthChecker::spawn(
                 set.clone(),
@@ -189,6 +205,7 @@ impl App {
             limiter: ArcSwap::from_pointee(limiter(&config)),
             upstream: ArcSwap::from_pointee((config.timeouts.connect, up)),
             service: ArcSwap::from_pointee(svc),
+            fast: ArcSwap::from_pointee(fast),
             config: ArcSwap::from_pointee(config),
             set,
             metrics: Metrics::new(),
@@ -235,6 +252,8 @@ impl App {
                 .store(Arc::new((new.timeouts.connect, up.clone())));
             up
         };
+        self.fast
+            .store(Arc::new(fast_service(&new, &self.set, up.clone())));
         self.service.store(Arc::new(service(&new, &self.set, up)));
         if new.limits.rate_per_client != old.limits.rate_per_client
             || new.limits.burst != old.limits.burst

@@ -1,0 +1,436 @@
+//! The fast path: HTTP/1.1 proxying without a general-purpose HTTP stack on the hot path.
+//!
+//! A client connection is served by one task that reads a request head, checks and rewrites it, sends it through
+//! the balancer ([`FastService`], rrlb-tower's `Balance` over [`RawUpstream`]) on a pooled backend connection that
+//! the same task writes and reads, and writes the answer back. Everything the fast path does not handle itself —
+//! HTTP/1.0, HTTP/2 (h2c), upgrades, `expect`, chunked request bodies, absolute-form targets, malformed or
+//! oversized heads — hands the connection, with the bytes already read, to hyper's server and the
+//! [`proxy::handle`](crate::proxy::handle) service for the rest of its life: the behaviour stays that of the
+//! hyper path, the fast path only makes the common case cheaper.
+
+mod head;
+mod relay;
+mod upstream;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use http::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use rrlb_core::AnyBalancer;
+use rrlb_tower::Balance;
+use rrlb_tower::http::status_for;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::proxy::{self, Local};
+
+pub use upstream::{
+    BodySource, Conn, Framing, RawError, RawFuture, RawPolicy, RawRequest, RawResponse, RawUpstream,
+};
+
+/// The balancing service of the fast path.
+pub type FastService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
+
+/// What every connection of one serving thread shares.
+pub struct Worker {
+    /// The application state, through this thread's handle.
+    pub app: Arc<Local>,
+    /// The hyper server a connection is handed to when the fast path does not take it.
+    pub hyper: auto::Builder<TokioExecutor>,
+    /// Set when the server stops: idle connections close, busy ones close after their answer.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Serves one client connection. `watcher` keeps the graceful shutdown waiting until the connection ends.
+pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, watcher: Watcher) {
+    let mut conn = Connection {
+        stream,
+        buf: BytesMut::with_capacity(8 * 1024),
+        client,
+        client_ip: client.ip().to_string().into_bytes(),
+        stop: worker.stop.clone(),
+    };
+    loop {
+        match conn.next_head(&worker.app).await {
+            Next::Close => return,
+            Next::Hyper => return hand_to_hyper(&worker, conn, watcher).await,
+            Next::Request(head) => {
+                if !conn.exchange(&worker.app, head).await || *conn.stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Connection {
+    stream: TcpStream,
+    buf: BytesMut,
+    client: SocketAddr,
+    client_ip: Vec<u8>,
+    stop: watch::Receiver<bool>,
+}
+
+enum Next {
+    Request(head::RequestHead),
+    Hyper,
+    Close,
+}
+
+impl Connection {
+    /// Reads the next request head, within the header-read timeout, unless the server stops first.
+    async fn next_head(&mut self, app: &Local) -> Next {
+        let access = tracing::enabled!(target: "rrlb::access", tracing::Level::INFO);
+        let deadline = tokio::time::Instant::now() + app.config.load().timeouts.header_read;
+        loop {
+            if !self.buf.is_empty() {
+                match head::parse_request(&self.buf, &self.client_ip, access) {
+                    head::Head::Ready(h) => return Next::Request(h),
+                    head::Head::Hyper => return Next::Hyper,
+                    head::Head::Partial => {}
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(8 * 1024);
+            }
+            // An idle connection closes when the server stops; one with a head on the way gets its answer.
+            let idle = self.buf.is_empty();
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
+            let n = tokio::select! {
+                biased;
+                r = read => r,
+                _ = self.stop.wait_for(|s| *s), if idle => return Next::Close,
+            };
+            match n {
+                Ok(Ok(n)) if n > 0 => {}
+                // Closed, broken, or too slow (slowloris): the connection ends without an answer.
+                _ => return Next::Close,
+            }
+        }
+    }
+
+    /// Serves one request; `false` when the connection must close.
+    async fn exchange(&mut self, app: &Local, head: head::RequestHead) -> bool {
+        let started = quanta::Instant::now();
+        self.buf.advance(head.len);
+        let close = head.close;
+        let (keep, outcome) = self.forward(app, &head).await;
+        let elapsed = started.elapsed();
+        match outcome.reject {
+            Some(reason) => app.metrics.reject(reason),
+            None => app.metrics.observe(
+                outcome.backend.as_deref(),
+                outcome.status,
+                elapsed.as_secs_f64(),
+                outcome.attempts.saturating_sub(1),
+            ),
+        }
+        if let Some(path) = &head.path {
+            tracing::info!(
+                target: "rrlb::access",
+                request_id = head.request_id.to_str().unwrap_or_default(),
+                client = %self.client.ip(),
+                method = %head.method,
+                path = %path,
+                status = outcome.status,
+                backend = outcome.backend.as_deref().unwrap_or("-"),
+                attempts = outcome.attempts,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
+        keep && !close
+    }
+
+    /// Checks limits, reads the body, balances and writes the answer. Returns whether the connection can
+    /// carry another request, and what to record.
+    async fn forward(&mut self, app: &Local, head: &head::RequestHead) -> (bool, Outcome) {
+        let id = &head.request_id;
+        let close = head.close;
+        if let Some(limiter) = app.limiter.load().as_ref()
+            && let Err(not_until) = limiter.check_key(&self.client.ip())
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+            // The body is not read: the connection cannot carry another request.
+            let keep = head.content_length == 0 && !close;
+            let ok = self
+                .answer_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate limit exceeded for this client",
+                    id,
+                    Some(secs),
+                    None,
+                    !keep,
+                )
+                .await;
+            return (ok && keep, Outcome::rejected(429, "rate_limit"));
+        }
+        let max_body = app.config.load().limits.max_body_bytes;
+        if head.content_length > max_body {
+            let message = format!("request body exceeds {max_body} bytes");
+            self.answer_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &message,
+                id,
+                None,
+                None,
+                true,
+            )
+            .await;
+            return (false, Outcome::rejected(413, "body_too_large"));
+        }
+        let Some(body) = self.read_body(head.content_length).await else {
+            return (false, Outcome::rejected(400, "bad_request"));
+        };
+        let request = RawRequest {
+            method: head.method.clone(),
+            rest: head.rest.clone(),
+            body,
+        };
+        match proxy::call_local(&FAST, &app.fast, request).await {
+            Ok(res) => self.answer(res, id, close).await,
+            Err(e) => {
+                let status = status_for(&e);
+                if e.is_no_eligible_backend() {
+                    let secs = e
+                        .retry_at()
+                        .map(|t| {
+                            t.saturating_duration_since(std::time::Instant::now())
+                                .as_secs_f64()
+                                .ceil() as u64
+                        })
+                        .unwrap_or(1)
+                        .clamp(1, 60);
+                    let ok = self
+                        .answer_error(status, &e.to_string(), id, Some(secs), None, close)
+                        .await;
+                    return (ok, Outcome::rejected(503, "no_backend"));
+                }
+                let ok = self
+                    .answer_error(status, &e.to_string(), id, None, e.backend(), close)
+                    .await;
+                let outcome = Outcome {
+                    status: status.as_u16(),
+                    backend: e.backend().map(str::to_owned),
+                    attempts: e.attempts(),
+                    reject: None,
+                };
+                (ok, outcome)
+            }
+        }
+    }
+
+    /// The request body: `len` bytes, some of which may be in the buffer already. `None` if the client went
+    /// away first.
+    async fn read_body(&mut self, len: u64) -> Option<Bytes> {
+        let len = usize::try_from(len).ok()?;
+        if len == 0 {
+            return Some(Bytes::new());
+        }
+        if self.buf.len() < len {
+            self.buf.reserve(len - self.buf.len());
+        }
+        while self.buf.len() < len {
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+        Some(self.buf.split_to(len).freeze())
+    }
+
+    /// Writes a backend's answer and relays its body.
+    async fn answer(&mut self, res: RawResponse, id: &HeaderValue, close: bool) -> (bool, Outcome) {
+        let (backend, attempts) = match &res.served {
+            Some((b, n)) => (Some(b.name().to_owned()), *n),
+            None => (None, 1),
+        };
+        let mut out = res.head;
+        head::push_header(&mut out, b"x-request-id", id.as_bytes());
+        if let Some(name) = &backend {
+            head::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let outcome = Outcome {
+            status: res.status,
+            backend,
+            attempts,
+            reject: None,
+        };
+        let ok = relay::body(&mut self.stream, out, res.body).await;
+        (ok, outcome)
+    }
+
+    /// Writes one of rrlb's own JSON error answers; `false` if the client is gone.
+    async fn answer_error(
+        &mut self,
+        status: StatusCode,
+        message: &str,
+        id: &HeaderValue,
+        retry_after: Option<u64>,
+        backend: Option<&str>,
+        close: bool,
+    ) -> bool {
+        let body = proxy::error_body(message, id);
+        let mut out = Vec::with_capacity(body.len() + 256);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+        head::push_header(
+            &mut out,
+            b"content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
+        head::push_header(&mut out, b"x-request-id", id.as_bytes());
+        if let Some(secs) = retry_after {
+            head::push_header(
+                &mut out,
+                b"retry-after",
+                itoa::Buffer::new().format(secs).as_bytes(),
+            );
+        }
+        if let Some(name) = backend {
+            head::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+        self.stream.write_all(&out).await.is_ok()
+    }
+}
+
+/// What one exchange records in the metrics and the access log.
+struct Outcome {
+    status: u16,
+    backend: Option<String>,
+    attempts: u32,
+    reject: Option<&'static str>,
+}
+
+impl Outcome {
+    fn rejected(status: u16, reason: &'static str) -> Self {
+        Self {
+            status,
+            backend: None,
+            attempts: 0,
+            reject: Some(reason),
+        }
+    }
+}
+
+std::thread_local! {
+    /// This thread's copy of the fast service (see [`proxy::call_local`]).
+    static FAST: proxy::LocalService<FastService> = const { std::cell::RefCell::new(None) };
+}
+
+/// Hands the connection, and what was read of it, to hyper's HTTP/1 + HTTP/2 server.
+async fn hand_to_hyper(worker: &Worker, conn: Connection, watcher: Watcher) {
+    let Connection {
+        stream,
+        buf,
+        client,
+        ..
+    } = conn;
+    let app = Arc::clone(&worker.app);
+    let svc = service_fn(move |req| proxy::handle(Arc::clone(&app), req, client));
+    let io = Rewind {
+        prefix: buf.freeze(),
+        inner: stream,
+    };
+    let conn = worker
+        .hyper
+        .serve_connection(TokioIo::new(io), svc)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%client, error = %e, "connection ended with an error");
+    }
+}
+
+/// A stream whose first reads return `prefix`.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The fast service for a configuration: the same backend set, timeouts, retries and budget as the hyper
+/// path's, over [`RawUpstream`].
+pub fn service(
+    set: &rrlb_core::BackendSet<AnyBalancer>,
+    connect_timeout: Duration,
+    tls: rrlb_tower::http::HttpUpstream,
+    config: rrlb_tower::BalanceConfig,
+    budget: rrlb_tower::RetryBudget,
+) -> FastService {
+    Balance::new(
+        RawUpstream::new(connect_timeout, tls),
+        set.clone(),
+        RawPolicy,
+        config,
+    )
+    .with_budget(budget)
+}
