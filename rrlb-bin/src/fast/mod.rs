@@ -42,6 +42,10 @@ pub use upstream::{
 /// The balancing service of the fast path.
 pub type FastService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
 
+/// How long a keep-alive client connection may stay idle between requests (NGINX's `keepalive_timeout` default
+/// is 75 s; clients' pools usually drop idle connections sooner).
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+
 /// What every connection of one serving thread shares.
 pub struct Worker {
     /// The application state, through this thread's handle.
@@ -60,6 +64,7 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
         client,
         client_ip: client.ip().to_string().into_bytes(),
         stop: worker.stop.clone(),
+        served: false,
     };
     loop {
         match conn.next_head(&worker.app).await {
@@ -69,6 +74,7 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
                 if !conn.exchange(&worker.app, head).await || *conn.stop.borrow() {
                     return;
                 }
+                conn.served = true;
             }
         }
     }
@@ -80,6 +86,8 @@ struct Connection {
     client: SocketAddr,
     client_ip: Vec<u8>,
     stop: watch::Receiver<bool>,
+    /// Whether a request was served on this connection already (it is then a keep-alive connection).
+    served: bool,
 }
 
 enum Next {
@@ -89,11 +97,24 @@ enum Next {
 }
 
 impl Connection {
-    /// Reads the next request head, within the header-read timeout, unless the server stops first.
+    /// Reads the next request head, unless the server stops first. A new connection must send its head within
+    /// the header-read timeout (slowloris); a keep-alive connection may stay idle for [`KEEP_ALIVE_IDLE`], and
+    /// has the header-read timeout from its next request's first byte.
     async fn next_head(&mut self, app: &Local) -> Next {
         let access = tracing::enabled!(target: "rrlb::access", tracing::Level::INFO);
-        let deadline = tokio::time::Instant::now() + app.config.load().timeouts.header_read;
+        let header_read = app.config.load().timeouts.header_read;
+        let now = tokio::time::Instant::now();
+        let mut deadline = if self.served && self.buf.is_empty() {
+            now + KEEP_ALIVE_IDLE
+        } else {
+            now + header_read
+        };
+        let mut waiting_for_first_byte = self.served && self.buf.is_empty();
         loop {
+            if waiting_for_first_byte && !self.buf.is_empty() {
+                waiting_for_first_byte = false;
+                deadline = tokio::time::Instant::now() + header_read;
+            }
             if !self.buf.is_empty() {
                 match head::parse_request(&self.buf, &self.client_ip, access) {
                     head::Head::Ready(h) => return Next::Request(h),

@@ -397,35 +397,8 @@ async fn exchange(
         )));
     }
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut received = false;
     loop {
-        let n = match stream.read_buf(&mut buf).await {
-            Ok(n) => n,
-            Err(e) if buf.is_empty() => {
-                return Err(Exchange::Stale(RawError::io(
-                    FailureKind::Reset,
-                    "reading from the backend",
-                    &e,
-                )));
-            }
-            Err(e) => {
-                return Err(Exchange::Failed(RawError::io(
-                    FailureKind::Reset,
-                    "reading from the backend",
-                    &e,
-                )));
-            }
-        };
-        if n == 0 {
-            let e = RawError::new(
-                FailureKind::Reset,
-                "the backend closed the connection before a complete answer",
-            );
-            return Err(if buf.is_empty() {
-                Exchange::Stale(e)
-            } else {
-                Exchange::Failed(e)
-            });
-        }
         match parse_response(&buf, head_only) {
             Ok(None) => {
                 if buf.len() >= MAX_HEAD {
@@ -435,11 +408,13 @@ async fn exchange(
                     )));
                 }
                 if buf.capacity() == buf.len() {
-                    buf.reserve(buf.len());
+                    buf.reserve(buf.len().max(1024));
                 }
             }
+            // Skipped, and what follows it parsed before reading more.
             Ok(Some(Parsed::Interim(len))) => {
                 let _ = buf.split_to(len);
+                continue;
             }
             Ok(Some(Parsed::Final {
                 len,
@@ -452,6 +427,30 @@ async fn exchange(
                 return Ok((status, head, buf, framing, keep_alive));
             }
             Err(e) => return Err(Exchange::Failed(e)),
+        }
+        // Nothing at all came back (a read error or the end): the connection was stale.
+        let broken = |e: RawError| {
+            if received {
+                Exchange::Failed(e)
+            } else {
+                Exchange::Stale(e)
+            }
+        };
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => {
+                return Err(broken(RawError::new(
+                    FailureKind::Reset,
+                    "the backend closed the connection before a complete answer",
+                )));
+            }
+            Ok(_) => received = true,
+            Err(e) => {
+                return Err(broken(RawError::io(
+                    FailureKind::Reset,
+                    "reading from the backend",
+                    &e,
+                )));
+            }
         }
     }
 }

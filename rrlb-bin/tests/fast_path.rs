@@ -1,0 +1,361 @@
+//! The fast HTTP/1.1 path against a scripted raw backend: every way a backend may frame its answer (length,
+//! chunked, until close, none, interim 1xx), long bodies, pooled connections the backend closed, pipelined
+//! requests, the exact head a backend receives, and the hand-over to hyper in the middle of a connection.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use support::*;
+
+/// A body long enough to need many reads and writes: 1 MiB of a repeating pattern.
+fn long_body() -> Vec<u8> {
+    (0..1024 * 1024).map(|i| (i % 251) as u8).collect()
+}
+
+/// A backend that answers by path, speaking raw HTTP/1.1 (or worse) on purpose. Stopped when dropped.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Scripted {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_scripted(stream));
+            }
+        });
+        Self {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// One backend connection: requests in, scripted answers out, until an answer closes it.
+async fn serve_scripted(mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    loop {
+        // Read a head and its content-length body.
+        let (head_len, method, path, body_len) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                let len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .unwrap_or(0usize);
+                break (
+                    n,
+                    req.method.unwrap_or_default().to_owned(),
+                    req.path.unwrap_or_default().to_owned(),
+                    len,
+                );
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        while buf.len() < head_len + body_len {
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+        buf.drain(..head_len + body_len);
+        let (answer, close): (Vec<u8>, bool) = match path.as_str() {
+            "/health" => (ok(b"{}"), false),
+            "/chunked" => (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kind: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n".to_vec(),
+                false,
+            ),
+            "/until-close" => (
+                b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall of this, until the close".to_vec(),
+                true,
+            ),
+            "/long" => {
+                let body = long_body();
+                let mut a = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+                a.extend_from_slice(&body);
+                (a, false)
+            }
+            "/long-chunked" => {
+                let mut a = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                for part in long_body().chunks(100_000) {
+                    a.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                    a.extend_from_slice(part);
+                    a.extend_from_slice(b"\r\n");
+                }
+                a.extend_from_slice(b"0\r\n\r\n");
+                (a, false)
+            }
+            "/head" if method == "HEAD" => (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n".to_vec(),
+                false,
+            ),
+            "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), false),
+            "/early-hints" => (
+                b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal".to_vec(),
+                false,
+            ),
+            // Keep-alive on the wire, but the connection is closed right after: the next request the
+            // proxy sends on it finds it gone.
+            "/then-close" => (ok(b"closing"), true),
+            _ => (ok(head.as_bytes()), false),
+        };
+        if stream.write_all(&answer).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// A 200 with a content-length body.
+fn ok(body: &[u8]) -> Vec<u8> {
+    let mut a = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+    a.extend_from_slice(body);
+    a
+}
+
+async fn harness(backend: &Scripted, url_suffix: &str) -> Harness {
+    let url = format!("{}{url_suffix}", backend.url());
+    Harness::builder()
+        .file(backends_toml(&[("s", &url, 1)]))
+        .start()
+        .await
+}
+
+async fn get(h: &Harness, method: Method, path: &str) -> Resp {
+    send(&h.client, method, &h.url(path), &[], Bytes::new()).await
+}
+
+/// Every framing a backend may use reaches the client intact, and the client's connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_framing_is_relayed() {
+    let b = Scripted::start().await;
+    let h = harness(&b, "").await;
+
+    let res = get(&h, Method::GET, "/chunked").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "hello world");
+    assert_eq!(res.header("x-kind"), Some("chunked"));
+    assert_eq!(res.backend(), "s");
+
+    let res = get(&h, Method::GET, "/until-close").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "all of this, until the close");
+    assert_eq!(
+        res.header("transfer-encoding"),
+        Some("chunked"),
+        "re-framed for a keep-alive client"
+    );
+
+    for path in ["/long", "/long-chunked"] {
+        let res = get(&h, Method::GET, path).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        assert!(res.body == long_body(), "{path}: {} bytes", res.body.len());
+    }
+
+    let res = get(&h, Method::HEAD, "/head").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("content-length"), Some("42"));
+    assert!(res.body.is_empty());
+
+    let res = get(&h, Method::GET, "/no-content").await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert!(res.body.is_empty());
+
+    let res = get(&h, Method::GET, "/early-hints").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "final");
+
+    assert_eq!(
+        h.request_counts().await,
+        counts(&[("s", 7)]),
+        "every answer counted once"
+    );
+}
+
+/// A pooled connection the backend closed is noticed on reuse and the request goes out again on a new one:
+/// no client sees an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_closed_by_the_backend_are_replaced() {
+    let b = Scripted::start().await;
+    let h = harness(&b, "").await;
+    let before = b.connections();
+    for i in 0..5 {
+        let res = get(&h, Method::GET, "/then-close").await;
+        assert_eq!(res.status, StatusCode::OK, "request {i}: {}", res.text());
+        assert_eq!(res.text(), "closing");
+    }
+    assert!(
+        b.connections() - before >= 5,
+        "each answer closed its connection, so each request needed a new one"
+    );
+    let metrics = h.admin_get("/admin/metrics").await.json();
+    assert_eq!(metrics["backends"][0]["failures"], 0, "{metrics}");
+}
+
+/// The backend receives the request line with its URL's path prefixed, its own `host`, the forwarded headers,
+/// a `content-length` for the body, and none of the hop-by-hop headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_gets_a_clean_head() {
+    let b = Scripted::start().await;
+    let h = harness(&b, "/prefix").await;
+    let res = send(
+        &h.client,
+        Method::POST,
+        &h.url("/echo?x=1"),
+        &[
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-request-id", "req-42"),
+            ("x-end", "kept"),
+        ],
+        "{\"a\":1}",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("x-request-id"), Some("req-42"));
+    let head = res.text().to_ascii_lowercase();
+    assert!(
+        head.starts_with("post /prefix/echo?x=1 http/1.1\r\n"),
+        "{head}"
+    );
+    let addr = b.addr.to_string();
+    for line in [
+        format!("host: {addr}"),
+        "x-forwarded-for: 203.0.113.7, 127.0.0.1".to_owned(),
+        "x-forwarded-proto: http".to_owned(),
+        format!("x-forwarded-host: {}", h.proxy),
+        "x-request-id: req-42".to_owned(),
+        "content-length: 7".to_owned(),
+        "x-end: kept".to_owned(),
+    ] {
+        assert!(
+            head.contains(&format!("\r\n{line}\r\n")),
+            "{line:?} in {head}"
+        );
+    }
+    for gone in ["x-hop", "connection:", "te:", "keep-alive"] {
+        assert!(!head.contains(&format!("\r\n{gone}")), "{gone:?} in {head}");
+    }
+    assert_eq!(head.matches("\r\nhost:").count(), 1, "{head}");
+}
+
+/// Reads one whole answer (content-length framed) from `stream`; returns its head and body.
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = res.parse(buf) {
+            let len: usize = res
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .expect("a content-length");
+            if buf.len() >= n + len {
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let body = buf[n..n + len].to_vec();
+                buf.drain(..n + len);
+                return (head, body);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(HANG, stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed early; got {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Two requests sent in one write are answered in order; an HTTP/1.0 request on the same connection is then
+/// served by the hyper path, and a chunked request body too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_and_the_hand_over_to_hyper() {
+    let b = Scripted::start().await;
+    let h = harness(&b, "").await;
+    let mut stream = TcpStream::connect(h.proxy).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /first HTTP/1.1\r\nhost: p\r\ncontent-length: 3\r\n\r\nabcGET /second HTTP/1.1\r\nhost: p\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let (head1, body1) = read_answer(&mut stream, &mut buf).await;
+    let (head2, body2) = read_answer(&mut stream, &mut buf).await;
+    assert!(head1.starts_with("HTTP/1.1 200"), "{head1}");
+    assert!(String::from_utf8_lossy(&body1).starts_with("POST /first "));
+    assert!(head2.starts_with("HTTP/1.1 200"), "{head2}");
+    assert!(String::from_utf8_lossy(&body2).starts_with("GET /second "));
+    assert!(head1.contains("x-rrlb-backend: s\r\n"), "{head1}");
+
+    stream
+        .write_all(b"GET /third HTTP/1.0\r\nhost: p\r\nconnection: keep-alive\r\n\r\n")
+        .await
+        .expect("write");
+    let (head3, body3) = read_answer(&mut stream, &mut buf).await;
+    assert!(head3.contains(" 200 OK\r\n"), "{head3}");
+    assert!(
+        head3.to_ascii_lowercase().contains("x-rrlb-backend: s\r\n"),
+        "{head3}"
+    );
+    assert!(String::from_utf8_lossy(&body3).starts_with("GET /third HTTP/1.1"));
+
+    let mut chunked = TcpStream::connect(h.proxy).await.expect("connect");
+    chunked
+        .write_all(b"POST /fourth HTTP/1.1\r\nhost: p\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let (head4, body4) = read_answer(&mut chunked, &mut buf).await;
+    assert!(head4.starts_with("HTTP/1.1 200"), "{head4}");
+    let body4 = String::from_utf8_lossy(&body4).to_ascii_lowercase();
+    assert!(body4.contains("\r\ncontent-length: 2\r\n"), "{body4}");
+    assert_eq!(h.request_counts().await, counts(&[("s", 4)]));
+}
