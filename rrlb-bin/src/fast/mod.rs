@@ -65,6 +65,9 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
         client_ip: client.ip().to_string().into_bytes(),
         stop: worker.stop.clone(),
         served: false,
+        timer: Box::pin(tokio::time::sleep(
+            worker.app.config.load().timeouts.header_read,
+        )),
     };
     loop {
         match conn.next_head(&worker.app).await {
@@ -88,6 +91,10 @@ struct Connection {
     stop: watch::Receiver<bool>,
     /// Whether a request was served on this connection already (it is then a keep-alive connection).
     served: bool,
+    /// The head-read timer, one per connection: it is moved only when it would fire too late, and when it
+    /// fires too early (an earlier head's deadline) it is set again, so a busy connection does not add and
+    /// remove a timer for every request.
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 enum Next {
@@ -125,17 +132,27 @@ impl Connection {
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(8 * 1024);
             }
+            if self.timer.deadline() > deadline {
+                self.timer.as_mut().reset(deadline);
+            }
             // An idle connection closes when the server stops; one with a head on the way gets its answer.
             let idle = self.buf.is_empty();
-            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
             let n = tokio::select! {
                 biased;
-                r = read => r,
+                r = self.stream.read_buf(&mut self.buf) => r,
+                _ = self.timer.as_mut() => {
+                    if tokio::time::Instant::now() < deadline {
+                        self.timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    // Too slow (slowloris), or idle too long: the connection ends without an answer.
+                    return Next::Close;
+                }
                 _ = self.stop.wait_for(|s| *s), if idle => return Next::Close,
             };
             match n {
-                Ok(Ok(n)) if n > 0 => {}
-                // Closed, broken, or too slow (slowloris): the connection ends without an answer.
+                Ok(n) if n > 0 => {}
+                // Closed or broken.
                 _ => return Next::Close,
             }
         }
