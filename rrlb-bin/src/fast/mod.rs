@@ -35,6 +35,37 @@ use tokio::sync::watch;
 
 use crate::proxy::{self, Local};
 
+/// The fast path's parsers, exposed only to the fuzz targets (`cargo fuzz` builds with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// A client's request head: `Some((head length, forwarded head))` when the fast path takes it.
+    pub fn request(buf: &[u8], client_ip: &[u8]) -> Option<(usize, bytes::Bytes)> {
+        match super::head::parse_request(buf, client_ip, true) {
+            super::head::Head::Ready(h) => Some((h.len, h.rest)),
+            _ => None,
+        }
+    }
+
+    /// A backend's answer head: the head rewritten for the client when it is a final answer.
+    pub fn response(buf: &[u8], head_only: bool) -> Option<Vec<u8>> {
+        super::upstream::check_response(buf, head_only)
+    }
+
+    /// Where a chunked body fed in `parts` ends (counted from the start of the first part).
+    #[allow(clippy::result_unit_err)]
+    pub fn chunk_end(parts: &[&[u8]]) -> Result<Option<usize>, ()> {
+        let mut scan = super::relay::ChunkScan::default();
+        let mut offset = 0;
+        for p in parts {
+            if let Some(n) = scan.feed(p)? {
+                return Ok(Some(offset + n));
+            }
+            offset += p.len();
+        }
+        Ok(None)
+    }
+}
+
 pub use upstream::{
     BodySource, Conn, Framing, RawError, RawFuture, RawPolicy, RawRequest, RawResponse, RawUpstream,
 };

@@ -145,7 +145,7 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Finds where a chunked body ends (RFC 9112 §7.1), byte by byte across reads, without decoding it.
 #[derive(Debug, Default)]
-struct ChunkScan {
+pub(crate) struct ChunkScan {
     state: State,
     size: u64,
     digits: bool,
@@ -171,7 +171,7 @@ enum State {
 
 impl ChunkScan {
     /// Consumes `bytes`; `Some(n)` when the body ended after the first `n` of them, `Err` on malformed framing.
-    fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];

@@ -455,6 +455,18 @@ async fn exchange(
     }
 }
 
+/// For the fuzz target: parses `buf` as a backend's answer head; the rewritten head when it is a final answer.
+#[cfg(fuzzing)]
+pub(super) fn check_response(buf: &[u8], head_only: bool) -> Option<Vec<u8>> {
+    match parse_response(buf, head_only) {
+        Ok(Some(Parsed::Final { len, head, .. })) => {
+            assert!(len <= buf.len());
+            Some(head)
+        }
+        _ => None,
+    }
+}
+
 enum Parsed {
     /// A 1xx answer of `len` bytes, to skip.
     Interim(usize),
