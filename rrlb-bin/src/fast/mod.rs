@@ -5,7 +5,7 @@
 //! the same task writes and reads, and writes the answer back. Everything the fast path does not handle itself —
 //! HTTP/1.0, HTTP/2 (h2c), upgrades, `expect`, chunked request bodies, absolute-form targets, malformed or
 //! oversized heads — hands the connection, with the bytes already read, to hyper's server and the
-//! [`proxy::handle`](crate::proxy::handle) service for the rest of its life: the behaviour stays that of the
+//! [`proxy::handle`] service for the rest of its life: the behaviour stays that of the
 //! hyper path, the fast path only makes the common case cheaper.
 
 mod head;
