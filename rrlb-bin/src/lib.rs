@@ -2,7 +2,8 @@
 //!
 //! This library holds what the `rrlb` binary is made of, so that it can be tested and fuzzed without starting
 //! a process: [`config`] (command line, environment and TOML file, validated into one [`config::Config`]),
-//! the proxy handler, the admin API, metrics, and [`run`], which serves both listeners until shut down.
+//! the proxy ([`fast`], the HTTP/1.1 fast path, and [`proxy`], the hyper path it hands everything else to), the
+//! admin API, metrics, and [`run`], which serves both listeners until shut down.
 //!
 //! ```
 //! use rrlb::config::{Cli, Config};
