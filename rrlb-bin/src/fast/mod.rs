@@ -309,10 +309,12 @@ impl Connection {
         if len == 0 {
             return Some(Bytes::new());
         }
-        if self.buf.len() < len {
-            self.buf.reserve(len - self.buf.len());
-        }
         while self.buf.len() < len {
+            // Room for what is still to come, a megabyte at most at a time: a client's announced length is
+            // not memory to set aside before the bytes arrive.
+            if self.buf.capacity() - self.buf.len() < 8 * 1024 {
+                self.buf.reserve((len - self.buf.len()).min(1 << 20));
+            }
             match self.stream.read_buf(&mut self.buf).await {
                 Ok(n) if n > 0 => {}
                 _ => return None,
