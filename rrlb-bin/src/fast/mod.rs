@@ -191,39 +191,24 @@ impl Connection {
 
     /// Serves one request; `false` when the connection must close.
     async fn exchange(&mut self, app: &Local, head: head::RequestHead) -> bool {
-        let started = quanta::Instant::now();
+        let record = Record {
+            app,
+            head: &head,
+            client: self.client,
+            started: quanta::Instant::now(),
+        };
         self.buf.advance(head.len);
-        let close = head.close;
-        let (keep, outcome) = self.forward(app, &head).await;
-        let elapsed = started.elapsed();
-        match outcome.reject {
-            Some(reason) => app.metrics.reject(reason),
-            None => app.metrics.observe(
-                outcome.backend.as_deref(),
-                outcome.status,
-                elapsed.as_secs_f64(),
-                outcome.attempts.saturating_sub(1),
-            ),
-        }
-        if let Some(path) = &head.path {
-            tracing::info!(
-                target: "rrlb::access",
-                request_id = head.request_id.to_str().unwrap_or_default(),
-                client = %self.client.ip(),
-                method = %head.method,
-                path = %path,
-                status = outcome.status,
-                backend = outcome.backend.as_deref().unwrap_or("-"),
-                attempts = outcome.attempts,
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-            );
-        }
-        keep && !close
+        self.forward(app, &head, &record).await && !head.close
     }
 
-    /// Checks limits, reads the body, balances and writes the answer. Returns whether the connection can
-    /// carry another request, and what to record.
-    async fn forward(&mut self, app: &Local, head: &head::RequestHead) -> (bool, Outcome) {
+    /// Checks limits, reads the body, balances and writes the answer, recording the outcome before the answer
+    /// leaves (so whoever got it sees it counted). Returns whether the connection can carry another request.
+    async fn forward(
+        &mut self,
+        app: &Local,
+        head: &head::RequestHead,
+        record: &Record<'_>,
+    ) -> bool {
         let id = &head.request_id;
         let close = head.close;
         if let Some(limiter) = app.limiter.load().as_ref()
@@ -235,6 +220,7 @@ impl Connection {
             let secs = (wait.as_secs_f64().ceil() as u64).max(1);
             // The body is not read: the connection cannot carry another request.
             let keep = head.content_length == 0 && !close;
+            record.done(&Outcome::rejected(429, "rate_limit"));
             let ok = self
                 .answer_error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -245,11 +231,12 @@ impl Connection {
                     !keep,
                 )
                 .await;
-            return (ok && keep, Outcome::rejected(429, "rate_limit"));
+            return ok && keep;
         }
         let max_body = app.config.load().limits.max_body_bytes;
         if head.content_length > max_body {
             let message = format!("request body exceeds {max_body} bytes");
+            record.done(&Outcome::rejected(413, "body_too_large"));
             self.answer_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &message,
@@ -259,10 +246,11 @@ impl Connection {
                 true,
             )
             .await;
-            return (false, Outcome::rejected(413, "body_too_large"));
+            return false;
         }
         let Some(body) = self.read_body(head.content_length).await else {
-            return (false, Outcome::rejected(400, "bad_request"));
+            record.done(&Outcome::rejected(400, "bad_request"));
+            return false;
         };
         let request = RawRequest {
             method: head.method.clone(),
@@ -270,7 +258,7 @@ impl Connection {
             body,
         };
         match proxy::call_local(&FAST, &app.fast, request).await {
-            Ok(res) => self.answer(res, id, close).await,
+            Ok(res) => self.answer(res, id, close, record).await,
             Err(e) => {
                 let status = status_for(&e);
                 if e.is_no_eligible_backend() {
@@ -283,21 +271,19 @@ impl Connection {
                         })
                         .unwrap_or(1)
                         .clamp(1, 60);
-                    let ok = self
+                    record.done(&Outcome::rejected(503, "no_backend"));
+                    return self
                         .answer_error(status, &e.to_string(), id, Some(secs), None, close)
                         .await;
-                    return (ok, Outcome::rejected(503, "no_backend"));
                 }
-                let ok = self
-                    .answer_error(status, &e.to_string(), id, None, e.backend(), close)
-                    .await;
-                let outcome = Outcome {
+                record.done(&Outcome {
                     status: status.as_u16(),
                     backend: e.backend().map(str::to_owned),
                     attempts: e.attempts(),
                     reject: None,
-                };
-                (ok, outcome)
+                });
+                self.answer_error(status, &e.to_string(), id, None, e.backend(), close)
+                    .await
             }
         }
     }
@@ -324,7 +310,13 @@ impl Connection {
     }
 
     /// Writes a backend's answer and relays its body.
-    async fn answer(&mut self, res: RawResponse, id: &HeaderValue, close: bool) -> (bool, Outcome) {
+    async fn answer(
+        &mut self,
+        res: RawResponse,
+        id: &HeaderValue,
+        close: bool,
+        record: &Record<'_>,
+    ) -> bool {
         let (backend, attempts) = match &res.served {
             Some((b, n)) => (Some(b.name().to_owned()), *n),
             None => (None, 1),
@@ -338,14 +330,13 @@ impl Connection {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let outcome = Outcome {
+        record.done(&Outcome {
             status: res.status,
             backend,
             attempts,
             reject: None,
-        };
-        let ok = relay::body(&mut self.stream, out, res.body).await;
-        (ok, outcome)
+        });
+        relay::body(&mut self.stream, out, res.body).await
     }
 
     /// Writes one of rrlb's own JSON error answers; `false` if the client is gone.
@@ -387,6 +378,43 @@ impl Connection {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body.as_bytes());
         self.stream.write_all(&out).await.is_ok()
+    }
+}
+
+/// Records one exchange in the metrics and the access log, as the hyper path does: when the answer (its head)
+/// is ready, with the latency until then.
+struct Record<'a> {
+    app: &'a Local,
+    head: &'a head::RequestHead,
+    client: SocketAddr,
+    started: quanta::Instant,
+}
+
+impl Record<'_> {
+    fn done(&self, outcome: &Outcome) {
+        let elapsed = self.started.elapsed();
+        match outcome.reject {
+            Some(reason) => self.app.metrics.reject(reason),
+            None => self.app.metrics.observe(
+                outcome.backend.as_deref(),
+                outcome.status,
+                elapsed.as_secs_f64(),
+                outcome.attempts.saturating_sub(1),
+            ),
+        }
+        if let Some(path) = &self.head.path {
+            tracing::info!(
+                target: "rrlb::access",
+                request_id = self.head.request_id.to_str().unwrap_or_default(),
+                client = %self.client.ip(),
+                method = %self.head.method,
+                path = %path,
+                status = outcome.status,
+                backend = outcome.backend.as_deref().unwrap_or("-"),
+                attempts = outcome.attempts,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
     }
 }
 
