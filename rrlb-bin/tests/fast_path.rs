@@ -359,3 +359,49 @@ async fn pipelined_requests_and_the_hand_over_to_hyper() {
     assert!(body4.contains("\r\ncontent-length: 2\r\n"), "{body4}");
     assert_eq!(h.request_counts().await, counts(&[("s", 4)]));
 }
+
+/// A body over the limit is answered `413` while the client is still sending it, and the answer is not lost to
+/// a reset: the proxy closes its side and reads the rest of the body away before it lets go of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_reaches_a_client_still_sending_its_body() {
+    let b = Scripted::start().await;
+    let toml = format!(
+        "{}[health]\nenabled = false\n[limits]\nmax_body_bytes = 64\n",
+        backends_toml(&[("s", &b.url(), 1)])
+    );
+    let h = Harness::builder().file(toml).start().await;
+    let body_len = 4 * 1024 * 1024;
+    let stream = TcpStream::connect(h.proxy).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        let head =
+            format!("POST /upload HTTP/1.1\r\nhost: p\r\ncontent-length: {body_len}\r\n\r\n");
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..body_len / chunk.len() {
+            write.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    // The answer is read only once the client has sent (or failed to send) its whole body: by then a proxy that
+    // closed with the body unread has reset the connection.
+    let sent = tokio::time::timeout(HANG, sender)
+        .await
+        .expect("the client could send its body or learn it cannot");
+    let mut answer = Vec::new();
+    let got = tokio::time::timeout(HANG, read.read_to_end(&mut answer))
+        .await
+        .expect("the proxy closed the connection in time");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        got.is_ok(),
+        "the answer was cut by a reset: {got:?}, read {text:?}"
+    );
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(
+        matches!(sent, Ok(Ok(()))),
+        "the proxy read the body away: {sent:?}"
+    );
+    assert_eq!(b.connections(), 0, "nothing reached the backend");
+}

@@ -77,6 +77,11 @@ pub type FastService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
 /// is 75 s; clients' pools usually drop idle connections sooner).
 pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 
+/// How long, and for how many bytes, a connection closed with its request body unread keeps reading it (see
+/// `Connection::linger`).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 << 20;
+
 /// What every connection of one serving thread shares.
 pub struct Worker {
     /// The application state, through this thread's handle.
@@ -231,21 +236,28 @@ impl Connection {
                     !keep,
                 )
                 .await;
+            if ok && !keep {
+                self.linger().await;
+            }
             return ok && keep;
         }
         let max_body = app.config.load().limits.max_body_bytes;
         if head.content_length > max_body {
             let message = format!("request body exceeds {max_body} bytes");
             record.done(&Outcome::rejected(413, "body_too_large"));
-            self.answer_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &message,
-                id,
-                None,
-                None,
-                true,
-            )
-            .await;
+            if self
+                .answer_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &message,
+                    id,
+                    None,
+                    None,
+                    true,
+                )
+                .await
+            {
+                self.linger().await;
+            }
             return false;
         }
         let Some(body) = self.read_body(head.content_length).await else {
@@ -307,6 +319,30 @@ impl Connection {
             }
         }
         Some(self.buf.split_to(len).freeze())
+    }
+
+    /// Closes after an answer that left the request body unread: the write side first, then whatever the client
+    /// still sends is read and dropped for a short while. Closing a socket with unread bytes would reset the
+    /// connection, and a client still sending its body could lose the answer to the reset (what NGINX calls a
+    /// lingering close).
+    async fn linger(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            let mut left = LINGER_BYTES;
+            while left > 0 {
+                self.buf.clear();
+                if self.buf.capacity() < 16 * 1024 {
+                    self.buf.reserve(16 * 1024);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(n) if n > 0 => left = left.saturating_sub(n),
+                    _ => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 
     /// Writes a backend's answer and relays its body.
