@@ -405,3 +405,51 @@ async fn a_413_reaches_a_client_still_sending_its_body() {
     );
     assert_eq!(b.connections(), 0, "nothing reached the backend");
 }
+
+/// A request head that is not HTTP/1 gets rrlb's JSON `400` (with a request id), is counted as rejected, and
+/// the connection is closed; an HTTP/2 preface still reaches hyper's h2c server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_heads_get_a_json_400() {
+    let b = Scripted::start().await;
+    let h = harness(&b, "").await;
+    for raw in [
+        &b"GARBAGE\x00\x01 nonsense\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(h.proxy).await.expect("connect");
+        stream.write_all(raw).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(HANG, stream.read_to_end(&mut answer))
+            .await
+            .expect("the proxy closed the connection in time")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(head.starts_with("HTTP/1.1 400 "), "{text}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert!(
+            json["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("malformed request")),
+            "{json}"
+        );
+        assert!(
+            is_uuid_v4(json["request_id"].as_str().unwrap_or_default()),
+            "{json}"
+        );
+    }
+    let text = h.admin_get("/metrics").await.text();
+    assert_eq!(
+        metric(&text, r#"rrlb_rejected_total{reason="bad_request"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"rrlb_requests_total{backend="s",code="200"}"#),
+        None,
+        "nothing was forwarded: {text}"
+    );
+}

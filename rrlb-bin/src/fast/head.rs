@@ -117,11 +117,14 @@ pub(super) struct RequestHead {
 pub(super) enum Head {
     /// Not a whole head yet.
     Partial,
-    /// Not for the fast path (another protocol version, an upgrade, `expect`, a chunked body, a malformed or
+    /// Not for the fast path (another protocol version, an upgrade, `expect`, a chunked body, an oversized or
     /// unusual request, ...): the connection goes to hyper, which serves or answers it.
     Hyper,
     /// A request the fast path serves.
     Ready(RequestHead),
+    /// Not an HTTP/1 request head (hyper, which parses with the same `httparse`, would refuse it too): answered
+    /// with rrlb's JSON `400`.
+    Malformed(httparse::Error),
 }
 
 /// Reads a request head from the start of `buf`. `client_ip` is the client's address as text, for
@@ -132,7 +135,10 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &[u8], access: bool) -> Head 
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Partial,
-        _ => return Head::Hyper,
+        // Too long or too many headers: hyper answers 431. The HTTP/2 preface: hyper serves h2c.
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => return Head::Hyper,
+        Err(_) if buf.starts_with(b"PRI * HTTP/2") => return Head::Hyper,
+        Err(e) => return Head::Malformed(e),
     };
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Head::Hyper;
@@ -284,7 +290,6 @@ mod tests {
             b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n",
             b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
             b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
-            b"GARBAGE\x00\x01\r\n\r\n",
         ] {
             assert!(
                 matches!(parse_request(raw, b"1.1.1.1", false), Head::Hyper),
@@ -295,6 +300,26 @@ mod tests {
         assert!(matches!(
             parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n", b"1.1.1.1", false),
             Head::Partial
+        ));
+        for raw in [
+            &b"GARBAGE\x00\x01\r\n\r\n"[..],
+            b"GET / HTTP/9.9\r\nhost: x\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_request(raw, b"1.1.1.1", false), Head::Malformed(_)),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("x-{i}: 1\r\n"))
+            .collect();
+        let many = format!("GET / HTTP/1.1\r\nhost: x\r\n{many}\r\n");
+        assert!(matches!(
+            parse_request(many.as_bytes(), b"1.1.1.1", false),
+            Head::Hyper
         ));
         let huge = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(MAX_HEAD));
         assert!(matches!(

@@ -3,10 +3,10 @@
 //! A client connection is served by one task that reads a request head, checks and rewrites it, sends it through
 //! the balancer ([`FastService`], rrlb-tower's `Balance` over [`RawUpstream`]) on a pooled backend connection that
 //! the same task writes and reads, and writes the answer back. Everything the fast path does not handle itself —
-//! HTTP/1.0, HTTP/2 (h2c), upgrades, `expect`, chunked request bodies, absolute-form targets, malformed or
-//! oversized heads — hands the connection, with the bytes already read, to hyper's server and the
-//! [`proxy::handle`] service for the rest of its life: the behaviour stays that of the
-//! hyper path, the fast path only makes the common case cheaper.
+//! HTTP/1.0, HTTP/2 (h2c), upgrades, `expect`, chunked request bodies, absolute-form targets, oversized heads —
+//! hands the connection, with the bytes already read, to hyper's server and the [`proxy::handle`] service for the
+//! rest of its life: the behaviour stays that of the hyper path, the fast path only makes the common case cheaper.
+//! A head that is not HTTP/1 at all gets rrlb's JSON `400`.
 
 mod head;
 mod relay;
@@ -109,6 +109,7 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
         match conn.next_head(&worker.app).await {
             Next::Close => return,
             Next::Hyper => return hand_to_hyper(&worker, conn, watcher).await,
+            Next::Malformed(e) => return conn.refuse(&worker.app, e).await,
             Next::Request(head) => {
                 if !conn.exchange(&worker.app, head).await || *conn.stop.borrow() {
                     return;
@@ -136,6 +137,7 @@ struct Connection {
 enum Next {
     Request(head::RequestHead),
     Hyper,
+    Malformed(httparse::Error),
     Close,
 }
 
@@ -162,6 +164,7 @@ impl Connection {
                 match head::parse_request(&self.buf, &self.client_ip, access) {
                     head::Head::Ready(h) => return Next::Request(h),
                     head::Head::Hyper => return Next::Hyper,
+                    head::Head::Malformed(e) => return Next::Malformed(e),
                     head::Head::Partial => {}
                 }
             }
@@ -319,6 +322,21 @@ impl Connection {
             }
         }
         Some(self.buf.split_to(len).freeze())
+    }
+
+    /// Answers a malformed request head with rrlb's JSON `400` and closes the connection (nothing after a
+    /// malformed head can be trusted to start a request).
+    async fn refuse(&mut self, app: &Local, e: httparse::Error) {
+        app.metrics.reject("bad_request");
+        let id = proxy::new_request_id();
+        tracing::debug!(client = %self.client, error = %e, "malformed request head");
+        let message = format!("malformed request: {e}");
+        if self
+            .answer_error(StatusCode::BAD_REQUEST, &message, &id, None, None, true)
+            .await
+        {
+            self.linger().await;
+        }
     }
 
     /// Closes after an answer that left the request body unread: the write side first, then whatever the client
