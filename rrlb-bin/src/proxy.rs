@@ -33,7 +33,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), never forwarded.
-fn hop_by_hop() -> [&'static HeaderName; 9] {
+pub(crate) fn hop_by_hop() -> [&'static HeaderName; 9] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -128,6 +128,29 @@ pub fn json_error(
     );
     h.insert(X_REQUEST_ID.clone(), request_id.clone());
     res
+}
+
+/// When `client` is over its rate (`limits.rate_per_client`): the seconds to wait, at least 1.
+pub(crate) fn rate_limited(app: &App, client: SocketAddr) -> Option<u64> {
+    let limiter = app.limiter.load();
+    let not_until = limiter.as_ref().as_ref()?.check_key(&client.ip()).err()?;
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+        &governor::clock::DefaultClock::default(),
+    ));
+    Some((wait.as_secs_f64().ceil() as u64).max(1))
+}
+
+/// The `retry-after` seconds for a `503` with no eligible backend: until the first breaker may let a call
+/// through, 1 to 60.
+pub(crate) fn no_backend_retry_after(e: &rrlb_tower::Error) -> u64 {
+    e.retry_at()
+        .map(|t| {
+            t.saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .ceil() as u64
+        })
+        .unwrap_or(1)
+        .clamp(1, 60)
 }
 
 fn retry_after(res: &mut Response<ProxyBody>, seconds: u64) {
@@ -251,18 +274,13 @@ async fn forward(
     let config = app.config.load();
     let max_body = config.limits.max_body_bytes;
 
-    if let Some(limiter) = app.limiter.load().as_ref()
-        && let Err(not_until) = limiter.check_key(&client.ip())
-    {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
+    if let Some(wait) = rate_limited(app, client) {
         let mut res = json_error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate limit exceeded for this client",
             request_id,
         );
-        retry_after(&mut res, wait.as_secs_f64().ceil() as u64);
+        retry_after(&mut res, wait);
         return (res, None, 0, Some("rate_limit"));
     }
 
@@ -355,16 +373,7 @@ async fn forward(
             let status = status_for(&e);
             let mut res = json_error(status, &e.to_string(), request_id);
             if e.is_no_eligible_backend() {
-                let secs = e
-                    .retry_at()
-                    .map(|t| {
-                        t.saturating_duration_since(Instant::now())
-                            .as_secs_f64()
-                            .ceil() as u64
-                    })
-                    .unwrap_or(1)
-                    .clamp(1, 60);
-                retry_after(&mut res, secs);
+                retry_after(&mut res, no_backend_retry_after(&e));
                 return (res, None, 0, Some("no_backend"));
             }
             if let Some(b) = e.backend()

@@ -10,19 +10,6 @@ pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Most headers the fast path takes; a request with more goes to hyper.
 const MAX_HEADERS: usize = 64;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// What a message's `connection` headers say: whether to close, and which other headers are hop-by-hop.
 #[derive(Debug, Default)]
 pub(super) struct HopByHop<'a> {
@@ -55,9 +42,12 @@ impl<'a> HopByHop<'a> {
         hop
     }
 
-    /// Whether the header `name` describes the hop rather than the message.
+    /// Whether the header `name` describes the hop rather than the message (the hyper path's list, and any
+    /// header the `connection` headers name).
     pub(super) fn drops(&self, name: &str) -> bool {
-        HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        crate::proxy::hop_by_hop()
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str()))
             || self
                 .named
                 .iter()
@@ -74,6 +64,20 @@ pub(super) fn parse_length(value: &[u8]) -> Option<u64> {
     v.iter().try_fold(0u64, |n, d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+/// Appends `HTTP/1.1 STATUS REASON\r\n`; without a reason (or an empty one), the status's standard one.
+pub(super) fn push_status_line(out: &mut Vec<u8>, status: u16, reason: Option<&str>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    let reason = reason.filter(|r| !r.is_empty()).or_else(|| {
+        http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+    });
+    out.extend_from_slice(reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `name: value\r\n`.

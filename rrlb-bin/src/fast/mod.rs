@@ -219,13 +219,7 @@ impl Connection {
     ) -> bool {
         let id = &head.request_id;
         let close = head.close;
-        if let Some(limiter) = app.limiter.load().as_ref()
-            && let Err(not_until) = limiter.check_key(&self.client.ip())
-        {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+        if let Some(secs) = proxy::rate_limited(app, self.client) {
             // The body is not read: the connection cannot carry another request.
             let keep = head.content_length == 0 && !close;
             record.done(&Outcome::rejected(429, "rate_limit"));
@@ -277,15 +271,7 @@ impl Connection {
             Err(e) => {
                 let status = status_for(&e);
                 if e.is_no_eligible_backend() {
-                    let secs = e
-                        .retry_at()
-                        .map(|t| {
-                            t.saturating_duration_since(std::time::Instant::now())
-                                .as_secs_f64()
-                                .ceil() as u64
-                        })
-                        .unwrap_or(1)
-                        .clamp(1, 60);
+                    let secs = proxy::no_backend_retry_after(&e);
                     record.done(&Outcome::rejected(503, "no_backend"));
                     return self
                         .answer_error(status, &e.to_string(), id, Some(secs), None, close)
@@ -293,7 +279,7 @@ impl Connection {
                 }
                 record.done(&Outcome {
                     status: status.as_u16(),
-                    backend: e.backend().map(str::to_owned),
+                    backend: e.backend(),
                     attempts: e.attempts(),
                     reject: None,
                 });
@@ -350,11 +336,7 @@ impl Connection {
         let drain = async {
             let mut left = LINGER_BYTES;
             while left > 0 {
-                self.buf.clear();
-                if self.buf.capacity() < 16 * 1024 {
-                    self.buf.reserve(16 * 1024);
-                }
-                match self.stream.read_buf(&mut self.buf).await {
+                match relay::refill(&mut self.stream, &mut self.buf).await {
                     Ok(n) if n > 0 => left = left.saturating_sub(n),
                     _ => return,
                 }
@@ -371,13 +353,18 @@ impl Connection {
         close: bool,
         record: &Record<'_>,
     ) -> bool {
-        let (backend, attempts) = match &res.served {
-            Some((b, n)) => (Some(b.name().to_owned()), *n),
+        let RawResponse {
+            status,
+            head: mut out,
+            body,
+            served,
+        } = res;
+        let (backend, attempts) = match &served {
+            Some((b, n)) => (Some(b.name()), *n),
             None => (None, 1),
         };
-        let mut out = res.head;
         head::push_header(&mut out, b"x-request-id", id.as_bytes());
-        if let Some(name) = &backend {
+        if let Some(name) = backend {
             head::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
         }
         if close {
@@ -385,12 +372,12 @@ impl Connection {
         }
         out.extend_from_slice(b"\r\n");
         record.done(&Outcome {
-            status: res.status,
+            status,
             backend,
             attempts,
             reject: None,
         });
-        relay::body(&mut self.stream, out, res.body).await
+        relay::body(&mut self.stream, out, body).await
     }
 
     /// Writes one of rrlb's own JSON error answers; `false` if the client is gone.
@@ -405,11 +392,8 @@ impl Connection {
     ) -> bool {
         let body = proxy::error_body(message, id);
         let mut out = Vec::with_capacity(body.len() + 256);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+        head::push_status_line(&mut out, status.as_u16(), None);
+        out.extend_from_slice(b"content-type: application/json\r\n");
         head::push_header(
             &mut out,
             b"content-length",
@@ -445,12 +429,12 @@ struct Record<'a> {
 }
 
 impl Record<'_> {
-    fn done(&self, outcome: &Outcome) {
+    fn done(&self, outcome: &Outcome<'_>) {
         let elapsed = self.started.elapsed();
         match outcome.reject {
             Some(reason) => self.app.metrics.reject(reason),
             None => self.app.metrics.observe(
-                outcome.backend.as_deref(),
+                outcome.backend,
                 outcome.status,
                 elapsed.as_secs_f64(),
                 outcome.attempts.saturating_sub(1),
@@ -464,7 +448,7 @@ impl Record<'_> {
                 method = %self.head.method,
                 path = %path,
                 status = outcome.status,
-                backend = outcome.backend.as_deref().unwrap_or("-"),
+                backend = outcome.backend.unwrap_or("-"),
                 attempts = outcome.attempts,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
             );
@@ -473,14 +457,14 @@ impl Record<'_> {
 }
 
 /// What one exchange records in the metrics and the access log.
-struct Outcome {
+struct Outcome<'a> {
     status: u16,
-    backend: Option<String>,
+    backend: Option<&'a str>,
     attempts: u32,
     reject: Option<&'static str>,
 }
 
-impl Outcome {
+impl Outcome<'_> {
     fn rejected(status: u16, reason: &'static str) -> Self {
         Self {
             status,

@@ -1,5 +1,6 @@
 //! Writing a backend's answer to the client: the head, then the body as the backend frames it.
 
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,11 +33,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
                 }
                 let mut left = n - first as u64;
                 while left > 0 {
-                    start.clear();
-                    if start.capacity() < 16 * 1024 {
-                        start.reserve(16 * 1024);
-                    }
-                    match conn.stream.read_buf(&mut start).await {
+                    match refill(&mut conn.stream, &mut start).await {
                         Ok(read) if read > 0 => {}
                         _ => return false,
                     }
@@ -73,11 +70,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
                         }
                         return true;
                     }
-                    start.clear();
-                    if start.capacity() < 16 * 1024 {
-                        start.reserve(16 * 1024);
-                    }
-                    match conn.stream.read_buf(&mut start).await {
+                    match refill(&mut conn.stream, &mut start).await {
                         Ok(read) if read > 0 => {}
                         _ => return false,
                     }
@@ -94,11 +87,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
                         return false;
                     }
                     out.clear();
-                    data.clear();
-                    if data.capacity() < 16 * 1024 {
-                        data.reserve(16 * 1024);
-                    }
-                    match conn.stream.read_buf(&mut data).await {
+                    match refill(&mut conn.stream, &mut data).await {
                         Ok(0) => break,
                         Ok(_) => {}
                         Err(_) => return false,
@@ -134,6 +123,15 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
             client.write_all(b"0\r\n\r\n").await.is_ok()
         }
     }
+}
+
+/// Empties `buf` and reads into it (at least 16 KiB of room): what the relay loops read the next piece with.
+pub(super) async fn refill(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    buf.clear();
+    if buf.capacity() < 16 * 1024 {
+        buf.reserve(16 * 1024);
+    }
+    stream.read_buf(buf).await
 }
 
 /// Appends `data` as one chunk.

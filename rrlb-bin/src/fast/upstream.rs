@@ -538,20 +538,7 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Parsed>, RawErro
         Framing::Close
     };
     let mut head = Vec::with_capacity(len + 64);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    head.push(b' ');
-    match res.reason.filter(|r| !r.is_empty()) {
-        Some(r) => head.extend_from_slice(r.as_bytes()),
-        None => head.extend_from_slice(
-            http::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("")
-                .as_bytes(),
-        ),
-    }
-    head.extend_from_slice(b"\r\n");
+    head::push_status_line(&mut head, status, res.reason);
     for h in res.headers.iter() {
         let framing_header = h.name.eq_ignore_ascii_case("content-length")
             || h.name.eq_ignore_ascii_case("transfer-encoding");
@@ -566,11 +553,11 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Parsed>, RawErro
         head::push_header(&mut head, h.name.as_bytes(), h.value);
     }
     match framing {
-        Framing::Length(n) => {
-            head.extend_from_slice(b"content-length: ");
-            head.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
+        Framing::Length(n) => head::push_header(
+            &mut head,
+            b"content-length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
         Framing::Chunked | Framing::Close => {
             head.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
@@ -627,11 +614,7 @@ async fn via_hyper(
         })?;
     let (parts, body) = res.into_parts();
     let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(parts.status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    head::push_status_line(&mut head, parts.status.as_u16(), None);
     let mut response_headers = parts.headers;
     crate::proxy::strip_hop_by_hop(&mut response_headers);
     for (name, value) in &response_headers {
