@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::state::{App, ApplyError, Reloader};
-use crate::{admin, fast, proxy};
+use crate::{admin, fast};
 
 /// The two bound listeners rrlb serves on.
 #[derive(Debug)]
@@ -291,7 +291,7 @@ async fn accepted_or_back_off(
 /// What the connections of one serving thread share.
 fn worker(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Arc<fast::Worker> {
     Arc::new(fast::Worker {
-        app: Arc::new(proxy::Local(Arc::clone(app))),
+        app: Arc::new(crate::state::Local(Arc::clone(app))),
         hyper: builder(app),
         stop: stop.clone(),
     })

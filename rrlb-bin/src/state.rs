@@ -1,13 +1,13 @@
 //! The running state shared by the proxy, the admin API and the reloader, and how a configuration is applied.
 
-use std::net::IpAddr;
+use std::cell::RefCell;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use governor::clock::DefaultClock;
-use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, SetOptions};
 use rrlb_tower::http::{HttpPolicy, HttpProbe, HttpUpstream, UpstreamConfig};
@@ -15,16 +15,16 @@ use rrlb_tower::{
     Balance, BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
 };
 use tokio::sync::Mutex;
+use tower::{Service, ServiceExt};
 
 use crate::config::{self, Config, ConfigError};
-use crate::fast::FastService;
 use crate::metrics::Metrics;
+use crate::upstream::{CheckedUpstream, FastService};
 
 /// The balancing service the proxy calls.
-pub type ProxyService = Balance<HttpUpstream, AnyBalancer, HttpPolicy>;
+pub type ProxyService = Balance<CheckedUpstream, AnyBalancer, HttpPolicy>;
 
-/// A per-client-IP rate limiter.
-pub type ClientLimiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+pub(crate) use crate::forward::ClientLimiter;
 
 /// Re-reads the configuration (SIGHUP, a file change, `POST /admin/reload`).
 pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
@@ -44,6 +44,8 @@ pub struct App {
     /// Metrics.
     pub metrics: Metrics,
     upstream: ArcSwap<(Duration, HttpUpstream)>,
+    /// The retry budget both paths draw on; kept across reloads that do not change it.
+    budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
     health: std::sync::Mutex<Option<HealthChecker>>,
     _maintenance: Maintenance,
     reloader: Option<Reloader>,
@@ -124,24 +126,45 @@ fn upstream(c: &Config, per_thread: bool) -> HttpUpstream {
     }
 }
 
-fn service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> ProxyService {
-    Balance::new(upstream, set.clone(), HttpPolicy, balance_config(c)).with_budget(retry_budget(c))
+/// The hyper path's service and the fast path's, over one set and one retry budget: a retry is a retry,
+/// whichever path the client took.
+fn services(
+    c: &Config,
+    set: &BackendSet<AnyBalancer>,
+    upstream: &HttpUpstream,
+    budget: &RetryBudget,
+) -> (ProxyService, FastService) {
+    let hyper = Balance::new(
+        CheckedUpstream::new(upstream.clone()),
+        set.clone(),
+        HttpPolicy,
+        balance_config(c),
+    )
+    .with_budget(budget.clone());
+    let fast = crate::upstream::fast_service(
+        set,
+        c.timeouts.connect,
+        upstream.clone(),
+        balance_config(c),
+        budget.clone(),
+    );
+    (hyper, fast)
+}
+
+/// What a retry budget is made of: `retries.budget_ratio` and `retries.budget_min_per_second`.
+type BudgetParams = (u64, u32);
+
+fn budget_params(c: &Config) -> BudgetParams {
+    (
+        c.retries.budget_ratio.to_bits(),
+        c.retries.budget_min_per_second,
+    )
 }
 
 fn retry_budget(c: &Config) -> RetryBudget {
     RetryBudget::new(
         c.retries.budget_ratio as f32,
         c.retries.budget_min_per_second,
-    )
-}
-
-fn fast_service(c: &Config, set: &BackendSet<AnyBalancer>, upstream: HttpUpstream) -> FastService {
-    crate::fast::service(
-        set,
-        c.timeouts.connect,
-        upstream,
-        balance_config(c),
-        retry_budget(c),
     )
 }
 
@@ -191,8 +214,8 @@ impl App {
         )
         .map_err(ApplyError::Backends)?;
         let up = upstream(&config, per_thread);
-        let svc = service(&config, &set, up.clone());
-        let fast = fast_service(&config, &set, up.clone());
+        let budget = retry_budget(&config);
+        let (svc, fast) = services(&config, &set, &up, &budget);
         let health = config.health.enabled.then(|| {
             HealthChecker::spawn(
                 set.clone(),
@@ -204,6 +227,7 @@ impl App {
         Ok(Arc::new(Self {
             limiter: ArcSwap::from_pointee(limiter(&config)),
             upstream: ArcSwap::from_pointee((config.timeouts.connect, up)),
+            budget: std::sync::Mutex::new((budget_params(&config), budget)),
             service: ArcSwap::from_pointee(svc),
             fast: ArcSwap::from_pointee(fast),
             config: ArcSwap::from_pointee(config),
@@ -252,9 +276,19 @@ impl App {
                 .store(Arc::new((new.timeouts.connect, up.clone())));
             up
         };
-        self.fast
-            .store(Arc::new(fast_service(&new, &self.set, up.clone())));
-        self.service.store(Arc::new(service(&new, &self.set, up)));
+        let budget = {
+            let mut b = self
+                .budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if b.0 != budget_params(&new) {
+                *b = (budget_params(&new), retry_budget(&new));
+            }
+            b.1.clone()
+        };
+        let (svc, fast) = services(&new, &self.set, &up, &budget);
+        self.fast.store(Arc::new(fast));
+        self.service.store(Arc::new(svc));
         if new.limits.rate_per_client != old.limits.rate_per_client
             || new.limits.burst != old.limits.burst
         {
@@ -293,5 +327,54 @@ impl App {
     pub fn is_ready(&self) -> bool {
         let snap = self.set.load();
         !snap.eligible().is_empty() || !snap.probing().is_empty()
+    }
+}
+
+/// A thread's copy of a published service, and the `Arc` it was copied from.
+pub(crate) type LocalService<S> = RefCell<Option<(Arc<S>, S)>>;
+
+/// Calls this thread's copy (in `key`) of the `published` service, made again when a reload published
+/// a new one: `Balance::call` takes `&mut self`, and cloning the service per request would take and drop
+/// references on the set, its snapshot and the retry budget that every worker thread shares. Not an
+/// `async fn`: the caller awaits the service's own future, so its state holds that future and not also a copy
+/// of the request and a fallback path.
+pub(crate) fn call_local<S, R>(
+    key: &'static std::thread::LocalKey<LocalService<S>>,
+    published: &arc_swap::ArcSwap<S>,
+    req: R,
+) -> Sending<S, R>
+where
+    S: Service<R> + Clone,
+{
+    key.with_borrow_mut(|slot| {
+        let current = published.load();
+        if !matches!(slot, Some((published, _)) if Arc::ptr_eq(published, &current)) {
+            *slot = Some((Arc::clone(&current), S::clone(&current)));
+        }
+        let Some((_, svc)) = slot.as_mut() else {
+            return Sending::Right(Box::pin(S::clone(&current).oneshot(req)));
+        };
+        // rrlb's upstreams are always ready; should that ever change, fall back to waiting on a clone.
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Sending::Left(svc.call(req)),
+            _ => Sending::Right(Box::pin(svc.clone().oneshot(req))),
+        }
+    })
+}
+
+/// [`call_local`]'s future: the service's, or (never in practice) a boxed wait for a clone to be ready.
+pub(crate) type Sending<S, R> =
+    futures_util::future::Either<<S as Service<R>>::Future, Pin<Box<tower::util::Oneshot<S, R>>>>;
+
+/// One serving thread's handle on the [`App`]: every request takes a reference on it, and a reference count
+/// that only one thread writes stays in that core's cache (the `App`'s own count is shared by all threads).
+#[derive(Debug, Clone)]
+pub struct Local(pub Arc<App>);
+
+impl std::ops::Deref for Local {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
     }
 }

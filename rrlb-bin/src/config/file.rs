@@ -85,6 +85,7 @@ pub(crate) struct RawTimeouts {
     pub(crate) request: Val<RawDuration>,
     pub(crate) connect: Val<RawDuration>,
     pub(crate) header_read: Val<RawDuration>,
+    pub(crate) body_read: Val<RawDuration>,
     pub(crate) drain: Val<RawDuration>,
 }
 

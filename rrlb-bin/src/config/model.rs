@@ -164,6 +164,9 @@ pub struct TimeoutsConfig {
     pub connect: Duration,
     /// A client must send its request headers within this. Default 10s.
     pub header_read: Duration,
+    /// A client must send each part of its request body within this of the previous one (a body that stalls
+    /// is answered `408` and the connection closed). Default 30s.
+    pub body_read: Duration,
     /// Graceful shutdown waits at most this long for in-flight requests (extension). Default 30s.
     pub drain: Duration,
 }
@@ -174,6 +177,7 @@ impl Default for TimeoutsConfig {
             request: Duration::from_secs(2),
             connect: Duration::from_millis(500),
             header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
             drain: Duration::from_secs(30),
         }
     }
@@ -527,6 +531,7 @@ struct TimeoutsDoc {
     request: String,
     connect: String,
     header_read: String,
+    body_read: String,
     drain: String,
 }
 
@@ -597,6 +602,7 @@ impl From<&Config> for Document {
                 request: duration(t.request),
                 connect: duration(t.connect),
                 header_read: duration(t.header_read),
+                body_read: duration(t.body_read),
                 drain: duration(t.drain),
             },
             retries: RetriesDoc {

@@ -720,6 +720,7 @@ fn timeouts(r: &Resolver<'_>, cli: &Cli, raw: &RawFile) -> Result<TimeoutsConfig
         request,
         connect: r.duration("timeouts.connect", &t.connect, d.connect)?,
         header_read: r.duration("timeouts.header_read", &t.header_read, d.header_read)?,
+        body_read: r.duration("timeouts.body_read", &t.body_read, d.body_read)?,
         drain: r.duration("timeouts.drain", &t.drain, d.drain)?,
     })
 }

@@ -1,16 +1,15 @@
 //! The fast path: HTTP/1.1 proxying without a general-purpose HTTP stack on the hot path.
 //!
-//! A client connection is served by one task that reads a request head, checks and rewrites it, sends it through
-//! the balancer ([`FastService`], rrlb-tower's `Balance` over [`RawUpstream`]) on a pooled backend connection that
-//! the same task writes and reads, and writes the answer back. Everything the fast path does not handle itself —
-//! HTTP/1.0, HTTP/2 (h2c), upgrades, `expect`, chunked request bodies, absolute-form targets, oversized heads —
-//! hands the connection, with the bytes already read, to hyper's server and the [`proxy::handle`] service for the
-//! rest of its life: the behaviour stays that of the hyper path, the fast path only makes the common case cheaper.
-//! A head that is not HTTP/1 at all gets rrlb's JSON `400`.
+//! A client connection is served by one task that reads a request head, has the forwarding core decide on it
+//! ([`crate::forward`]), reads the body (by length or chunked, within `timeouts.body_read`), sends the request
+//! through the balancer ([`FastService`], rrlb-tower's `Balance` over [`RawUpstream`]) on a pooled backend
+//! connection that the same task writes and reads, and writes the answer back, framed by the rules of
+//! [`crate::h1::answer`]. HTTP/1.0 and HTTP/2 (h2c) connections are handed, with the bytes already read, to
+//! hyper's server and the hyper path ([`proxy::handle`]), which applies the same forwarding core. A request the
+//! core refuses gets rrlb's JSON answer and the connection closes.
 
 mod head;
 mod relay;
-mod upstream;
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,58 +19,29 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::StatusCode;
 use http::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
-use rrlb_core::AnyBalancer;
-use rrlb_tower::Balance;
-use rrlb_tower::http::status_for;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::proxy::{self, Local};
+use crate::forward::{self, BodyFraming, ErrorAnswer, Outcome, Record, Rejection};
+use crate::h1::chunked;
+use crate::proxy;
+use crate::state::{self, Local};
 
-/// The fast path's parsers, exposed only to the fuzz targets (`cargo fuzz` builds with `--cfg fuzzing`).
-#[cfg(fuzzing)]
-pub mod fuzzing {
-    /// A client's request head: `Some((head length, forwarded head))` when the fast path takes it.
-    pub fn request(buf: &[u8], client_ip: &[u8]) -> Option<(usize, bytes::Bytes)> {
-        match super::head::parse_request(buf, client_ip, true) {
-            super::head::Head::Ready(h) => Some((h.len, h.rest)),
-            _ => None,
-        }
-    }
-
-    /// A backend's answer head: the head rewritten for the client when it is a final answer.
-    pub fn response(buf: &[u8], head_only: bool) -> Option<Vec<u8>> {
-        super::upstream::check_response(buf, head_only)
-    }
-
-    /// Where a chunked body fed in `parts` ends (counted from the start of the first part).
-    #[allow(clippy::result_unit_err)]
-    pub fn chunk_end(parts: &[&[u8]]) -> Result<Option<usize>, ()> {
-        let mut scan = super::relay::ChunkScan::default();
-        let mut offset = 0;
-        for p in parts {
-            if let Some(n) = scan.feed(p)? {
-                return Ok(Some(offset + n));
-            }
-            offset += p.len();
-        }
-        Ok(None)
+/// The fast path's request reader, for [`crate::testing`].
+pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
+    match head::parse_request(buf, client_ip, true) {
+        head::Head::Ready(h) => Some((h.len, h.rest)),
+        _ => None,
     }
 }
 
-pub use upstream::{
-    BodySource, Conn, Framing, RawError, RawFuture, RawPolicy, RawRequest, RawResponse, RawUpstream,
-};
-
-/// The balancing service of the fast path.
-pub type FastService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
+use crate::upstream::{FastService, RawRequest, RawResponse};
 
 /// How long a keep-alive client connection may stay idle between requests (NGINX's `keepalive_timeout` default
 /// is 75 s; clients' pools usually drop idle connections sooner).
@@ -98,7 +68,7 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
         client,
-        client_ip: client.ip().to_string().into_bytes(),
+        client_ip: client.ip().to_string(),
         stop: worker.stop.clone(),
         served: false,
         timer: Box::pin(tokio::time::sleep(
@@ -109,9 +79,12 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
         match conn.next_head(&worker.app).await {
             Next::Close => return,
             Next::Hyper => return hand_to_hyper(&worker, conn, watcher).await,
-            Next::Malformed(e) => return conn.refuse(&worker.app, e).await,
+            Next::Refused(id, rejection) => {
+                conn.refuse(&worker.app, &id, &rejection, None).await;
+                return;
+            }
             Next::Request(head) => {
-                if !conn.exchange(&worker.app, head).await || *conn.stop.borrow() {
+                if !conn.exchange(&worker.app, *head).await || *conn.stop.borrow() {
                     return;
                 }
                 conn.served = true;
@@ -124,7 +97,7 @@ struct Connection {
     stream: TcpStream,
     buf: BytesMut,
     client: SocketAddr,
-    client_ip: Vec<u8>,
+    client_ip: String,
     stop: watch::Receiver<bool>,
     /// Whether a request was served on this connection already (it is then a keep-alive connection).
     served: bool,
@@ -135,10 +108,18 @@ struct Connection {
 }
 
 enum Next {
-    Request(head::RequestHead),
+    Request(Box<head::RequestHead>),
     Hyper,
-    Malformed(httparse::Error),
+    Refused(HeaderValue, Rejection),
     Close,
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    /// Refused: answered, then the connection closes.
+    Refused(Rejection),
+    /// The client went away.
+    Gone,
 }
 
 impl Connection {
@@ -146,7 +127,7 @@ impl Connection {
     /// the header-read timeout (slowloris); a keep-alive connection may stay idle for [`KEEP_ALIVE_IDLE`], and
     /// has the header-read timeout from its next request's first byte.
     async fn next_head(&mut self, app: &Local) -> Next {
-        let access = tracing::enabled!(target: "rrlb::access", tracing::Level::INFO);
+        let access = forward::record::access_log_on();
         let header_read = app.config.load().timeouts.header_read;
         let now = tokio::time::Instant::now();
         let mut deadline = if self.served && self.buf.is_empty() {
@@ -164,7 +145,10 @@ impl Connection {
                 match head::parse_request(&self.buf, &self.client_ip, access) {
                     head::Head::Ready(h) => return Next::Request(h),
                     head::Head::Hyper => return Next::Hyper,
-                    head::Head::Malformed(e) => return Next::Malformed(e),
+                    head::Head::Refused {
+                        request_id,
+                        rejection,
+                    } => return Next::Refused(request_id, rejection),
                     head::Head::Partial => {}
                 }
             }
@@ -197,132 +181,195 @@ impl Connection {
         }
     }
 
-    /// Serves one request; `false` when the connection must close.
+    /// Serves one request: limits, `100 Continue`, the body, the balancer, the answer. The outcome is recorded
+    /// before the answer leaves (so whoever got it sees it counted). Returns whether the connection can carry
+    /// another request.
     async fn exchange(&mut self, app: &Local, head: head::RequestHead) -> bool {
-        let record = Record {
-            app,
-            head: &head,
-            client: self.client,
-            started: quanta::Instant::now(),
-        };
+        let record = Record::start(self.client, &head.method, || {
+            head.path.clone().unwrap_or_default()
+        });
         self.buf.advance(head.len);
-        self.forward(app, &head, &record).await && !head.close
+        let id = &head.request_id;
+        let declared = match head.body {
+            BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        if let Err(rejection) = forward::admit(
+            &app.limiter.load(),
+            app.config.load().limits.max_body_bytes,
+            self.client,
+            declared,
+        ) {
+            // A request without a body leaves the connection in a known state; one whose body is unread
+            // does not.
+            let keep = head.body == BodyFraming::None && !head.close;
+            return self
+                .refuse(app, id, &rejection, Some((&record, keep)))
+                .await
+                && keep;
+        }
+        let body = match self.read_body(app, &head).await {
+            Ok(body) => body,
+            Err(BodyError::Refused(rejection)) => {
+                self.refuse(app, id, &rejection, Some((&record, false)))
+                    .await;
+                return false;
+            }
+            Err(BodyError::Gone) => {
+                record.done(
+                    &app.metrics,
+                    id,
+                    Outcome::rejected(&Rejection::bad("the client closed the connection")),
+                );
+                return false;
+            }
+        };
+        let mut rest = head.rest;
+        if forward::sends_length(&head.method, body.len() as u64) {
+            crate::h1::push_header(
+                &mut rest,
+                b"content-length",
+                itoa::Buffer::new().format(body.len()).as_bytes(),
+            );
+        }
+        let request = RawRequest {
+            method: head.method.clone(),
+            rest: rest.into(),
+            body,
+        };
+        let close = head.close;
+        match state::call_local(&FAST, &app.fast, request).await {
+            Ok(res) => self.answer(app, res, id, close, &record).await && !close,
+            Err(e) => {
+                let answer = ErrorAnswer::from_balance(&e);
+                let outcome = match Rejection::from_balance(&e) {
+                    Some(r) => Outcome::rejected(&r),
+                    None => Outcome {
+                        status: answer.status.as_u16(),
+                        backend: e.backend(),
+                        attempts: e.attempts(),
+                        reject: None,
+                    },
+                };
+                record.done(&app.metrics, id, outcome);
+                self.stream
+                    .write_all(&answer.to_h1(id, close))
+                    .await
+                    .is_ok()
+                    && !close
+            }
+        }
     }
 
-    /// Checks limits, reads the body, balances and writes the answer, recording the outcome before the answer
-    /// leaves (so whoever got it sees it counted). Returns whether the connection can carry another request.
-    async fn forward(
+    /// The request body, read within `timeouts.body_read` between reads, up to `limits.max_body_bytes`.
+    async fn read_body(
         &mut self,
         app: &Local,
         head: &head::RequestHead,
-        record: &Record<'_>,
-    ) -> bool {
-        let id = &head.request_id;
-        let close = head.close;
-        if let Some(secs) = proxy::rate_limited(app, self.client) {
-            // The body is not read: the connection cannot carry another request.
-            let keep = head.content_length == 0 && !close;
-            record.done(&Outcome::rejected(429, "rate_limit"));
-            let ok = self
-                .answer_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate limit exceeded for this client",
-                    id,
-                    Some(secs),
-                    None,
-                    !keep,
-                )
-                .await;
-            if ok && !keep {
-                self.linger().await;
-            }
-            return ok && keep;
-        }
-        let max_body = app.config.load().limits.max_body_bytes;
-        if head.content_length > max_body {
-            let message = format!("request body exceeds {max_body} bytes");
-            record.done(&Outcome::rejected(413, "body_too_large"));
-            if self
-                .answer_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &message,
-                    id,
-                    None,
-                    None,
-                    true,
-                )
+    ) -> Result<Bytes, BodyError> {
+        let (max_body, body_read) = {
+            let c = app.config.load();
+            (c.limits.max_body_bytes, c.timeouts.body_read)
+        };
+        let whole_in_buffer = match head.body {
+            BodyFraming::None => return Ok(Bytes::new()),
+            BodyFraming::Length(n) => self.buf.len() as u64 >= n,
+            BodyFraming::Chunked => false,
+        };
+        if head.expect_continue && !whole_in_buffer {
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await
-            {
-                self.linger().await;
-            }
-            return false;
+                .map_err(|_| BodyError::Gone)?;
         }
-        let Some(body) = self.read_body(head.content_length).await else {
-            record.done(&Outcome::rejected(400, "bad_request"));
-            return false;
-        };
-        let request = RawRequest {
-            method: head.method.clone(),
-            rest: head.rest.clone(),
-            body,
-        };
-        match proxy::call_local(&FAST, &app.fast, request).await {
-            Ok(res) => self.answer(res, id, close, record).await,
-            Err(e) => {
-                let status = status_for(&e);
-                if e.is_no_eligible_backend() {
-                    let secs = proxy::no_backend_retry_after(&e);
-                    record.done(&Outcome::rejected(503, "no_backend"));
-                    return self
-                        .answer_error(status, &e.to_string(), id, Some(secs), None, close)
-                        .await;
+        match head.body {
+            BodyFraming::None => Ok(Bytes::new()),
+            BodyFraming::Length(n) => {
+                let len = usize::try_from(n)
+                    .map_err(|_| BodyError::Refused(Rejection::BodyTooLarge(max_body)))?;
+                while self.buf.len() < len {
+                    // Room for what is still to come, a megabyte at most at a time: a client's announced length
+                    // is not memory to set aside before the bytes arrive.
+                    if self.buf.capacity() - self.buf.len() < 8 * 1024 {
+                        self.buf.reserve((len - self.buf.len()).min(1 << 20));
+                    }
+                    self.read_more(body_read).await?;
                 }
-                record.done(&Outcome {
-                    status: status.as_u16(),
-                    backend: e.backend(),
-                    attempts: e.attempts(),
-                    reject: None,
-                });
-                self.answer_error(status, &e.to_string(), id, None, e.backend(), close)
-                    .await
+                Ok(self.buf.split_to(len).freeze())
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = chunked::Decoder::default();
+                let mut body = Vec::new();
+                loop {
+                    let mut over = false;
+                    let progress = decoder
+                        .decode(&self.buf, |data| {
+                            if (body.len() + data.len()) as u64 > max_body {
+                                over = true;
+                            } else {
+                                body.extend_from_slice(data);
+                            }
+                        })
+                        .map_err(|e| {
+                            BodyError::Refused(Rejection::BadRequest(
+                                format!("malformed chunked body: {e}").into(),
+                            ))
+                        })?;
+                    self.buf.advance(progress.consumed);
+                    if over {
+                        return Err(BodyError::Refused(Rejection::BodyTooLarge(max_body)));
+                    }
+                    if progress.done {
+                        return Ok(body.into());
+                    }
+                    if self.buf.capacity() - self.buf.len() < 8 * 1024 {
+                        self.buf.reserve(16 * 1024);
+                    }
+                    self.read_more(body_read).await?;
+                }
             }
         }
     }
 
-    /// The request body: `len` bytes, some of which may be in the buffer already. `None` if the client went
-    /// away first.
-    async fn read_body(&mut self, len: u64) -> Option<Bytes> {
-        let len = usize::try_from(len).ok()?;
-        if len == 0 {
-            return Some(Bytes::new());
+    /// Reads more of the request into the buffer, within `timeout`.
+    async fn read_more(&mut self, timeout: Duration) -> Result<(), BodyError> {
+        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(n)) if n > 0 => Ok(()),
+            Ok(_) => Err(BodyError::Gone),
+            Err(_) => Err(BodyError::Refused(Rejection::BodyTimeout)),
         }
-        while self.buf.len() < len {
-            // Room for what is still to come, a megabyte at most at a time: a client's announced length is
-            // not memory to set aside before the bytes arrive.
-            if self.buf.capacity() - self.buf.len() < 8 * 1024 {
-                self.buf.reserve((len - self.buf.len()).min(1 << 20));
-            }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(n) if n > 0 => {}
-                _ => return None,
-            }
-        }
-        Some(self.buf.split_to(len).freeze())
     }
 
-    /// Answers a malformed request head with rrlb's JSON `400` and closes the connection (nothing after a
-    /// malformed head can be trusted to start a request).
-    async fn refuse(&mut self, app: &Local, e: httparse::Error) {
-        app.metrics.reject("bad_request");
-        let id = proxy::new_request_id();
-        tracing::debug!(client = %self.client, error = %e, "malformed request head");
-        let message = format!("malformed request: {e}");
-        if self
-            .answer_error(StatusCode::BAD_REQUEST, &message, &id, None, None, true)
+    /// Answers a refused request (recording it, when `record` is given with whether the connection stays
+    /// open). A connection that closes is closed with a lingering close, so a client still sending gets the
+    /// answer. Returns whether the answer was written.
+    async fn refuse(
+        &mut self,
+        app: &Local,
+        id: &HeaderValue,
+        rejection: &Rejection,
+        record: Option<(&Record, bool)>,
+    ) -> bool {
+        let keep = match record {
+            Some((record, keep)) => {
+                record.done(&app.metrics, id, Outcome::rejected(rejection));
+                keep
+            }
+            None => {
+                app.metrics.reject(rejection.reason());
+                tracing::debug!(client = %self.client, error = %rejection.answer().message, "request refused");
+                false
+            }
+        };
+        let written = self
+            .stream
+            .write_all(&rejection.answer().to_h1(id, !keep))
             .await
-        {
+            .is_ok();
+        if written && !keep {
             self.linger().await;
         }
+        written
     }
 
     /// Closes after an answer that left the request body unread: the write side first, then whatever the client
@@ -348,10 +395,11 @@ impl Connection {
     /// Writes a backend's answer and relays its body.
     async fn answer(
         &mut self,
+        app: &Local,
         res: RawResponse,
         id: &HeaderValue,
         close: bool,
-        record: &Record<'_>,
+        record: &Record,
     ) -> bool {
         let RawResponse {
             status,
@@ -363,121 +411,31 @@ impl Connection {
             Some((b, n)) => (Some(b.name()), *n),
             None => (None, 1),
         };
-        head::push_header(&mut out, b"x-request-id", id.as_bytes());
-        if let Some(name) = backend {
-            head::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
+        crate::h1::push_header(&mut out, b"x-request-id", id.as_bytes());
+        if let Some(name) = backend.filter(|n| forward::valid_value(n)) {
+            crate::h1::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        record.done(&Outcome {
-            status,
-            backend,
-            attempts,
-            reject: None,
-        });
-        relay::body(&mut self.stream, out, body).await
-    }
-
-    /// Writes one of rrlb's own JSON error answers; `false` if the client is gone.
-    async fn answer_error(
-        &mut self,
-        status: StatusCode,
-        message: &str,
-        id: &HeaderValue,
-        retry_after: Option<u64>,
-        backend: Option<&str>,
-        close: bool,
-    ) -> bool {
-        let body = proxy::error_body(message, id);
-        let mut out = Vec::with_capacity(body.len() + 256);
-        head::push_status_line(&mut out, status.as_u16(), None);
-        out.extend_from_slice(b"content-type: application/json\r\n");
-        head::push_header(
-            &mut out,
-            b"content-length",
-            itoa::Buffer::new().format(body.len()).as_bytes(),
+        record.done(
+            &app.metrics,
+            id,
+            Outcome {
+                status,
+                backend,
+                attempts,
+                reject: None,
+            },
         );
-        head::push_header(&mut out, b"x-request-id", id.as_bytes());
-        if let Some(secs) = retry_after {
-            head::push_header(
-                &mut out,
-                b"retry-after",
-                itoa::Buffer::new().format(secs).as_bytes(),
-            );
-        }
-        if let Some(name) = backend {
-            head::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
-        }
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body.as_bytes());
-        self.stream.write_all(&out).await.is_ok()
-    }
-}
-
-/// Records one exchange in the metrics and the access log, as the hyper path does: when the answer (its head)
-/// is ready, with the latency until then.
-struct Record<'a> {
-    app: &'a Local,
-    head: &'a head::RequestHead,
-    client: SocketAddr,
-    started: quanta::Instant,
-}
-
-impl Record<'_> {
-    fn done(&self, outcome: &Outcome<'_>) {
-        let elapsed = self.started.elapsed();
-        match outcome.reject {
-            Some(reason) => self.app.metrics.reject(reason),
-            None => self.app.metrics.observe(
-                outcome.backend,
-                outcome.status,
-                elapsed.as_secs_f64(),
-                outcome.attempts.saturating_sub(1),
-            ),
-        }
-        if let Some(path) = &self.head.path {
-            tracing::info!(
-                target: "rrlb::access",
-                request_id = self.head.request_id.to_str().unwrap_or_default(),
-                client = %self.client.ip(),
-                method = %self.head.method,
-                path = %path,
-                status = outcome.status,
-                backend = outcome.backend.unwrap_or("-"),
-                attempts = outcome.attempts,
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-            );
-        }
-    }
-}
-
-/// What one exchange records in the metrics and the access log.
-struct Outcome<'a> {
-    status: u16,
-    backend: Option<&'a str>,
-    attempts: u32,
-    reject: Option<&'static str>,
-}
-
-impl Outcome<'_> {
-    fn rejected(status: u16, reason: &'static str) -> Self {
-        Self {
-            status,
-            backend: None,
-            attempts: 0,
-            reject: Some(reason),
-        }
+        relay::body(&mut self.stream, out, body).await
     }
 }
 
 std::thread_local! {
-    /// This thread's copy of the fast service (see [`proxy::call_local`]).
-    static FAST: proxy::LocalService<FastService> = const { std::cell::RefCell::new(None) };
+    /// This thread's copy of the fast service (see [`state::call_local`]).
+    static FAST: state::LocalService<FastService> = const { std::cell::RefCell::new(None) };
 }
 
 /// Hands the connection, and what was read of it, to hyper's HTTP/1 + HTTP/2 server.
@@ -552,22 +510,4 @@ impl AsyncWrite for Rewind {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-/// The fast service for a configuration: the same backend set, timeouts, retries and budget as the hyper
-/// path's, over [`RawUpstream`].
-pub fn service(
-    set: &rrlb_core::BackendSet<AnyBalancer>,
-    connect_timeout: Duration,
-    tls: rrlb_tower::http::HttpUpstream,
-    config: rrlb_tower::BalanceConfig,
-    budget: rrlb_tower::RetryBudget,
-) -> FastService {
-    Balance::new(
-        RawUpstream::new(connect_timeout, tls),
-        set.clone(),
-        RawPolicy,
-        config,
-    )
-    .with_budget(budget)
 }

@@ -1,6 +1,11 @@
-//! The fast path's upstream side: HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and
-//! read by the task that serves the client (no connection task, no channel, no second wake-up per request).
-//! `https://` backends go through rrlb-tower's hyper client instead.
+//! The upstream side of both request paths.
+//!
+//! The fast path's: HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and read by the task
+//! that serves the client (no connection task, no channel, no second wake-up per request), its answers framed
+//! by [`crate::h1::answer`]. `https://` backends go through rrlb-tower's hyper client instead.
+//!
+//! The hyper path's: rrlb-tower's hyper client, whose answers are checked by the same rules
+//! ([`forward::check_answer`]) before the balancer classifies them, so a malformed answer is a failed attempt.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -12,21 +17,22 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::Method;
+use http::Response;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use rrlb_core::AnyBalancer;
 use rrlb_core::Backend;
 use rrlb_tower::http::HttpUpstream;
+use rrlb_tower::{Balance, BoxError};
 use rrlb_tower::{FailureKind, Policy, Routed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::Service;
 
-use super::head::{self, HopByHop};
+use crate::forward;
+use crate::h1::answer::Body;
+use crate::h1::{self, answer};
 
-/// Longest response head accepted from a backend (as for requests: 64 KiB).
-const MAX_HEAD: usize = 64 * 1024;
-/// Most headers in a backend's response head.
-const MAX_HEADERS: usize = 100;
 /// Idle connections kept per backend and thread.
 const MAX_IDLE: usize = 64;
 
@@ -43,19 +49,6 @@ pub struct RawRequest {
     pub body: Bytes,
 }
 
-/// How the body of a backend's answer is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body (an answer to `HEAD`, a `204` or a `304`).
-    Empty,
-    /// `content-length` bytes.
-    Length(u64),
-    /// Chunked transfer coding, forwarded as it is.
-    Chunked,
-    /// Until the backend closes the connection; re-framed as chunked for the client.
-    Close,
-}
-
 /// A backend's answer: its head, rewritten for the client, and the start of its body.
 #[derive(Debug)]
 pub struct RawResponse {
@@ -63,21 +56,23 @@ pub struct RawResponse {
     pub status: u16,
     /// `HTTP/1.1 STATUS REASON\r\n`, the forwarded header lines and the framing line; without the blank line.
     pub head: Vec<u8>,
-    /// The body bytes read with the head.
-    pub body: BodySource,
+    /// The body bytes read with the head, and where the rest comes from.
+    pub(crate) body: BodySource,
     /// Which backend answered and after how many attempts (set when the balancer returns it).
     pub served: Option<(Arc<Backend>, u32)>,
 }
 
 /// Where the rest of a backend's answer comes from.
 #[derive(Debug)]
-pub enum BodySource {
+pub(crate) enum BodySource {
     /// A pooled TCP connection.
     Tcp {
-        /// Body bytes already read.
+        /// Body bytes already read (and possibly bytes after the body).
         start: BytesMut,
-        /// How the body ends.
-        framing: Framing,
+        /// The body's reader, which writes the client's framing.
+        body: Body,
+        /// Whether the answer lets the connection be used again once the body is read whole.
+        keep_alive: bool,
         /// The connection, handed back to the pool by [`Conn::release`] once the body was read whole.
         conn: Conn,
     },
@@ -92,20 +87,17 @@ pub enum BodySource {
 
 /// A connection to a backend, taken from this thread's pool.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// The socket.
-    pub stream: TcpStream,
+    pub(crate) stream: TcpStream,
     backend: Arc<Backend>,
-    /// Whether the backend lets the connection be used again (HTTP/1.1 without `connection: close`).
-    keep_alive: bool,
 }
 
 impl Conn {
-    /// Gives the connection back to this thread's pool, if the backend keeps it alive.
-    pub fn release(self) {
-        if self.keep_alive {
-            checkin(self.backend, self.stream);
-        }
+    /// Gives the connection back to this thread's pool. Only for a connection whose answer was read to its
+    /// framed end with nothing after it ([`Body::reusable`]).
+    pub(crate) fn release(self) {
+        checkin(self.backend, self.stream);
     }
 }
 
@@ -126,6 +118,10 @@ impl RawError {
 
     fn io(kind: FailureKind, what: &str, e: &std::io::Error) -> Self {
         Self::new(kind, format!("{what}: {e}"))
+    }
+
+    fn protocol(e: answer::AnswerError) -> Self {
+        Self::new(FailureKind::Other, e.to_string())
     }
 }
 
@@ -222,14 +218,19 @@ thread_local! {
     static POOL: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
-/// This thread's target for `backend` and an idle connection to it, if there is one.
+/// This thread's target for `backend` and an idle connection to it, if there is one that is still quiet.
 fn checkout(backend: &Arc<Backend>) -> Result<(Arc<Target>, Option<TcpStream>), RawError> {
     POOL.with_borrow_mut(|pool| {
         if let Some(e) = pool
             .iter_mut()
             .find(|e| std::ptr::eq(e.backend.as_ptr(), Arc::as_ptr(backend)))
         {
-            return Ok((Arc::clone(&e.target), e.idle.pop()));
+            while let Some(stream) = e.idle.pop() {
+                if is_quiet(&stream) {
+                    return Ok((Arc::clone(&e.target), Some(stream)));
+                }
+            }
+            return Ok((Arc::clone(&e.target), None));
         }
         pool.retain(|e| e.backend.strong_count() > 0);
         let target = Arc::new(Target::of(backend)?);
@@ -240,6 +241,23 @@ fn checkout(backend: &Arc<Backend>) -> Result<(Arc<Target>, Option<TcpStream>), 
         });
         Ok((target, None))
     })
+}
+
+/// Whether an idle connection has nothing to read: bytes that arrived while it was idle are an answer nobody
+/// asked for (which would become the next client's answer), and a readable end means the backend closed it.
+/// Either way it is dropped. The readiness check costs no system call when the socket is quiet (the reactor
+/// has not seen it become readable); when it says readable, a non-blocking read tells data or the end from a
+/// stale readiness.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
 }
 
 fn checkin(backend: Arc<Backend>, stream: TcpStream) {
@@ -314,18 +332,15 @@ async fn send(
             None => target.connect(connect_timeout).await?,
         };
         match exchange(&mut stream, &wire, body, head_only).await {
-            Ok((status, head, start, framing, keep_alive)) => {
+            Ok((head, start)) => {
                 return Ok(RawResponse {
-                    status,
-                    head,
+                    status: head.status,
+                    head: head.bytes,
                     body: BodySource::Tcp {
                         start,
-                        framing,
-                        conn: Conn {
-                            stream,
-                            backend,
-                            keep_alive,
-                        },
+                        body: Body::new(head.framing),
+                        keep_alive: head.keep_alive,
+                        conn: Conn { stream, backend },
                     },
                     served: None,
                 });
@@ -373,15 +388,14 @@ enum Exchange {
     Failed(RawError),
 }
 
-type Answer = (u16, Vec<u8>, BytesMut, Framing, bool);
-
-/// Writes the request (`body` when it is not in `wire` already) and reads the answer's head.
+/// Writes the request (`body` when it is not in `wire` already) and reads the answer's head (interim `1xx`
+/// answers skipped); the head and the bytes read after it.
 async fn exchange(
     stream: &mut TcpStream,
     wire: &[u8],
     body: Option<&Bytes>,
     head_only: bool,
-) -> Result<Answer, Exchange> {
+) -> Result<(answer::Head, BytesMut), Exchange> {
     let write = async {
         stream.write_all(wire).await?;
         if let Some(body) = body {
@@ -398,35 +412,32 @@ async fn exchange(
     }
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut received = false;
+    let mut interim = 0;
     loop {
-        match parse_response(&buf, head_only) {
-            Ok(None) => {
-                if buf.len() >= MAX_HEAD {
-                    return Err(Exchange::Failed(RawError::new(
-                        FailureKind::Other,
-                        "the backend's answer head is too large",
-                    )));
+        if !buf.is_empty() {
+            match answer::parse_head(&buf, head_only, forward::answer_header_forwarded) {
+                Ok(answer::Parsed::Partial) => {
+                    if buf.capacity() == buf.len() {
+                        buf.reserve(buf.len().max(1024));
+                    }
                 }
-                if buf.capacity() == buf.len() {
-                    buf.reserve(buf.len().max(1024));
+                // Skipped, and what follows it parsed before reading more.
+                Ok(answer::Parsed::Interim(len)) => {
+                    interim += 1;
+                    if interim > answer::MAX_INTERIM {
+                        return Err(Exchange::Failed(RawError::protocol(
+                            answer::AnswerError::TooManyInterim,
+                        )));
+                    }
+                    let _ = buf.split_to(len);
+                    continue;
                 }
+                Ok(answer::Parsed::Final(len, head)) => {
+                    let _ = buf.split_to(len);
+                    return Ok((head, buf));
+                }
+                Err(e) => return Err(Exchange::Failed(RawError::protocol(e))),
             }
-            // Skipped, and what follows it parsed before reading more.
-            Ok(Some(Parsed::Interim(len))) => {
-                let _ = buf.split_to(len);
-                continue;
-            }
-            Ok(Some(Parsed::Final {
-                len,
-                status,
-                head,
-                framing,
-                keep_alive,
-            })) => {
-                let _ = buf.split_to(len);
-                return Ok((status, head, buf, framing, keep_alive));
-            }
-            Err(e) => return Err(Exchange::Failed(e)),
         }
         // Nothing at all came back (a read error or the end): the connection was stale.
         let broken = |e: RawError| {
@@ -455,121 +466,12 @@ async fn exchange(
     }
 }
 
-/// For the fuzz target: parses `buf` as a backend's answer head; the rewritten head when it is a final answer.
-#[cfg(fuzzing)]
-pub(super) fn check_response(buf: &[u8], head_only: bool) -> Option<Vec<u8>> {
-    match parse_response(buf, head_only) {
-        Ok(Some(Parsed::Final { len, head, .. })) => {
-            assert!(len <= buf.len());
-            Some(head)
-        }
-        _ => None,
-    }
-}
-
-enum Parsed {
-    /// A 1xx answer of `len` bytes, to skip.
-    Interim(usize),
-    Final {
-        len: usize,
-        status: u16,
-        head: Vec<u8>,
-        framing: Framing,
-        keep_alive: bool,
-    },
-}
-
-fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Parsed>, RawError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => {
-            return Err(RawError::new(
-                FailureKind::Other,
-                format!("the backend's answer is not HTTP/1: {e}"),
-            ));
-        }
-    };
-    let status = res.code.unwrap_or(0);
-    if (100..200).contains(&status) && status != 101 {
-        return Ok(Some(Parsed::Interim(len)));
-    }
-    let hop = HopByHop::of(res.headers);
-    let mut keep_alive = res.version == Some(1) && !hop.close;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut coded = false;
-    for h in res.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let n = head::parse_length(h.value).ok_or_else(|| {
-                RawError::new(FailureKind::Other, "the backend sent a bad content-length")
-            })?;
-            if length.is_some_and(|l| l != n) {
-                return Err(RawError::new(
-                    FailureKind::Other,
-                    "the backend sent two content-lengths",
-                ));
-            }
-            length = Some(n);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            coded = true;
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        }
-    }
-    let framing = if head_only || status == 204 || status == 304 || status == 101 {
-        Framing::Empty
-    } else if coded {
-        if chunked {
-            Framing::Chunked
-        } else {
-            keep_alive = false;
-            Framing::Close
-        }
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        keep_alive = false;
-        Framing::Close
-    };
-    let mut head = Vec::with_capacity(len + 64);
-    head::push_status_line(&mut head, status, res.reason);
-    for h in res.headers.iter() {
-        let framing_header = h.name.eq_ignore_ascii_case("content-length")
-            || h.name.eq_ignore_ascii_case("transfer-encoding");
-        // An answer without a body keeps its content-length (a HEAD answer's says how long the GET's is).
-        if (framing_header && framing != Framing::Empty)
-            || hop.drops(h.name)
-            || h.name.eq_ignore_ascii_case("x-request-id")
-            || h.name.eq_ignore_ascii_case("x-rrlb-backend")
-        {
-            continue;
-        }
-        head::push_header(&mut head, h.name.as_bytes(), h.value);
-    }
-    match framing {
-        Framing::Length(n) => head::push_header(
-            &mut head,
-            b"content-length",
-            itoa::Buffer::new().format(n).as_bytes(),
-        ),
-        Framing::Chunked | Framing::Close => {
-            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        Framing::Empty => {}
-    }
-    Ok(Some(Parsed::Final {
-        len,
-        status,
-        head,
-        framing,
-        keep_alive,
-    }))
+/// Splits a [`RawRequest`]'s `rest` into its target and its header lines.
+fn split_rest(rest: &[u8]) -> Option<(&str, &[u8])> {
+    let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&rest[..line_end]).ok()?;
+    let target = line.strip_suffix(" HTTP/1.1")?;
+    Some((target, &rest[line_end + 2..]))
 }
 
 /// An `https://` backend: the request goes through rrlb-tower's hyper client, its answer comes back as a
@@ -580,14 +482,14 @@ async fn via_hyper(
     request: RawRequest,
 ) -> Result<RawResponse, RawError> {
     let other = |m: String| RawError::new(FailureKind::Other, m);
-    let (target, headers) = head::split_rest(&request.rest)
+    let (target, headers) = split_rest(&request.rest)
         .ok_or_else(|| other("could not re-read the request head".into()))?;
     let mut req = http::Request::new(Full::new(request.body.clone()));
     *req.method_mut() = request.method.clone();
     *req.uri_mut() = target
         .parse()
         .map_err(|e| other(format!("request target: {e}")))?;
-    let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS + 8];
+    let mut parsed = [httparse::EMPTY_HEADER; 128];
     let (_, lines) = match httparse::parse_headers(headers, &mut parsed) {
         Ok(httparse::Status::Complete(done)) => done,
         _ => return Err(other("could not re-read the request headers".into())),
@@ -613,18 +515,16 @@ async fn via_hyper(
             )
         })?;
     let (parts, body) = res.into_parts();
+    forward::check_answer(parts.status, &parts.headers).map_err(RawError::protocol)?;
     let mut head = Vec::with_capacity(256);
-    head::push_status_line(&mut head, parts.status.as_u16(), None);
+    h1::push_status_line(&mut head, parts.status.as_u16(), None);
     let mut response_headers = parts.headers;
-    crate::proxy::strip_hop_by_hop(&mut response_headers);
+    forward::strip_answer(&mut response_headers);
     for (name, value) in &response_headers {
-        if name == http::header::CONTENT_LENGTH
-            || name == crate::proxy::X_REQUEST_ID
-            || name == crate::proxy::X_RRLB_BACKEND
-        {
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
             continue;
         }
-        head::push_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
+        h1::push_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     let no_body = request.method == Method::HEAD || matches!(parts.status.as_u16(), 204 | 304);
     if !no_body {
@@ -666,91 +566,78 @@ impl Policy<RawRequest, RawResponse, RawError> for RawPolicy {
     }
 }
 
+/// The balancing service of the fast path.
+pub type FastService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
+
+/// The hyper path's upstream: rrlb-tower's hyper client with every answer checked by rrlb's answer rules
+/// ([`forward::check_answer`]).
+#[derive(Debug, Clone)]
+pub struct CheckedUpstream(HttpUpstream);
+
+impl CheckedUpstream {
+    /// Checks the answers of `client`.
+    pub fn new(client: HttpUpstream) -> Self {
+        Self(client)
+    }
+}
+
+impl Service<Routed<rrlb_tower::http::HttpRequest>> for CheckedUpstream {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = CheckedFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, routed: Routed<rrlb_tower::http::HttpRequest>) -> Self::Future {
+        CheckedFuture {
+            inner: self.0.call(routed),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a [`CheckedUpstream`] call.
+    pub struct CheckedFuture {
+        #[pin]
+        inner: rrlb_tower::http::UpstreamFuture,
+    }
+}
+
+impl Future for CheckedFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = std::task::ready!(self.project().inner.poll(cx))?;
+        Poll::Ready(match forward::check_answer(res.status(), res.headers()) {
+            Ok(()) => Ok(res),
+            Err(e) => Err(Box::new(e)),
+        })
+    }
+}
+
+/// The fast service for a configuration: the same backend set, timeouts, retries and budget as the hyper
+/// path's, over [`RawUpstream`].
+pub fn fast_service(
+    set: &rrlb_core::BackendSet<AnyBalancer>,
+    connect_timeout: Duration,
+    tls: HttpUpstream,
+    config: rrlb_tower::BalanceConfig,
+    budget: rrlb_tower::RetryBudget,
+) -> FastService {
+    Balance::new(
+        RawUpstream::new(connect_timeout, tls),
+        set.clone(),
+        RawPolicy,
+        config,
+    )
+    .with_budget(budget)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(raw: &[u8], head_only: bool) -> (u16, String, Framing, bool) {
-        match parse_response(raw, head_only).unwrap() {
-            Some(Parsed::Final {
-                status,
-                head,
-                framing,
-                keep_alive,
-                ..
-            }) => (
-                status,
-                String::from_utf8(head).unwrap(),
-                framing,
-                keep_alive,
-            ),
-            _ => panic!("not a final answer"),
-        }
-    }
-
-    #[test]
-    fn answers_are_framed_and_rewritten_for_the_client() {
-        let (status, head, framing, keep) = parse(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nx-request-id: theirs\r\nkeep-alive: timeout=5\r\nx-kept: yes\r\n\r\nhello",
-            false,
-        );
-        assert_eq!(status, 200);
-        assert_eq!(framing, Framing::Length(5));
-        assert!(keep);
-        assert_eq!(
-            head,
-            "HTTP/1.1 200 OK\r\nx-kept: yes\r\ncontent-length: 5\r\n"
-        );
-
-        let (_, head, framing, keep) = parse(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-            false,
-        );
-        assert_eq!(framing, Framing::Chunked);
-        assert!(keep);
-        assert_eq!(head, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n");
-
-        let (_, head, framing, keep) = parse(b"HTTP/1.0 200 OK\r\nx-a: 1\r\n\r\n", false);
-        assert_eq!(framing, Framing::Close);
-        assert!(!keep);
-        assert_eq!(
-            head,
-            "HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n"
-        );
-
-        let (_, head, framing, _) = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n", true);
-        assert_eq!(framing, Framing::Empty);
-        assert_eq!(head, "HTTP/1.1 200 OK\r\ncontent-length: 42\r\n");
-
-        let (_, _, framing, keep) = parse(
-            b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
-            false,
-        );
-        assert_eq!(framing, Framing::Empty);
-        assert!(!keep);
-    }
-
-    #[test]
-    fn interim_answers_are_skipped_and_bad_ones_refused() {
-        assert!(matches!(
-            parse_response(
-                b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n",
-                false
-            ),
-            Ok(Some(Parsed::Interim(_)))
-        ));
-        assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\ncontent-le", false),
-            Ok(None)
-        ));
-        for bad in [
-            &b"NOT HTTP\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-        ] {
-            assert!(parse_response(bad, false).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn targets_carry_host_and_prefix() {

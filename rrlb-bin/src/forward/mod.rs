@@ -1,0 +1,765 @@
+//! The forwarding core: every decision about a request and its answer, made once from a protocol-neutral view
+//! and written out by each request path in its own form.
+//!
+//! rrlb has two request paths: the fast path ([`crate::fast`], hand-written HTTP/1.1) and the hyper path
+//! ([`crate::proxy`], HTTP/1.0 and h2c through hyper's server). When two paths each decide for themselves which
+//! headers to forward, what `x-forwarded-for` becomes or when a request is refused, they drift apart, and a
+//! client picks the path that suits an attack. So the paths only gather facts and render; this module decides:
+//!
+//! - [`Facts::gather`] reads the header fields in one pass (from `httparse` or a `HeaderMap` alike);
+//! - [`decide`] turns them, with the method, target and protocol, into a [`Plan`] (request id, the origin-form
+//!   target, `x-forwarded-*`, the body's framing, whether to close, `expect`) or a [`Rejection`];
+//! - [`Facts::forwards`] says which of the client's fields go to the backend as they are;
+//! - [`admit`] applies the limits (rate, body size); [`Rejection`]/[`ErrorAnswer`] are rrlb's own answers,
+//!   written as bytes ([`ErrorAnswer::to_h1`]) or as a `Response` ([`ErrorAnswer::to_response`]);
+//! - [`answer_header_forwarded`] and [`check_answer`] are the rules for a backend's answer;
+//! - [`Record`] counts the outcome and writes the access line.
+//!
+//! The request rules, stricter than RFC 9112 requires where being lenient has let requests be smuggled, and as
+//! strict as NGINX:
+//! - HTTP/1.1 needs exactly one `host` (RFC 9112 §3.2); HTTP/1.0 at most one; a value that is not an
+//!   authority (`a b`, `a/b`, `user@a`) is refused; an empty one is allowed and means "no host".
+//! - An absolute-form target (or HTTP/2's `:authority`) must name the same authority as `host` if both are
+//!   given; it is forwarded in origin form, its authority as `x-forwarded-host`. `*` and `CONNECT` are refused.
+//! - `transfer-encoding` is allowed on HTTP/1.1 only, exactly `chunked`, once, and never beside
+//!   `content-length`; `content-length` is one header of decimal digits.
+//! - `x-forwarded-host` and `x-forwarded-proto` are rrlb's: a client's never pass. `x-forwarded-for` is the
+//!   client's valid values (visible ASCII, joined in order with `, `), then the client's address.
+//! - `x-request-id` is kept when it is 1 to 128 characters from a safe set, else a new UUID v4 is made.
+
+pub(crate) mod record;
+pub(crate) mod reject;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use http::Method;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub(crate) use self::record::{Outcome, Record};
+pub(crate) use self::reject::{ErrorAnswer, Rejection};
+use crate::h1::{self, Connection};
+
+/// `x-request-id`.
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-rrlb-backend`.
+pub(crate) static X_RRLB_BACKEND: HeaderName = HeaderName::from_static("x-rrlb-backend");
+
+/// The protocol a client spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2 (h2c).
+    Http2,
+}
+
+/// What a request's header fields say, as far as rrlb decides on it.
+#[derive(Debug, Default)]
+pub(crate) struct Facts<'a> {
+    hosts: usize,
+    host: Option<&'a [u8]>,
+    lengths: usize,
+    length: Option<u64>,
+    bad_length: bool,
+    codings: usize,
+    chunked: bool,
+    expects: usize,
+    expect: Option<&'a [u8]>,
+    request_id: Option<&'a [u8]>,
+    forwarded_for: Vec<&'a [u8]>,
+    connection: Connection<'a>,
+}
+
+impl<'a> Facts<'a> {
+    /// Reads the fields that matter, in one pass.
+    pub(crate) fn gather(fields: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let mut f = Facts::default();
+        for (name, value) in fields {
+            // Dispatch on the length first: most fields are none of these.
+            match name.len() {
+                4 if name.eq_ignore_ascii_case("host") => {
+                    f.hosts += 1;
+                    f.host.get_or_insert(value);
+                }
+                6 if name.eq_ignore_ascii_case("expect") => {
+                    f.expects += 1;
+                    f.expect = Some(value);
+                }
+                10 if name.eq_ignore_ascii_case("connection") => f.connection.add(value),
+                12 if name.eq_ignore_ascii_case("x-request-id") => {
+                    f.request_id.get_or_insert(value);
+                }
+                14 if name.eq_ignore_ascii_case("content-length") => {
+                    f.lengths += 1;
+                    match h1::parse_length(value) {
+                        Some(n) => f.length = Some(n),
+                        None => f.bad_length = true,
+                    }
+                }
+                15 if name.eq_ignore_ascii_case("x-forwarded-for") => f.forwarded_for.push(value),
+                17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                    f.codings += 1;
+                    f.chunked = h1::is_chunked(value);
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// Whether the client's field `name` goes to the backend as it is. Not: hop-by-hop fields (and those
+    /// `connection` names), framing (`content-length`, `transfer-encoding`, `expect`: rrlb reads the body
+    /// and frames it anew), `host` (the backend's), and the fields rrlb sets itself.
+    pub(crate) fn forwards(&self, name: &str) -> bool {
+        const OWN: [&str; 8] = [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "expect",
+            "x-request-id",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ];
+        !(OWN.iter().any(|o| name.eq_ignore_ascii_case(o)) || self.connection.is_hop_by_hop(name))
+    }
+
+    /// The body length the client announced, if it did.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// The request id: the client's first `x-request-id` when it is sane, else a new one.
+    pub(crate) fn request_id(&self) -> HeaderValue {
+        self.request_id
+            .filter(|v| sane_request_id(v))
+            .and_then(|v| HeaderValue::from_bytes(v).ok())
+            .unwrap_or_else(new_request_id)
+    }
+}
+
+/// How the request body arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    /// No body.
+    None,
+    /// `content-length` bytes.
+    Length(u64),
+    /// Chunked (HTTP/1.1).
+    Chunked,
+}
+
+/// What rrlb will do with a request it accepts.
+#[derive(Debug)]
+pub(crate) struct Plan<'a> {
+    /// The request id: the client's when it is sane, else a new one.
+    pub(crate) request_id: HeaderValue,
+    /// The target in origin form (`/path?query`).
+    pub(crate) target: Cow<'a, str>,
+    /// How the body arrives.
+    pub(crate) body: BodyFraming,
+    /// The client's connection closes after this exchange.
+    pub(crate) close: bool,
+    /// The client waits for `100 Continue` before sending the body.
+    pub(crate) expect_continue: bool,
+    forwarded_for: Vec<u8>,
+    forwarded_host: Option<&'a [u8]>,
+}
+
+/// Decides what to do with a request. `target` is the request target as received (or, from hyper, the path
+/// and query), `authority` the one hyper parsed out of an absolute URI or HTTP/2's `:authority`.
+pub(crate) fn decide<'a>(
+    protocol: Protocol,
+    method: &Method,
+    target: &'a str,
+    authority: Option<&'a str>,
+    facts: &Facts<'a>,
+    client_ip: &str,
+) -> Result<Plan<'a>, Rejection> {
+    if method == Method::CONNECT {
+        return Err(Rejection::Connect);
+    }
+    let (authority, target) = match origin_form(target)? {
+        (Some(a), path) => (Some(a), path),
+        (None, path) => (authority, path),
+    };
+    if facts.hosts > 1 {
+        return Err(Rejection::bad("more than one host header"));
+    }
+    if facts.hosts == 0 && protocol == Protocol::Http11 {
+        return Err(Rejection::bad("missing host header"));
+    }
+    if let Some(host) = facts.host
+        && !valid_authority(host)
+    {
+        return Err(Rejection::bad("invalid host header"));
+    }
+    if let (Some(a), Some(host)) = (authority, facts.host)
+        && !a.as_bytes().eq_ignore_ascii_case(host)
+    {
+        return Err(Rejection::bad(
+            "the host header does not match the request target",
+        ));
+    }
+    if let Some(a) = authority
+        && (a.is_empty() || !valid_authority(a.as_bytes()))
+    {
+        return Err(Rejection::bad("invalid authority in the request target"));
+    }
+    let forwarded_host = authority
+        .map(str::as_bytes)
+        .or(facts.host)
+        .filter(|h| !h.is_empty());
+
+    let body = if facts.codings > 0 {
+        if protocol != Protocol::Http11 {
+            return Err(Rejection::bad(
+                "transfer-encoding is only allowed in HTTP/1.1 requests",
+            ));
+        }
+        if facts.lengths > 0 {
+            return Err(Rejection::bad("both content-length and transfer-encoding"));
+        }
+        if facts.codings > 1 || !facts.chunked {
+            return Err(Rejection::UnsupportedCoding);
+        }
+        BodyFraming::Chunked
+    } else if facts.bad_length || facts.lengths > 1 {
+        return Err(Rejection::bad("invalid content-length"));
+    } else {
+        match facts.length {
+            Some(0) | None => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+    let expect_continue = match facts.expect {
+        None => false,
+        Some(v) if facts.expects == 1 && v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
+            // RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored.
+            protocol == Protocol::Http11
+        }
+        Some(_) => return Err(Rejection::Expectation),
+    };
+    let request_id = facts.request_id();
+    let close = match protocol {
+        Protocol::Http11 => facts.connection.close,
+        Protocol::Http10 => !facts.connection.keep_alive || facts.connection.close,
+        Protocol::Http2 => false,
+    };
+    Ok(Plan {
+        request_id,
+        target,
+        body,
+        close,
+        expect_continue,
+        forwarded_for: forwarded_for(&facts.forwarded_for, client_ip),
+        forwarded_host,
+    })
+}
+
+/// Splits an absolute-form target into its authority and its origin form; an origin-form target is kept.
+fn origin_form(target: &str) -> Result<(Option<&str>, Cow<'_, str>), Rejection> {
+    if target.starts_with('/') {
+        return Ok((None, Cow::Borrowed(target)));
+    }
+    if target == "*" {
+        return Err(Rejection::bad("asterisk-form targets are not supported"));
+    }
+    let rest = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| {
+            target
+                .get(..scheme.len())
+                .filter(|s| s.eq_ignore_ascii_case(scheme))
+                .map(|_| &target[scheme.len()..])
+        })
+        .ok_or_else(|| Rejection::bad("invalid request target"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if path.contains('#') {
+        return Err(Rejection::bad("a fragment in the request target"));
+    }
+    let path = if path.starts_with('/') {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(format!("/{path}"))
+    };
+    Ok((Some(authority), path))
+}
+
+/// Whether `v` can be a `host` value: an authority (RFC 3986 reg-name or IP literal, and a port) without
+/// userinfo. Empty is allowed here (a request whose target has no authority sends an empty `host`).
+fn valid_authority(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+}
+
+/// A client's `x-request-id` is kept when it is 1..=128 visible characters from a safe set.
+pub(crate) fn sane_request_id(b: &[u8]) -> bool {
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=@".contains(c))
+}
+
+/// A new request id: a UUID v4.
+pub(crate) fn new_request_id() -> HeaderValue {
+    // A UUID v4 (122 random bits) written straight into a stack buffer: no formatting machinery.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = fastrand::u128(..) & !(0xF000u128 << 64) & !(0xC000u128 << 48)
+        | (0x4000u128 << 64)
+        | (0x8000u128 << 48);
+    let mut out = [b'-'; 36];
+    let mut nibble = 32;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        nibble -= 1;
+        *slot = HEX[((v >> (nibble * 4)) & 0xF) as usize];
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// `x-forwarded-for`: the client's valid values in order, then the client's address. A value that is empty or
+/// holds anything but visible ASCII and spaces is dropped (it cannot be relayed faithfully as text).
+fn forwarded_for(prior: &[&[u8]], client_ip: &str) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(client_ip.len() + prior.iter().map(|p| p.len() + 2).sum::<usize>());
+    for p in prior {
+        let p = p.trim_ascii();
+        if !p.is_empty() && p.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+            out.extend_from_slice(p);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(client_ip.as_bytes());
+    out
+}
+
+/// Whether a request gets a `content-length` (of `len`) from rrlb: when it has a body, or when its method
+/// defines one (RFC 9110 §8.6: a `POST` with no body says `content-length: 0`). Bodies are always forwarded
+/// with a length, never chunked.
+pub(crate) fn sends_length(method: &Method, len: u64) -> bool {
+    len > 0 || !matches!(*method, Method::GET | Method::HEAD)
+}
+
+impl Plan<'_> {
+    /// The fields rrlb adds, in order: `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host` (when a
+    /// host is known), `x-request-id`.
+    fn each_added(&self, mut f: impl FnMut(&'static str, &[u8])) {
+        f("x-forwarded-for", &self.forwarded_for);
+        f("x-forwarded-proto", b"http");
+        if let Some(host) = self.forwarded_host {
+            f("x-forwarded-host", host);
+        }
+        f("x-request-id", self.request_id.as_bytes());
+    }
+
+    /// Appends the added fields as HTTP/1.1 lines.
+    pub(crate) fn write_h1(&self, out: &mut Vec<u8>) {
+        self.each_added(|name, value| h1::push_header(out, name.as_bytes(), value));
+    }
+
+    /// The fields to forward from `from` (the client's, as `facts` says) and the added ones, as a `HeaderMap`
+    /// (the hyper path).
+    pub(crate) fn header_map(&self, facts: &Facts<'_>, from: &HeaderMap) -> HeaderMap {
+        let mut kept = HeaderMap::with_capacity(from.len() + 4);
+        for (name, value) in from {
+            if facts.forwards(name.as_str()) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        self.each_added(|name, value| {
+            if let Ok(v) = HeaderValue::from_bytes(value) {
+                kept.insert(HeaderName::from_static(name), v);
+            }
+        });
+        kept
+    }
+}
+
+/// A per-client-IP rate limiter (`limits.rate_per_client`).
+pub(crate) type ClientLimiter = governor::RateLimiter<
+    std::net::IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>,
+    governor::clock::DefaultClock,
+>;
+
+/// The checks made before a body is read: the client's rate (`limiter`), then the announced body size against
+/// `max_body`.
+pub(crate) fn admit(
+    limiter: &Option<ClientLimiter>,
+    max_body: u64,
+    client: SocketAddr,
+    declared: Option<u64>,
+) -> Result<(), Rejection> {
+    if let Some(not_until) = limiter
+        .as_ref()
+        .and_then(|l| l.check_key(&client.ip()).err())
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Err(Rejection::RateLimited(
+            (wait.as_secs_f64().ceil() as u64).max(1),
+        ));
+    }
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(Rejection::BodyTooLarge(max_body));
+    }
+    Ok(())
+}
+
+/// Whether a backend's answer field `name` reaches the client (hop-by-hop fields are dropped by each path's
+/// framing code, which knows the `connection` header): not `x-request-id` and `x-rrlb-backend`, which are
+/// rrlb's.
+pub(crate) fn answer_header_forwarded(name: &str) -> bool {
+    !(name.eq_ignore_ascii_case("x-request-id") || name.eq_ignore_ascii_case("x-rrlb-backend"))
+}
+
+/// The answer rules of [`h1::answer`] that still apply to an answer hyper's client has parsed (the hyper path):
+/// a status of 200 to 599 (hyper keeps `1xx` to itself, and `101` was never asked for), one `content-length`
+/// of digits, no `content-length` beside `transfer-encoding`, and only `chunked`.
+pub(crate) fn check_answer(
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Result<(), h1::answer::AnswerError> {
+    use h1::answer::AnswerError;
+    let s = status.as_u16();
+    if s == 101 {
+        return Err(AnswerError::UnaskedUpgrade);
+    }
+    if !(100..=599).contains(&s) {
+        return Err(AnswerError::Status);
+    }
+    let lengths = headers.get_all(header::CONTENT_LENGTH);
+    let mut n = 0;
+    for v in lengths {
+        n += 1;
+        if h1::parse_length(v.as_bytes()).is_none() {
+            return Err(AnswerError::Framing(
+                "content-length is not one decimal number",
+            ));
+        }
+    }
+    if n > 1 {
+        return Err(AnswerError::Framing("more than one content-length"));
+    }
+    let mut codings = 0;
+    for v in headers.get_all(header::TRANSFER_ENCODING) {
+        codings += 1;
+        if n > 0 {
+            return Err(AnswerError::Framing(
+                "both content-length and transfer-encoding",
+            ));
+        }
+        if !h1::is_chunked(v.as_bytes()) {
+            return Err(AnswerError::Framing(
+                "a transfer-encoding other than chunked",
+            ));
+        }
+    }
+    if codings > 1 {
+        return Err(AnswerError::Framing(
+            "a transfer-encoding other than chunked",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes from an answer's fields what does not reach the client (the hyper path): hop-by-hop fields, those
+/// `connection` names, and rrlb's own.
+pub(crate) fn strip_answer(headers: &mut HeaderMap) {
+    let mut connection = Connection::default();
+    for v in headers.get_all(header::CONNECTION) {
+        connection.add(v.as_bytes());
+    }
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| connection.is_hop_by_hop(k.as_str()) || !answer_header_forwarded(k.as_str()))
+        .cloned()
+        .collect();
+    for name in drop {
+        headers.remove(name);
+    }
+}
+
+/// Whether `v` can go in a header value as it is.
+pub(crate) fn valid_value(v: &str) -> bool {
+    h1::is_field_value(v.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(fields: &[(&'static str, &'static [u8])]) -> Facts<'static> {
+        Facts::gather(fields.iter().copied())
+    }
+
+    fn plan(
+        protocol: Protocol,
+        target: &'static str,
+        fields: &[(&'static str, &'static [u8])],
+    ) -> Result<Plan<'static>, Rejection> {
+        let f = Box::leak(Box::new(facts(fields)));
+        decide(protocol, &Method::GET, target, None, f, "10.0.0.9")
+    }
+
+    fn added(p: &Plan<'_>) -> String {
+        let mut out = Vec::new();
+        p.write_h1(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn hosts_are_checked() {
+        use Protocol::*;
+        assert_eq!(
+            plan(Http11, "/", &[]).err(),
+            Some(Rejection::bad("missing host header"))
+        );
+        assert!(plan(Http10, "/", &[]).is_ok());
+        for p in [Http10, Http11, Http2] {
+            assert_eq!(
+                plan(p, "/", &[("host", b"a"), ("Host", b"b")]).err(),
+                Some(Rejection::bad("more than one host header"))
+            );
+        }
+        for bad in [&b"a b"[..], b"a/b", b"user@a", b"a\x01"] {
+            assert_eq!(
+                plan(Http11, "/", &[("host", bad)]).err(),
+                Some(Rejection::bad("invalid host header"))
+            );
+        }
+        let p = plan(Http11, "/", &[("host", b""), ("x-forwarded-host", b"evil")]).unwrap();
+        assert!(!added(&p).contains("x-forwarded-host"));
+        let p = plan(Http11, "http://A.example/p?q=1", &[("host", b"a.example")]).unwrap();
+        assert_eq!(p.target, "/p?q=1");
+        assert!(added(&p).contains("x-forwarded-host: A.example\r\n"));
+        let p = plan(Http11, "https://a.example", &[("host", b"a.example")]).unwrap();
+        assert_eq!(p.target, "/");
+        let p = plan(Http11, "http://a.example?q", &[("host", b"a.example")]).unwrap();
+        assert_eq!(p.target, "/?q");
+        assert_eq!(
+            plan(Http11, "http://evil.example/p", &[("host", b"a.example")]).err(),
+            Some(Rejection::bad(
+                "the host header does not match the request target"
+            ))
+        );
+        for bad in ["*", "ftp://a/", "a.example/p", "http://a@b/", "http:///p"] {
+            assert!(plan(Http11, bad, &[("host", b"a")]).is_err(), "{bad}");
+        }
+        let f = Box::leak(Box::new(facts(&[])));
+        let p = decide(Http2, &Method::GET, "/x", Some("h2.example"), f, "::1").unwrap();
+        assert!(added(&p).contains("x-forwarded-host: h2.example\r\n"));
+        assert_eq!(
+            decide(Http11, &Method::CONNECT, "a:443", None, f, "::1").err(),
+            Some(Rejection::Connect)
+        );
+    }
+
+    #[test]
+    fn bodies_are_framed_one_way_only() {
+        use Protocol::*;
+        let h = ("host", &b"a"[..]);
+        assert_eq!(
+            plan(Http11, "/", &[h, ("content-length", b"5")])
+                .unwrap()
+                .body,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            plan(Http11, "/", &[h, ("content-length", b"0")])
+                .unwrap()
+                .body,
+            BodyFraming::None
+        );
+        assert_eq!(
+            plan(Http11, "/", &[h, ("transfer-encoding", b"Chunked")])
+                .unwrap()
+                .body,
+            BodyFraming::Chunked
+        );
+        for bad in [
+            &[
+                h,
+                ("content-length", &b"5"[..]),
+                ("transfer-encoding", b"chunked"),
+            ][..],
+            &[h, ("content-length", b"5"), ("content-length", b"5")],
+            &[h, ("content-length", b"5, 5")],
+            &[h, ("content-length", b"+5")],
+            &[h, ("content-length", b"-1")],
+            &[h, ("content-length", b"0x5")],
+        ] {
+            assert!(
+                matches!(plan(Http11, "/", bad), Err(Rejection::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+        for coding in [
+            &b"gzip, chunked"[..],
+            b"identity",
+            b"chunked, identity",
+            b"xchunked",
+        ] {
+            assert_eq!(
+                plan(Http11, "/", &[h, ("transfer-encoding", coding)]).err(),
+                Some(Rejection::UnsupportedCoding)
+            );
+        }
+        assert_eq!(
+            plan(
+                Http11,
+                "/",
+                &[
+                    h,
+                    ("transfer-encoding", b"chunked"),
+                    ("transfer-encoding", b"chunked")
+                ]
+            )
+            .err(),
+            Some(Rejection::UnsupportedCoding)
+        );
+        assert!(matches!(
+            plan(Http10, "/", &[("transfer-encoding", b"chunked")]),
+            Err(Rejection::BadRequest(_))
+        ));
+        assert!(
+            plan(Http11, "/", &[h, ("expect", b"100-Continue")])
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            !plan(Http10, "/", &[("expect", b"100-continue")])
+                .unwrap()
+                .expect_continue
+        );
+        assert_eq!(
+            plan(Http11, "/", &[h, ("expect", b"x")]).err(),
+            Some(Rejection::Expectation)
+        );
+    }
+
+    #[test]
+    fn forwarded_fields_are_rrlbs() {
+        let p = plan(
+            Protocol::Http11,
+            "/",
+            &[
+                ("host", b"example.com"),
+                ("x-forwarded-for", b" 1.2.3.4 "),
+                ("X-Forwarded-For", b""),
+                ("x-forwarded-for", b"\xff"),
+                ("x-forwarded-for", b"5.6.7.8, 9.9.9.9"),
+                ("x-forwarded-host", b"evil"),
+                ("x-forwarded-proto", b"https"),
+                ("x-request-id", b"abc-1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            added(&p),
+            "x-forwarded-for: 1.2.3.4, 5.6.7.8, 9.9.9.9, 10.0.0.9\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: example.com\r\nx-request-id: abc-1\r\n"
+        );
+        let p = plan(Protocol::Http10, "/", &[("x-request-id", b"bad id")]).unwrap();
+        assert_eq!(p.request_id.len(), 36);
+        assert_eq!(
+            added(&p),
+            format!(
+                "x-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\nx-request-id: {}\r\n",
+                p.request_id.to_str().unwrap()
+            )
+        );
+        assert!(p.close);
+        let f = facts(&[("connection", b"keep-alive, X-Secret"), ("te", b"trailers")]);
+        for gone in [
+            "connection",
+            "x-secret",
+            "te",
+            "keep-alive",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "expect",
+            "x-forwarded-host",
+            "X-Forwarded-Proto",
+            "upgrade",
+            "proxy-connection",
+        ] {
+            assert!(!f.forwards(gone), "{gone}");
+        }
+        assert!(f.forwards("x-kept"));
+    }
+
+    #[test]
+    fn the_hyper_rendering_adds_the_same_fields() {
+        let f = Box::leak(Box::new(facts(&[
+            ("host", b"h"),
+            ("x-forwarded-for", b"1.1.1.1"),
+        ])));
+        let p = decide(Protocol::Http10, &Method::GET, "/", None, f, "10.0.0.9").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append("x-kept", HeaderValue::from_static("1"));
+        headers.append("x-kept", HeaderValue::from_static("2"));
+        headers.append("x-forwarded-host", HeaderValue::from_static("evil"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        let headers = p.header_map(f, &headers);
+        let mut lines = Vec::new();
+        for (n, v) in &headers {
+            if n != "x-kept" {
+                h1::push_header(&mut lines, n.as_str().as_bytes(), v.as_bytes());
+            }
+        }
+        let mut expected = Vec::new();
+        p.write_h1(&mut expected);
+        let sorted = |b: Vec<u8>| {
+            let mut l: Vec<String> = String::from_utf8(b)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(sorted(lines), sorted(expected));
+        assert_eq!(headers.get_all("x-kept").iter().count(), 2);
+    }
+
+    #[test]
+    fn answers_from_hyper_are_checked_like_raw_ones() {
+        let mut h = HeaderMap::new();
+        assert!(check_answer(http::StatusCode::OK, &h).is_ok());
+        assert!(check_answer(http::StatusCode::from_u16(999).unwrap(), &h).is_err());
+        assert!(check_answer(http::StatusCode::SWITCHING_PROTOCOLS, &h).is_err());
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5, 5"));
+        assert!(check_answer(http::StatusCode::OK, &h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.append(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(check_answer(http::StatusCode::OK, &h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("x-hop"));
+        h.append("x-hop", HeaderValue::from_static("1"));
+        h.append("x-request-id", HeaderValue::from_static("theirs"));
+        h.append("x-kept", HeaderValue::from_static("1"));
+        strip_answer(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+        assert!(sane_request_id(b"abc-123"));
+        assert!(!sane_request_id(b""));
+        assert!(!sane_request_id(&[b'x'; 129]));
+        let id = new_request_id();
+        assert_eq!(id.as_bytes()[14], b'4');
+        assert_ne!(new_request_id(), id);
+    }
+}

@@ -1,0 +1,105 @@
+//! Entry points for the fuzz targets into the crate-private HTTP/1 state machines (`h1`) and the fast path's
+//! request reader. Not a stable API.
+
+use crate::h1::{answer, chunked};
+
+/// A client's request head as the fast path reads it: `Some((head length, the head's forwarded part))` when
+/// it is served, `None` when it is refused, incomplete, or for hyper.
+pub fn request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
+    crate::fast::fuzzing_request(buf, client_ip)
+}
+
+/// Where a chunked body fed in `parts` ends (counted from the start of the first part), and its data.
+#[allow(clippy::result_unit_err)]
+pub fn chunked(parts: &[&[u8]]) -> Result<Option<(usize, Vec<u8>)>, ()> {
+    let mut d = chunked::Decoder::default();
+    let mut data = Vec::new();
+    let mut offset = 0;
+    for p in parts {
+        let progress = d.decode(p, |b| data.extend_from_slice(b)).map_err(|_| ())?;
+        if progress.done {
+            return Ok(Some((offset + progress.consumed, data)));
+        }
+        offset += p.len();
+    }
+    Ok(None)
+}
+
+/// What a backend's byte stream came to, read the way the fast path reads it.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    /// The bytes the client got (rrlb's own headers aside).
+    pub client: Vec<u8>,
+    /// The answer's status, once a final head was read.
+    pub status: Option<u16>,
+    /// Whether the answer was refused (the proxy answers `502` if nothing was sent yet, else closes).
+    pub refused: bool,
+    /// Whether the body reached its framed end.
+    pub complete: bool,
+    /// Whether the backend connection would go back to the pool.
+    pub reused: bool,
+}
+
+/// Reads a backend's answer to one request from `parts` (each a read), as the fast path does; `closed`: the
+/// backend closed the connection after the last part.
+pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
+    let mut out = Relayed::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut parts = parts.iter();
+    let mut interim = 0;
+    // The head.
+    let head = loop {
+        match answer::parse_head(&buf, head_request, crate::forward::answer_header_forwarded) {
+            Ok(answer::Parsed::Partial) => match parts.next() {
+                Some(p) => buf.extend_from_slice(p),
+                None => return out,
+            },
+            Ok(answer::Parsed::Interim(n)) => {
+                interim += 1;
+                if interim > answer::MAX_INTERIM {
+                    out.refused = true;
+                    return out;
+                }
+                buf.drain(..n);
+            }
+            Ok(answer::Parsed::Final(n, head)) => {
+                buf.drain(..n);
+                break head;
+            }
+            Err(_) => {
+                out.refused = true;
+                return out;
+            }
+        }
+    };
+    out.status = Some(head.status);
+    out.client.extend_from_slice(&head.bytes);
+    out.client.extend_from_slice(b"\r\n");
+    let mut body = answer::Body::new(head.framing);
+    loop {
+        let progress = match body.relay(&buf, &mut out.client) {
+            Ok(p) => p,
+            Err(_) => {
+                out.refused = true;
+                return out;
+            }
+        };
+        if progress.done {
+            out.complete = true;
+            let later = parts.len() > 0;
+            out.reused =
+                body.reusable(head.keep_alive, buf.len() - progress.consumed) && !later && !closed;
+            return out;
+        }
+        buf.clear();
+        match parts.next() {
+            Some(p) => buf.extend_from_slice(p),
+            None => {
+                if closed && body.finish(&mut out.client).is_ok() {
+                    out.complete = true;
+                }
+                return out;
+            }
+        }
+    }
+}
