@@ -1,28 +1,23 @@
-//! The hyper path: HTTP/1.0 and HTTP/2 (h2c) requests, served by hyper's server and decided on by the same
-//! forwarding core as the fast path ([`crate::forward`]); the answer comes through rrlb-tower's hyper client,
-//! checked by [`forward::check_answer`].
+//! The hyper path: HTTP/1.0 and HTTP/2 (h2c) clients, parsed by hyper's server. Everything after the parsing is
+//! the fast path's: the same forwarding core decides ([`crate::forward`]), the same balancing service and
+//! backend connections carry the request ([`crate::upstream`]), and the same answer rules frame the answer,
+//! whose body reaches hyper as a [`RawBody`].
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use rrlb_tower::Served;
 
-use crate::forward::{self, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
-use crate::state::{App, Local, LocalService, ProxyService, call_local};
+use crate::forward::{self, BodyFraming, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
+use crate::state::{App, Local};
+use crate::upstream::{RawBody, RawRequest, RawResponse};
 
-/// The proxy's response body: a backend's streamed body, or one of rrlb's own JSON answers.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
-
-thread_local! {
-    /// This thread's copy of the proxy service (see [`call_local`]).
-    static SERVICE: LocalService<ProxyService> = const { RefCell::new(None) };
-}
+/// The proxy's response body: a backend's answer body, or one of rrlb's own JSON answers.
+pub type ProxyBody = Either<RawBody, Full<Bytes>>;
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
 pub async fn handle(
@@ -36,7 +31,7 @@ pub async fn handle(
         _ => Protocol::Http2,
     };
     let record = Record::start(client, req.method(), || req.uri().path().to_owned());
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let client_ip = client.ip().to_string();
     let decided = {
         let facts = Facts::gather(
@@ -55,76 +50,58 @@ pub async fn handle(
             &facts,
             &client_ip,
         ) {
-            Ok(plan) => match plan.target.parse::<http::Uri>() {
-                Ok(uri) => Ok((
-                    plan.request_id.clone(),
-                    uri,
-                    plan.header_map(&facts, &parts.headers),
+            Ok(plan) => {
+                let mut rest = Vec::with_capacity(512);
+                let cookie = (protocol == Protocol::Http2)
+                    .then(|| joined_cookies(&parts.headers))
+                    .flatten();
+                let fields = parts
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| cookie.is_none() || *n != header::COOKIE)
+                    .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                    .chain(cookie.as_deref().map(|c| ("cookie", c)));
+                plan.write_h1(&facts, fields, &mut rest);
+                Ok((
+                    plan.request_id,
+                    rest,
                     facts.declared_length(),
-                    plan.body == forward::BodyFraming::Chunked,
-                )),
-                Err(_) => Err((plan.request_id, Rejection::bad("invalid request target"))),
-            },
+                    plan.body == BodyFraming::Chunked,
+                ))
+            }
             Err(r) => Err((facts.request_id(), r)),
         }
     };
-    let (request_id, uri, headers, declared, chunked) = match decided {
+    let (request_id, mut rest, declared, chunked) = match decided {
         Ok(d) => d,
         Err((id, rejection)) => return Ok(refuse(&app, &record, &id, &rejection, protocol)),
     };
-    if let Err(rejection) = forward::admit(
-        &app.limiter.load(),
-        app.config.load().limits.max_body_bytes,
-        client,
-        declared,
-    ) {
+    let limits = app.config.load().limits.max_body_bytes;
+    if let Err(rejection) = forward::admit(&app.limiter.load(), limits, client, declared) {
         return Ok(refuse(&app, &record, &request_id, &rejection, protocol));
     }
     let body = match read_body(&app, body).await {
         Ok(body) => body,
         Err(rejection) => return Ok(refuse(&app, &record, &request_id, &rejection, protocol)),
     };
-    parts.uri = uri;
-    parts.headers = headers;
     if forward::sends_length(&parts.method, body.len() as u64) {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        crate::h1::push_header(
+            &mut rest,
+            b"content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
     }
-    let upstream_req = Request::from_parts(parts, Full::new(body));
+    let request = RawRequest {
+        method: parts.method,
+        rest: rest.into(),
+        body,
+    };
 
     // A chunked request that reached hyper (HTTP/1.1 after a hand-over) was framed by hyper's decoder, not
     // rrlb's: nothing after it on the connection is read as a request.
     let close = chunked && protocol != Protocol::Http2;
-    let res = match call_local(&SERVICE, &app.service, upstream_req).await {
-        Ok(res) => {
-            let (mut parts, body) = res.into_parts();
-            let served = parts.extensions.remove::<Served>();
-            forward::strip_answer(&mut parts.headers);
-            parts
-                .headers
-                .insert(forward::X_REQUEST_ID.clone(), request_id.clone());
-            let (name, attempts) = match &served {
-                Some(s) => {
-                    if let Ok(v) = HeaderValue::from_str(s.backend.name()) {
-                        parts.headers.insert(forward::X_RRLB_BACKEND.clone(), v);
-                    }
-                    (Some(s.backend.name()), s.attempts)
-                }
-                None => (None, 1),
-            };
-            record.done(
-                &app.metrics,
-                &request_id,
-                Outcome {
-                    status: parts.status.as_u16(),
-                    backend: name,
-                    attempts,
-                    reject: None,
-                },
-            );
-            Response::from_parts(parts, Either::Left(body))
-        }
+    let res = match app.call(request).await {
+        Ok(res) => answer(&app, &record, &request_id, res),
         Err(e) => {
             let answer = ErrorAnswer::from_balance(&e);
             let outcome = match Rejection::from_balance(&e) {
@@ -141,6 +118,77 @@ pub async fn handle(
         }
     };
     Ok(if close { closing(res) } else { res })
+}
+
+/// A backend's answer as a `Response`: its head (already checked and rewritten by the answer rules) parsed
+/// back into fields, less the framing line, which hyper writes for its client itself.
+fn answer(
+    app: &App,
+    record: &Record,
+    request_id: &HeaderValue,
+    res: RawResponse,
+) -> Response<ProxyBody> {
+    let RawResponse {
+        status,
+        head,
+        body,
+        served,
+    } = res;
+    let (backend, attempts) = match &served {
+        Some((b, n)) => (Some(b.name()), *n),
+        None => (None, 1),
+    };
+    record.done(
+        &app.metrics,
+        request_id,
+        Outcome {
+            status,
+            backend,
+            attempts,
+            reject: None,
+        },
+    );
+    let mut out = Response::new(Either::Left(RawBody::new(body)));
+    *out.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let mut fields = [httparse::EMPTY_HEADER; crate::h1::answer::MAX_HEADERS + 4];
+    let mut with_end = head;
+    with_end.extend_from_slice(b"\r\n");
+    let headers = out.headers_mut();
+    if let Some(line_end) = with_end.windows(2).position(|w| w == b"\r\n")
+        && let Ok(httparse::Status::Complete((_, fields))) =
+            httparse::parse_headers(&with_end[line_end + 2..], &mut fields)
+    {
+        for f in fields.iter() {
+            if f.name.eq_ignore_ascii_case("transfer-encoding") {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(f.name.as_bytes()),
+                HeaderValue::from_bytes(f.value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+    }
+    headers.insert(forward::X_REQUEST_ID.clone(), request_id.clone());
+    if let Some(v) = backend.and_then(|b| HeaderValue::from_str(b).ok()) {
+        headers.insert(forward::X_RRLB_BACKEND.clone(), v);
+    }
+    out
+}
+
+/// HTTP/2 may split `cookie` into several fields; HTTP/1.1 needs one, joined with `; ` (RFC 9113 §8.2.3).
+/// `None` unless there are several.
+fn joined_cookies(headers: &http::HeaderMap) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let first = values.next()?;
+    let second = values.next()?;
+    let mut joined = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(values) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    Some(joined)
 }
 
 /// The request body, within `limits.max_body_bytes` and `timeouts.body_read` between frames.
@@ -198,10 +246,4 @@ fn closing(mut res: Response<ProxyBody>) -> Response<ProxyBody> {
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
-}
-
-#[allow(dead_code)]
-fn _assert_send(app: Arc<Local>, req: Request<Incoming>, client: SocketAddr) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(handle(app, req, client));
 }

@@ -10,19 +10,17 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use governor::{Quota, RateLimiter};
 use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, SetOptions};
-use rrlb_tower::http::{HttpPolicy, HttpProbe, HttpUpstream, UpstreamConfig};
+use rrlb_tower::http::{HttpProbe, HttpUpstream, UpstreamConfig};
 use rrlb_tower::{
-    Balance, BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
+    BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
 };
 use tokio::sync::Mutex;
 use tower::{Service, ServiceExt};
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::upstream::{CheckedUpstream, FastService};
 
-/// The balancing service the proxy calls.
-pub type ProxyService = Balance<CheckedUpstream, AnyBalancer, HttpPolicy>;
+pub use crate::upstream::ProxyService;
 
 pub(crate) use crate::forward::ClientLimiter;
 
@@ -33,10 +31,8 @@ pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 pub struct App {
     /// The backend set (one for the life of the process; reloads update it in place).
     pub set: BackendSet<AnyBalancer>,
-    /// The balancing service of the hyper path, replaced when timeouts or retries change.
+    /// The balancing service of both request paths, replaced when timeouts or retries change.
     pub service: ArcSwap<ProxyService>,
-    /// The balancing service of the fast HTTP/1.1 path, over the same backend set.
-    pub fast: ArcSwap<FastService>,
     /// The configuration in force.
     pub config: ArcSwap<Config>,
     /// The per-client rate limiter, when `limits.rate_per_client` is set.
@@ -126,29 +122,21 @@ fn upstream(c: &Config, per_thread: bool) -> HttpUpstream {
     }
 }
 
-/// The hyper path's service and the fast path's, over one set and one retry budget: a retry is a retry,
-/// whichever path the client took.
-fn services(
+/// The balancing service for a configuration. Its retry budget is passed in, kept across reloads that do not
+/// change it.
+fn service(
     c: &Config,
     set: &BackendSet<AnyBalancer>,
     upstream: &HttpUpstream,
     budget: &RetryBudget,
-) -> (ProxyService, FastService) {
-    let hyper = Balance::new(
-        CheckedUpstream::new(upstream.clone()),
-        set.clone(),
-        HttpPolicy,
-        balance_config(c),
-    )
-    .with_budget(budget.clone());
-    let fast = crate::upstream::fast_service(
+) -> ProxyService {
+    crate::upstream::service(
         set,
         c.timeouts.connect,
         upstream.clone(),
         balance_config(c),
         budget.clone(),
-    );
-    (hyper, fast)
+    )
 }
 
 /// What a retry budget is made of: `retries.budget_ratio` and `retries.budget_min_per_second`.
@@ -215,7 +203,7 @@ impl App {
         .map_err(ApplyError::Backends)?;
         let up = upstream(&config, per_thread);
         let budget = retry_budget(&config);
-        let (svc, fast) = services(&config, &set, &up, &budget);
+        let svc = service(&config, &set, &up, &budget);
         let health = config.health.enabled.then(|| {
             HealthChecker::spawn(
                 set.clone(),
@@ -229,7 +217,6 @@ impl App {
             upstream: ArcSwap::from_pointee((config.timeouts.connect, up)),
             budget: std::sync::Mutex::new((budget_params(&config), budget)),
             service: ArcSwap::from_pointee(svc),
-            fast: ArcSwap::from_pointee(fast),
             config: ArcSwap::from_pointee(config),
             set,
             metrics: Metrics::new(),
@@ -286,9 +273,8 @@ impl App {
             }
             b.1.clone()
         };
-        let (svc, fast) = services(&new, &self.set, &up, &budget);
-        self.fast.store(Arc::new(fast));
-        self.service.store(Arc::new(svc));
+        self.service
+            .store(Arc::new(service(&new, &self.set, &up, &budget)));
         if new.limits.rate_per_client != old.limits.rate_per_client
             || new.limits.burst != old.limits.burst
         {
@@ -376,5 +362,20 @@ impl std::ops::Deref for Local {
 
     fn deref(&self) -> &App {
         &self.0
+    }
+}
+
+thread_local! {
+    /// This thread's copy of the balancing service (see [`call_local`]).
+    static SERVICE: LocalService<ProxyService> = const { RefCell::new(None) };
+}
+
+impl App {
+    /// Sends a request through this thread's copy of the balancing service (see [`call_local`]).
+    pub(crate) fn call(
+        &self,
+        request: crate::upstream::RawRequest,
+    ) -> Sending<ProxyService, crate::upstream::RawRequest> {
+        call_local(&SERVICE, &self.service, request)
     }
 }

@@ -95,7 +95,8 @@ pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
         match parts.next() {
             Some(p) => buf.extend_from_slice(p),
             None => {
-                if closed && body.finish(&mut out.client).is_ok() {
+                if closed && body.finish().is_ok() {
+                    body.frame(b"", true, &mut out.client);
                     out.complete = true;
                 }
                 return out;

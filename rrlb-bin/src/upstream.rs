@@ -1,11 +1,9 @@
-//! The upstream side of both request paths.
-//!
-//! The fast path's: HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and read by the task
-//! that serves the client (no connection task, no channel, no second wake-up per request), its answers framed
-//! by [`crate::h1::answer`]. `https://` backends go through rrlb-tower's hyper client instead.
-//!
-//! The hyper path's: rrlb-tower's hyper client, whose answers are checked by the same rules
-//! ([`forward::check_answer`]) before the balancer classifies them, so a malformed answer is a failed attempt.
+//! The upstream side of both request paths: one balancing service ([`ProxyService`], rrlb-tower's `Balance`
+//! over [`RawUpstream`]) that sends HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and
+//! read by the task that serves the client (no connection task, no channel, no second wake-up per request),
+//! its answers framed by [`crate::h1::answer`]. The fast path writes an answer's body to its client as bytes,
+//! the hyper path as a [`RawBody`]. `https://` backends go through rrlb-tower's hyper client, whose answers are
+//! checked by the same rules ([`forward::check_answer`]).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -17,7 +15,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::Method;
-use http::Response;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use rrlb_core::AnyBalancer;
@@ -62,41 +59,166 @@ pub struct RawResponse {
     pub served: Option<(Arc<Backend>, u32)>,
 }
 
-/// Where the rest of a backend's answer comes from.
+/// Where a backend's answer body comes from.
 #[derive(Debug)]
 pub(crate) enum BodySource {
-    /// A pooled TCP connection.
-    Tcp {
-        /// Body bytes already read (and possibly bytes after the body).
-        start: BytesMut,
-        /// The body's reader, which writes the client's framing.
-        body: Body,
-        /// Whether the answer lets the connection be used again once the body is read whole.
-        keep_alive: bool,
-        /// The connection, handed back to the pool by [`Conn::release`] once the body was read whole.
-        conn: Conn,
-    },
+    /// A pooled TCP connection, read by [`TcpBody`].
+    Tcp(TcpBody),
     /// A hyper response body (an `https://` backend).
     Hyper {
         /// The body.
         body: Incoming,
-        /// Forwarded chunked (`false`: the answer has no body).
+        /// Whether it has a body at all (not an answer to `HEAD`, a `204` or a `304`): the fast path then
+        /// forwards it chunked.
         chunked: bool,
     },
 }
 
+/// An answer body on a backend connection: decoded by the rules of [`crate::h1::answer`], the connection handed
+/// back to the pool only when [`Body::reusable`] says so.
+#[derive(Debug)]
+pub(crate) struct TcpBody {
+    /// Decoded body data read with the head, not yet handed on.
+    pub(crate) first: Vec<u8>,
+    body: Body,
+    done: bool,
+    buf: BytesMut,
+    keep_alive: bool,
+    conn: Option<Conn>,
+}
+
+impl TcpBody {
+    /// Starts reading the body after a head: `start` are the bytes read after the head. The data among them is
+    /// decoded into [`first`](Self::first) now, so that an answer whose body breaks the rules in its first
+    /// read is refused before the client gets any of it.
+    fn start(
+        head: &answer::Head,
+        start: BytesMut,
+        conn: Conn,
+    ) -> Result<Self, answer::AnswerError> {
+        let mut body = Body::new(head.framing);
+        let mut first = Vec::with_capacity(start.len());
+        let progress = body.decode(&start, &mut first)?;
+        let mut this = Self {
+            first,
+            body,
+            done: false,
+            buf: start,
+            keep_alive: head.keep_alive,
+            conn: Some(conn),
+        };
+        if progress.done {
+            this.end(progress.consumed);
+        }
+        Ok(this)
+    }
+
+    /// The body reached its framed end with `consumed` bytes of the buffer: the connection goes back to the
+    /// pool if it may, else it is closed.
+    fn end(&mut self, consumed: usize) {
+        self.done = true;
+        let conn = self.conn.take();
+        if self
+            .body
+            .reusable(self.keep_alive, self.buf.len() - consumed)
+            && let Some(c) = conn
+        {
+            c.release();
+        }
+    }
+
+    /// Whether the body was read to its end.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Appends `data` in the client's HTTP/1.1 framing (see [`Body::frame`]).
+    pub(crate) fn frame(&self, data: &[u8], done: bool, out: &mut Vec<u8>) {
+        self.body.frame(data, done, out);
+    }
+
+    /// The checked trailer fields of a chunked body that ended (`name: value\r\n` lines).
+    pub(crate) fn trailers(&self) -> &[u8] {
+        self.body.trailers()
+    }
+
+    /// Reads the next part of the body and appends its data to `data`; `true` once the body ended. An error
+    /// when the backend broke the framing rules or the connection failed before the framed end.
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Vec<u8>,
+    ) -> Poll<Result<bool, RawError>> {
+        if self.done {
+            return Poll::Ready(Ok(true));
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Err(RawError::new(
+                FailureKind::Reset,
+                "the backend connection is gone",
+            )));
+        };
+        self.buf.clear();
+        if self.buf.capacity() < 16 * 1024 {
+            self.buf.reserve(16 * 1024);
+        }
+        let n = loop {
+            if let Err(e) = std::task::ready!(conn.stream.poll_read_ready(cx)) {
+                return Poll::Ready(Err(RawError::io(
+                    FailureKind::Reset,
+                    "reading from the backend",
+                    &e,
+                )));
+            }
+            match conn.stream.try_read_buf(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Err(RawError::io(
+                        FailureKind::Reset,
+                        "reading from the backend",
+                        &e,
+                    )));
+                }
+            }
+        };
+        if n == 0 {
+            self.conn = None;
+            return Poll::Ready(match self.body.finish() {
+                Ok(()) => {
+                    self.done = true;
+                    Ok(true)
+                }
+                Err(e) => Err(RawError::protocol(e)),
+            });
+        }
+        match self.body.decode(&self.buf, data) {
+            Ok(progress) => {
+                if progress.done {
+                    self.end(progress.consumed);
+                }
+                Poll::Ready(Ok(progress.done))
+            }
+            Err(e) => {
+                self.conn = None;
+                Poll::Ready(Err(RawError::protocol(e)))
+            }
+        }
+    }
+}
+
 /// A connection to a backend, taken from this thread's pool.
 #[derive(Debug)]
-pub(crate) struct Conn {
-    /// The socket.
-    pub(crate) stream: TcpStream,
+struct Conn {
+    stream: TcpStream,
     backend: Arc<Backend>,
 }
 
 impl Conn {
     /// Gives the connection back to this thread's pool. Only for a connection whose answer was read to its
     /// framed end with nothing after it ([`Body::reusable`]).
-    pub(crate) fn release(self) {
+    fn release(self) {
         checkin(self.backend, self.stream);
     }
 }
@@ -333,15 +455,12 @@ async fn send(
         };
         match exchange(&mut stream, &wire, body, head_only).await {
             Ok((head, start)) => {
+                let body = TcpBody::start(&head, start, Conn { stream, backend })
+                    .map_err(RawError::protocol)?;
                 return Ok(RawResponse {
                     status: head.status,
                     head: head.bytes,
-                    body: BodySource::Tcp {
-                        start,
-                        body: Body::new(head.framing),
-                        keep_alive: head.keep_alive,
-                        conn: Conn { stream, backend },
-                    },
+                    body: BodySource::Tcp(body),
                     served: None,
                 });
             }
@@ -566,66 +685,17 @@ impl Policy<RawRequest, RawResponse, RawError> for RawPolicy {
     }
 }
 
-/// The balancing service of the fast path.
-pub type FastService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
+/// The balancing service both request paths call.
+pub type ProxyService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
 
-/// The hyper path's upstream: rrlb-tower's hyper client with every answer checked by rrlb's answer rules
-/// ([`forward::check_answer`]).
-#[derive(Debug, Clone)]
-pub struct CheckedUpstream(HttpUpstream);
-
-impl CheckedUpstream {
-    /// Checks the answers of `client`.
-    pub fn new(client: HttpUpstream) -> Self {
-        Self(client)
-    }
-}
-
-impl Service<Routed<rrlb_tower::http::HttpRequest>> for CheckedUpstream {
-    type Response = Response<Incoming>;
-    type Error = BoxError;
-    type Future = CheckedFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, routed: Routed<rrlb_tower::http::HttpRequest>) -> Self::Future {
-        CheckedFuture {
-            inner: self.0.call(routed),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of a [`CheckedUpstream`] call.
-    pub struct CheckedFuture {
-        #[pin]
-        inner: rrlb_tower::http::UpstreamFuture,
-    }
-}
-
-impl Future for CheckedFuture {
-    type Output = Result<Response<Incoming>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let res = std::task::ready!(self.project().inner.poll(cx))?;
-        Poll::Ready(match forward::check_answer(res.status(), res.headers()) {
-            Ok(()) => Ok(res),
-            Err(e) => Err(Box::new(e)),
-        })
-    }
-}
-
-/// The fast service for a configuration: the same backend set, timeouts, retries and budget as the hyper
-/// path's, over [`RawUpstream`].
-pub fn fast_service(
+/// The balancing service for a backend set, its connect timeout, balancing settings and retry budget.
+pub fn service(
     set: &rrlb_core::BackendSet<AnyBalancer>,
     connect_timeout: Duration,
     tls: HttpUpstream,
     config: rrlb_tower::BalanceConfig,
     budget: rrlb_tower::RetryBudget,
-) -> FastService {
+) -> ProxyService {
     Balance::new(
         RawUpstream::new(connect_timeout, tls),
         set.clone(),
@@ -633,6 +703,98 @@ pub fn fast_service(
         config,
     )
     .with_budget(budget)
+}
+
+/// An answer body for hyper's server (the hyper path): decoded data frames, and the checked trailers of a
+/// chunked body as a trailers frame.
+#[derive(Debug)]
+pub struct RawBody {
+    first: Option<Bytes>,
+    source: Option<BodySource>,
+}
+
+impl RawBody {
+    pub(crate) fn new(source: BodySource) -> Self {
+        let (first, source) = match source {
+            BodySource::Tcp(mut tcp) => {
+                let first = std::mem::take(&mut tcp.first);
+                (Some(Bytes::from(first)), BodySource::Tcp(tcp))
+            }
+            other => (None, other),
+        };
+        Self {
+            first,
+            source: Some(source),
+        }
+    }
+}
+
+impl hyper::body::Body for RawBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use hyper::body::Frame;
+        let this = self.get_mut();
+        if let Some(first) = this.first.take()
+            && !first.is_empty()
+        {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        match &mut this.source {
+            None => Poll::Ready(None),
+            Some(BodySource::Hyper { body, .. }) => {
+                let frame = std::task::ready!(Pin::new(body).poll_frame(cx));
+                if frame.is_none() {
+                    this.source = None;
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Some(BodySource::Tcp(tcp)) => loop {
+                if tcp.is_done() {
+                    let trailers = trailer_map(tcp.trailers());
+                    this.source = None;
+                    return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                }
+                let mut data = Vec::new();
+                match std::task::ready!(tcp.poll_next(cx, &mut data)) {
+                    Ok(_) if data.is_empty() => {}
+                    Ok(_) => return Poll::Ready(Some(Ok(Frame::data(data.into())))),
+                    Err(e) => {
+                        this.source = None;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Checked trailer lines as a `HeaderMap`; `None` without any.
+fn trailer_map(lines: &[u8]) -> Option<http::HeaderMap> {
+    if lines.is_empty() {
+        return None;
+    }
+    let mut map = http::HeaderMap::new();
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut with_end = lines.to_vec();
+    with_end.extend_from_slice(b"\r\n");
+    if let Ok(httparse::Status::Complete((_, fields))) =
+        httparse::parse_headers(&with_end, &mut fields)
+    {
+        for f in fields {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(f.name.as_bytes()),
+                http::HeaderValue::from_bytes(f.value),
+            ) {
+                map.append(n, v);
+            }
+        }
+    }
+    Some(map)
 }
 
 #[cfg(test)]

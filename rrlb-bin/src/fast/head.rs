@@ -102,14 +102,11 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool) -> Head {
         return Head::Hyper;
     }
     let mut rest = Vec::with_capacity(len + 192);
-    rest.extend_from_slice(plan.target.as_bytes());
-    rest.extend_from_slice(b" HTTP/1.1\r\n");
-    for h in req.headers.iter() {
-        if facts.forwards(h.name) {
-            crate::h1::push_header(&mut rest, h.name.as_bytes(), h.value);
-        }
-    }
-    plan.write_h1(&mut rest);
+    plan.write_h1(
+        &facts,
+        req.headers.iter().map(|h| (h.name, h.value)),
+        &mut rest,
+    );
     let path = access.then(|| {
         let t = &*plan.target;
         t.split('?').next().unwrap_or(t).to_owned()

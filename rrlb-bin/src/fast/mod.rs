@@ -2,7 +2,7 @@
 //!
 //! A client connection is served by one task that reads a request head, has the forwarding core decide on it
 //! ([`crate::forward`]), reads the body (by length or chunked, within `timeouts.body_read`), sends the request
-//! through the balancer ([`FastService`], rrlb-tower's `Balance` over [`RawUpstream`]) on a pooled backend
+//! through the balancer ([`ProxyService`](crate::upstream::ProxyService)) on a pooled backend
 //! connection that the same task writes and reads, and writes the answer back, framed by the rules of
 //! [`crate::h1::answer`]. HTTP/1.0 and HTTP/2 (h2c) connections are handed, with the bytes already read, to
 //! hyper's server and the hyper path ([`proxy::handle`]), which applies the same forwarding core. A request the
@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::forward::{self, BodyFraming, ErrorAnswer, Outcome, Record, Rejection};
 use crate::h1::chunked;
 use crate::proxy;
-use crate::state::{self, Local};
+use crate::state::Local;
 
 /// The fast path's request reader, for [`crate::testing`].
 pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
@@ -41,7 +41,7 @@ pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec
     }
 }
 
-use crate::upstream::{FastService, RawRequest, RawResponse};
+use crate::upstream::{RawRequest, RawResponse};
 
 /// How long a keep-alive client connection may stay idle between requests (NGINX's `keepalive_timeout` default
 /// is 75 s; clients' pools usually drop idle connections sooner).
@@ -238,7 +238,7 @@ impl Connection {
             body,
         };
         let close = head.close;
-        match state::call_local(&FAST, &app.fast, request).await {
+        match app.call(request).await {
             Ok(res) => self.answer(app, res, id, close, &record).await && !close,
             Err(e) => {
                 let answer = ErrorAnswer::from_balance(&e);
@@ -431,11 +431,6 @@ impl Connection {
         );
         relay::body(&mut self.stream, out, body).await
     }
-}
-
-std::thread_local! {
-    /// This thread's copy of the fast service (see [`state::call_local`]).
-    static FAST: state::LocalService<FastService> = const { std::cell::RefCell::new(None) };
 }
 
 /// Hands the connection, and what was read of it, to hyper's HTTP/1 + HTTP/2 server.

@@ -1,5 +1,5 @@
-//! Writing a backend's answer to the client: the head, then the body, decoded from the backend's framing and
-//! written in the client's ([`Body::relay`]).
+//! Writing a backend's answer to the client: the head, then the body, decoded from the backend's framing
+//! ([`TcpBody`](crate::upstream::TcpBody)) and written in the client's.
 
 use bytes::BytesMut;
 use http_body_util::BodyExt;
@@ -9,56 +9,31 @@ use tokio::net::TcpStream;
 use crate::h1::chunked;
 use crate::upstream::BodySource;
 
-/// Writes `out` (the answer's head, blank line included) and the body from `source`; the backend connection goes
-/// back to the pool only when [`Body::reusable`](crate::h1::answer::Body::reusable) says so. `false` when the
-/// client connection cannot carry another request (it broke, or the answer could not be completed: then the
-/// client sees its connection close before the framed end, never a byte of what broke the rules).
+/// Writes `out` (the answer's head, blank line included) and the body from `source`. `false` when the client
+/// connection cannot carry another request: it broke, or the answer could not be completed (the backend broke
+/// the framing rules mid-body, or closed early); the client then sees its connection close before the framed
+/// end, never a byte of what broke the rules.
 pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodySource) -> bool {
     match source {
-        BodySource::Tcp {
-            mut start,
-            mut body,
-            keep_alive,
-            conn,
-        } => {
-            let mut conn = Some(conn);
+        BodySource::Tcp(mut tcp) => {
+            let first = std::mem::take(&mut tcp.first);
+            tcp.frame(&first, tcp.is_done(), &mut out);
+            let mut data = first;
             loop {
-                let progress = match body.relay(&start, &mut out) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "backend answer refused mid-body");
-                        return false;
-                    }
-                };
-                if progress.done {
-                    let reusable = body.reusable(keep_alive, start.len() - progress.consumed);
-                    if client.write_all(&out).await.is_err() {
-                        return false;
-                    }
-                    if reusable && let Some(c) = conn.take() {
-                        c.release();
-                    }
+                if client.write_all(&out).await.is_err() {
+                    return false;
+                }
+                if tcp.is_done() {
                     return true;
                 }
-                if !out.is_empty() {
-                    if client.write_all(&out).await.is_err() {
+                out.clear();
+                data.clear();
+                match std::future::poll_fn(|cx| tcp.poll_next(cx, &mut data)).await {
+                    Ok(done) => tcp.frame(&data, done, &mut out),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "backend answer cut short");
                         return false;
                     }
-                    out.clear();
-                }
-                let Some(c) = conn.as_mut() else {
-                    return false;
-                };
-                match refill(&mut c.stream, &mut start).await {
-                    Ok(n) if n > 0 => {}
-                    Ok(_) => {
-                        // The backend closed: the end of a body framed by the close, else a truncated answer.
-                        if body.finish(&mut out).is_err() {
-                            return false;
-                        }
-                        return client.write_all(&out).await.is_ok();
-                    }
-                    Err(_) => return false,
                 }
             }
         }
@@ -91,7 +66,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
     }
 }
 
-/// Empties `buf` and reads into it (at least 16 KiB of room): what the relay loops read the next piece with.
+/// Empties `buf` and reads into it (at least 16 KiB of room).
 pub(super) async fn refill(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     buf.clear();
     if buf.capacity() < 16 * 1024 {

@@ -291,8 +291,8 @@ pub(crate) enum Body {
     Length(u64),
     /// Chunked, being decoded.
     Chunked(Box<chunked::Decoder>),
-    /// Until the backend closes; re-framed as chunks.
-    Close,
+    /// Until the backend closes (`true` once it did); re-framed as chunks.
+    Close(bool),
 }
 
 impl Body {
@@ -302,7 +302,7 @@ impl Body {
             Framing::Empty => Body::Empty,
             Framing::Length(n) => Body::Length(n),
             Framing::Chunked => Body::Chunked(Box::default()),
-            Framing::Close => Body::Close,
+            Framing::Close => Body::Close(false),
         }
     }
 
@@ -312,18 +312,16 @@ impl Body {
             Body::Empty => true,
             Body::Length(n) => *n == 0,
             Body::Chunked(d) => d.is_done(),
-            Body::Close => false,
+            Body::Close(ended) => *ended,
         }
     }
 
-    /// Decodes `input` (bytes read from the backend) and appends what the client gets to `out`: the same bytes
-    /// for a length, fresh chunks for the others, and the last chunk with the checked trailers at the end.
-    /// On an error nothing of the bad part is appended; the caller must then end the client's connection
-    /// (its answer cannot be completed).
-    pub(crate) fn relay(
+    /// Decodes `input` (bytes read from the backend), appending the body's data to `data`. On an error nothing
+    /// of the read is appended; the caller must then end the client's answer early (it cannot be completed).
+    pub(crate) fn decode(
         &mut self,
         input: &[u8],
-        out: &mut Vec<u8>,
+        data: &mut Vec<u8>,
     ) -> Result<Progress, AnswerError> {
         match self {
             Body::Empty => Ok(Progress {
@@ -334,7 +332,7 @@ impl Body {
                 let take = input
                     .len()
                     .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                out.extend_from_slice(&input[..take]);
+                data.extend_from_slice(&input[..take]);
                 *left -= take as u64;
                 Ok(Progress {
                     consumed: take,
@@ -342,29 +340,20 @@ impl Body {
                 })
             }
             Body::Chunked(decoder) => {
-                // Decoded into a side buffer first: a chunk whose framing turns out bad later in the same
-                // read must not have had its data appended.
-                let mark = out.len();
-                let mut data: Vec<u8> = Vec::new();
-                let progress = decoder.decode(input, |d| data.extend_from_slice(d));
-                let progress = match progress {
-                    Ok(p) => p,
+                let mark = data.len();
+                match decoder.decode(input, |d| data.extend_from_slice(d)) {
+                    Ok(p) => Ok(Progress {
+                        consumed: p.consumed,
+                        done: p.done,
+                    }),
                     Err(e) => {
-                        out.truncate(mark);
-                        return Err(AnswerError::Chunked(e));
+                        data.truncate(mark);
+                        Err(AnswerError::Chunked(e))
                     }
-                };
-                chunked::encode_chunk(out, &data);
-                if progress.done {
-                    chunked::encode_end(out, decoder.trailers());
                 }
-                Ok(Progress {
-                    consumed: progress.consumed,
-                    done: progress.done,
-                })
             }
-            Body::Close => {
-                chunked::encode_chunk(out, input);
+            Body::Close(_) => {
+                data.extend_from_slice(input);
                 Ok(Progress {
                     consumed: input.len(),
                     done: false,
@@ -373,13 +362,57 @@ impl Body {
         }
     }
 
-    /// The backend closed the connection: ends a `Close` body (appending the last chunk), an error for a body
-    /// that had not reached its framed end.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AnswerError> {
+    /// The trailer fields of a chunked body that ended, checked and re-written (`name: value\r\n` lines).
+    pub(crate) fn trailers(&self) -> &[u8] {
         match self {
-            Body::Close => {
-                chunked::encode_end(out, b"");
-                *self = Body::Empty;
+            Body::Chunked(d) => d.trailers(),
+            _ => b"",
+        }
+    }
+
+    /// Appends `data` (decoded) in the client's HTTP/1.1 framing: as it is for a length, as a chunk otherwise,
+    /// and after the last data of a chunked body (`done`) the last chunk with the trailers.
+    pub(crate) fn frame(&self, data: &[u8], done: bool, out: &mut Vec<u8>) {
+        match self {
+            Body::Empty => {}
+            Body::Length(_) => out.extend_from_slice(data),
+            Body::Chunked(d) => {
+                chunked::encode_chunk(out, data);
+                if done {
+                    chunked::encode_end(out, d.trailers());
+                }
+            }
+            Body::Close(_) => {
+                chunked::encode_chunk(out, data);
+                if done {
+                    chunked::encode_end(out, b"");
+                }
+            }
+        }
+    }
+
+    /// [`decode`](Self::decode) then [`frame`](Self::frame): what the client gets for `input`, appended to `out`.
+    pub(crate) fn relay(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Progress, AnswerError> {
+        if let Body::Length(_) = self {
+            // The same bytes: no copy through a side buffer.
+            return self.decode(input, out);
+        }
+        let mut data = Vec::new();
+        let progress = self.decode(input, &mut data)?;
+        self.frame(&data, progress.done, out);
+        Ok(progress)
+    }
+
+    /// The backend closed the connection: the end of a body framed by the close, an error for any other body
+    /// that had not reached its framed end.
+    pub(crate) fn finish(&mut self) -> Result<(), AnswerError> {
+        match self {
+            Body::Close(ended) => {
+                *ended = true;
                 Ok(())
             }
             _ if self.is_done() => Ok(()),
@@ -390,7 +423,7 @@ impl Body {
     /// Rule 7: whether the connection may carry another request, given the head's `keep_alive` and how many
     /// bytes the backend sent after the body's end (already read, not consumed).
     pub(crate) fn reusable(&self, keep_alive: bool, unconsumed: usize) -> bool {
-        keep_alive && unconsumed == 0 && self.is_done() && !matches!(self, Body::Close)
+        keep_alive && unconsumed == 0 && self.is_done() && !matches!(self, Body::Close(_))
     }
 }
 
@@ -424,7 +457,8 @@ mod tests {
                     let mut body = Body::new(head.framing);
                     let p = body.relay(&raw[at..], &mut out)?;
                     if !p.done {
-                        body.finish(&mut out)?;
+                        body.finish()?;
+                        body.frame(b"", true, &mut out);
                     }
                     let left = raw.len() - at - p.consumed;
                     return Ok((out, body.reusable(head.keep_alive, left)));
@@ -602,10 +636,6 @@ mod tests {
         let smuggled = b"3\r\nabc\r\n5\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\nPOISON";
         assert!(body.relay(smuggled, &mut out).is_err());
         assert!(out.is_empty());
-        let mut out = Vec::new();
-        assert_eq!(
-            Body::Length(5).finish(&mut out),
-            Err(AnswerError::Truncated)
-        );
+        assert_eq!(Body::Length(5).finish(), Err(AnswerError::Truncated));
     }
 }
