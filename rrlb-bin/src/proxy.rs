@@ -3,14 +3,23 @@
 //! backend connections carry the request ([`crate::upstream`]), and the same answer rules frame the answer,
 //! whose body reaches hyper as a [`RawBody`].
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::forward::{self, BodyFraming, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
 use crate::state::{App, Local};
@@ -18,6 +27,26 @@ use crate::upstream::{RawBody, RawRequest, RawResponse};
 
 /// The proxy's response body: a backend's answer body, or one of rrlb's own JSON answers.
 pub type ProxyBody = Either<RawBody, Full<Bytes>>;
+
+/// Serves a connection the fast path handed over (`stream`, and `read`, what it had read of it) on hyper's
+/// HTTP/1 + HTTP/2 server. `watcher` lets the graceful shutdown tell hyper to finish.
+pub async fn serve(
+    app: Arc<Local>,
+    hyper: &auto::Builder<TokioExecutor>,
+    (stream, read): (TcpStream, Bytes),
+    client: SocketAddr,
+    watcher: Watcher,
+) {
+    let svc = service_fn(move |req| handle(Arc::clone(&app), req, client));
+    let io = Rewind {
+        prefix: read,
+        inner: stream,
+    };
+    let conn = hyper.serve_connection(TokioIo::new(io), svc).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%client, error = %e, "connection ended with an error");
+    }
+}
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
 pub async fn handle(
@@ -246,4 +275,55 @@ fn closing(mut res: Response<ProxyBody>) -> Response<ProxyBody> {
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
+}
+
+/// A stream whose first reads return `prefix`.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::state::{App, ApplyError, Reloader};
-use crate::{admin, fast};
+use crate::{admin, fast, proxy};
 
 /// The two bound listeners rrlb serves on.
 #[derive(Debug)]
@@ -288,19 +288,27 @@ async fn accepted_or_back_off(
     }
 }
 
-/// What the connections of one serving thread share.
-fn worker(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Arc<fast::Worker> {
-    Arc::new(fast::Worker {
-        app: Arc::new(crate::state::Local(Arc::clone(app))),
+/// What the connections of one serving thread share: the fast path's state, and the hyper server it hands
+/// HTTP/1.0 and h2c connections to.
+struct Worker {
+    fast: fast::Worker,
+    hyper: auto::Builder<TokioExecutor>,
+}
+
+fn worker(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Arc<Worker> {
+    Arc::new(Worker {
+        fast: fast::Worker {
+            app: Arc::new(crate::state::Local(Arc::clone(app))),
+            stop: stop.clone(),
+        },
         hyper: builder(app),
-        stop: stop.clone(),
     })
 }
 
 /// Serves one client connection on a task of the current runtime (the fast path, which hands what it does not
 /// serve itself to hyper); `open` is decremented when it ends.
 fn serve_connection(
-    worker: &Arc<fast::Worker>,
+    worker: &Arc<Worker>,
     graceful: &GracefulShutdown,
     stream: TcpStream,
     client: SocketAddr,
@@ -310,7 +318,11 @@ fn serve_connection(
     let worker = Arc::clone(worker);
     let watcher = graceful.watcher();
     tokio::spawn(async move {
-        fast::serve(worker, stream, client, watcher).await;
+        if let Some(handover) = fast::serve(&worker.fast, stream, client).await {
+            let app = Arc::clone(&worker.fast.app);
+            let handover = (handover.stream, handover.read);
+            proxy::serve(app, &worker.hyper, handover, client, watcher).await;
+        }
         if let Some(open) = open {
             open.fetch_sub(1, Relaxed);
         }

@@ -4,33 +4,27 @@
 //! ([`crate::forward`]), reads the body (by length or chunked, within `timeouts.body_read`), sends the request
 //! through the balancer ([`ProxyService`](crate::upstream::ProxyService)) on a pooled backend
 //! connection that the same task writes and reads, and writes the answer back, framed by the rules of
-//! [`crate::h1::answer`]. HTTP/1.0 and HTTP/2 (h2c) connections are handed, with the bytes already read, to
-//! hyper's server and the hyper path ([`proxy::handle`]), which applies the same forwarding core. A request the
-//! core refuses gets rrlb's JSON answer and the connection closes.
+//! [`crate::h1::answer`]. HTTP/1.0 and HTTP/2 (h2c) connections are returned, with the bytes already read
+//! ([`Handover`]), for hyper's server and the hyper path ([`crate::proxy`]), which applies the same forwarding
+//! core. A request the core refuses gets rrlb's JSON answer and the connection closes.
 
 mod head;
 mod relay;
 
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::forward::{self, BodyFraming, ErrorAnswer, Outcome, Record, Rejection};
 use crate::h1::chunked;
-use crate::proxy;
 use crate::state::Local;
 
 /// The fast path's request reader, for [`crate::testing`].
@@ -56,14 +50,21 @@ const LINGER_BYTES: usize = 8 << 20;
 pub struct Worker {
     /// The application state, through this thread's handle.
     pub app: Arc<Local>,
-    /// The hyper server a connection is handed to when the fast path does not take it.
-    pub hyper: auto::Builder<TokioExecutor>,
     /// Set when the server stops: idle connections close, busy ones close after their answer.
     pub stop: watch::Receiver<bool>,
 }
 
-/// Serves one client connection. `watcher` keeps the graceful shutdown waiting until the connection ends.
-pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, watcher: Watcher) {
+/// A connection the fast path does not serve (HTTP/1.0, h2c), with the bytes already read from it: for the
+/// hyper path ([`proxy::serve`](crate::proxy::serve)).
+pub struct Handover {
+    /// The client's connection.
+    pub stream: TcpStream,
+    /// What was read of it and not yet served.
+    pub read: Bytes,
+}
+
+/// Serves one client connection until it closes, or returns it when it is one for the hyper path.
+pub async fn serve(worker: &Worker, stream: TcpStream, client: SocketAddr) -> Option<Handover> {
     let mut conn = Connection {
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
@@ -77,15 +78,20 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, client: SocketAddr, w
     };
     loop {
         match conn.next_head(&worker.app).await {
-            Next::Close => return,
-            Next::Hyper => return hand_to_hyper(&worker, conn, watcher).await,
+            Next::Close => return None,
+            Next::Hyper => {
+                return Some(Handover {
+                    stream: conn.stream,
+                    read: conn.buf.freeze(),
+                });
+            }
             Next::Refused(id, rejection) => {
                 conn.refuse(&worker.app, &id, &rejection, None).await;
-                return;
+                return None;
             }
             Next::Request(head) => {
                 if !conn.exchange(&worker.app, *head).await || *conn.stop.borrow() {
-                    return;
+                    return None;
                 }
                 conn.served = true;
             }
@@ -430,79 +436,5 @@ impl Connection {
             },
         );
         relay::body(&mut self.stream, out, body).await
-    }
-}
-
-/// Hands the connection, and what was read of it, to hyper's HTTP/1 + HTTP/2 server.
-async fn hand_to_hyper(worker: &Worker, conn: Connection, watcher: Watcher) {
-    let Connection {
-        stream,
-        buf,
-        client,
-        ..
-    } = conn;
-    let app = Arc::clone(&worker.app);
-    let svc = service_fn(move |req| proxy::handle(Arc::clone(&app), req, client));
-    let io = Rewind {
-        prefix: buf.freeze(),
-        inner: stream,
-    };
-    let conn = worker
-        .hyper
-        .serve_connection(TokioIo::new(io), svc)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%client, error = %e, "connection ended with an error");
-    }
-}
-
-/// A stream whose first reads return `prefix`.
-struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
