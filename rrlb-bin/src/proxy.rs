@@ -1,5 +1,5 @@
 //! The hyper path: HTTP/1.0 and HTTP/2 (h2c) clients, parsed by hyper's server. Everything after the parsing is
-//! the fast path's: the same forwarding core decides ([`crate::forward`]), the same balancing service and
+//! the fast path's: the same forwarding core decides (`forward`), the same balancing service and
 //! backend connections carry the request ([`crate::upstream`]), and the same answer rules frame the answer,
 //! whose body reaches hyper as a [`RawBody`].
 

@@ -1,9 +1,9 @@
 //! The upstream side of both request paths: one balancing service ([`ProxyService`], rrlb-tower's `Balance`
 //! over [`RawUpstream`]) that sends HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and
 //! read by the task that serves the client (no connection task, no channel, no second wake-up per request),
-//! its answers framed by [`crate::h1::answer`]. The fast path writes an answer's body to its client as bytes,
+//! its answers framed by `h1::answer`. The fast path writes an answer's body to its client as bytes,
 //! the hyper path as a [`RawBody`]. `https://` backends go through rrlb-tower's hyper client, whose answers are
-//! checked by the same rules ([`forward::check_answer`]).
+//! checked by the same rules (`forward::check_answer`).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -74,8 +74,8 @@ pub(crate) enum BodySource {
     },
 }
 
-/// An answer body on a backend connection: decoded by the rules of [`crate::h1::answer`], the connection handed
-/// back to the pool only when [`Body::reusable`] says so.
+/// An answer body on a backend connection: decoded by the rules of `h1::answer`, the connection handed
+/// back to the pool only when `Body::reusable` says so.
 #[derive(Debug)]
 pub(crate) struct TcpBody {
     /// Decoded body data read with the head, not yet handed on.
@@ -132,7 +132,7 @@ impl TcpBody {
         self.done
     }
 
-    /// Appends `data` in the client's HTTP/1.1 framing (see [`Body::frame`]).
+    /// Appends `data` in the client's HTTP/1.1 framing (see `Body::frame`).
     pub(crate) fn frame(&self, data: &[u8], done: bool, out: &mut Vec<u8>) {
         self.body.frame(data, done, out);
     }
@@ -217,7 +217,7 @@ struct Conn {
 
 impl Conn {
     /// Gives the connection back to this thread's pool. Only for a connection whose answer was read to its
-    /// framed end with nothing after it ([`Body::reusable`]).
+    /// framed end with nothing after it (`Body::reusable`).
     fn release(self) {
         checkin(self.backend, self.stream);
     }

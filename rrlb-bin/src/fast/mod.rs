@@ -1,10 +1,10 @@
 //! The fast path: HTTP/1.1 proxying without a general-purpose HTTP stack on the hot path.
 //!
 //! A client connection is served by one task that reads a request head, has the forwarding core decide on it
-//! ([`crate::forward`]), reads the body (by length or chunked, within `timeouts.body_read`), sends the request
+//! (`forward`), reads the body (by length or chunked, within `timeouts.body_read`), sends the request
 //! through the balancer ([`ProxyService`](crate::upstream::ProxyService)) on a pooled backend
 //! connection that the same task writes and reads, and writes the answer back, framed by the rules of
-//! [`crate::h1::answer`]. HTTP/1.0 and HTTP/2 (h2c) connections are returned, with the bytes already read
+//! `h1::answer`. HTTP/1.0 and HTTP/2 (h2c) connections are returned, with the bytes already read
 //! ([`Handover`]), for hyper's server and the hyper path ([`crate::proxy`]), which applies the same forwarding
 //! core. A request the core refuses gets rrlb's JSON answer and the connection closes.
 
@@ -190,10 +190,9 @@ impl Connection {
     /// Serves one request: limits, `100 Continue`, the body, the balancer, the answer. The outcome is recorded
     /// before the answer leaves (so whoever got it sees it counted). Returns whether the connection can carry
     /// another request.
-    async fn exchange(&mut self, app: &Local, head: head::RequestHead) -> bool {
-        let record = Record::start(self.client, &head.method, || {
-            head.path.clone().unwrap_or_default()
-        });
+    async fn exchange(&mut self, app: &Local, mut head: head::RequestHead) -> bool {
+        let path = head.path.take();
+        let record = Record::start(self.client, &head.method, move || path.unwrap_or_default());
         self.buf.advance(head.len);
         let id = &head.request_id;
         let declared = match head.body {
