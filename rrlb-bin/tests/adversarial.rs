@@ -2125,6 +2125,32 @@ async fn chunked_request_bodies() {
             },
         ));
     }
+    // A connection that began with HTTP/1.0 is hyper's for the rest of its life; an HTTP/1.1 chunked request
+    // on it is framed by hyper's decoder, which reads a bare-LF trailer differently (the hyper path once
+    // swallowed the next request this way). rrlb closes such a connection after the answer.
+    let p = env.probe();
+    cases.push(case(
+        "a chunked body with a bare-LF trailer on a connection hyper serves",
+        async move {
+            let mut conn = Conn::open(p.proxy).await;
+            conn.send(b"GET /c/first-http10 HTTP/1.0\r\nhost: a\r\nconnection: keep-alive\r\n\r\n")
+                .await;
+            let first = conn.answer(false).await;
+            if let Err(e) = backend_view(&first) {
+                return vec![format!("the HTTP/1.0 request: {e}")];
+            }
+            conn.send(
+                b"POST /c/hyper-chunked HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+                  5\r\nhello\r\n0\r\nx-t: 1\n\r\nGET /smuggled/hyper-trailer HTTP/1.1\r\nhost: a\r\n\r\n",
+            )
+            .await;
+            // Refused or served, the connection must end there.
+            let _ = conn.answer(false).await;
+            let mut f: Vec<String> = conn.must_close().await.into_iter().collect();
+            f.extend(p.never(&["/smuggled/hyper-trailer"]));
+            f
+        },
+    ));
     let p = env.probe();
     cases.push(case("a chunked body over the limit", async move {
         let chunk = format!("3e8\r\n{}\r\n", "x".repeat(1000));
