@@ -79,7 +79,7 @@ pub(crate) enum BodySource {
 #[derive(Debug)]
 pub(crate) struct TcpBody {
     /// Decoded body data read with the head, not yet handed on.
-    pub(crate) first: Vec<u8>,
+    pub(crate) first: Bytes,
     body: Body,
     done: bool,
     buf: BytesMut,
@@ -89,16 +89,26 @@ pub(crate) struct TcpBody {
 
 impl TcpBody {
     /// Starts reading the body after a head: `start` are the bytes read after the head. The data among them is
-    /// decoded into [`first`](Self::first) now, so that an answer whose body breaks the rules in its first
-    /// read is refused before the client gets any of it.
+    /// decoded into [`first`](Self::first) now (without a copy when the body is framed by a length), so that an
+    /// answer whose body breaks the rules in its first read is refused before the client gets any of it.
     fn start(
         head: &answer::Head,
-        start: BytesMut,
+        mut start: BytesMut,
         conn: Conn,
     ) -> Result<Self, answer::AnswerError> {
         let mut body = Body::new(head.framing);
-        let mut first = Vec::with_capacity(start.len());
-        let progress = body.decode(&start, &mut first)?;
+        let (first, done) = if let Body::Length(left) = &mut body {
+            let take = start
+                .len()
+                .min(usize::try_from(*left).unwrap_or(usize::MAX));
+            *left -= take as u64;
+            (start.split_to(take).freeze(), *left == 0)
+        } else {
+            let mut data = Vec::new();
+            let progress = body.decode(&start, &mut data)?;
+            let _ = start.split_to(progress.consumed);
+            (Bytes::from(data), progress.done)
+        };
         let mut this = Self {
             first,
             body,
@@ -107,20 +117,18 @@ impl TcpBody {
             keep_alive: head.keep_alive,
             conn: Some(conn),
         };
-        if progress.done {
-            this.end(progress.consumed);
+        if done {
+            this.end(this.buf.len());
         }
         Ok(this)
     }
 
-    /// The body reached its framed end with `consumed` bytes of the buffer: the connection goes back to the
+    /// The body reached its framed end with `unconsumed` bytes read after it: the connection goes back to the
     /// pool if it may, else it is closed.
-    fn end(&mut self, consumed: usize) {
+    fn end(&mut self, unconsumed: usize) {
         self.done = true;
         let conn = self.conn.take();
-        if self
-            .body
-            .reusable(self.keep_alive, self.buf.len() - consumed)
+        if self.body.reusable(self.keep_alive, unconsumed)
             && let Some(c) = conn
         {
             c.release();
@@ -196,7 +204,7 @@ impl TcpBody {
         match self.body.decode(&self.buf, data) {
             Ok(progress) => {
                 if progress.done {
-                    self.end(progress.consumed);
+                    self.end(self.buf.len() - progress.consumed);
                 }
                 Poll::Ready(Ok(progress.done))
             }
@@ -718,7 +726,7 @@ impl RawBody {
         let (first, source) = match source {
             BodySource::Tcp(mut tcp) => {
                 let first = std::mem::take(&mut tcp.first);
-                (Some(Bytes::from(first)), BodySource::Tcp(tcp))
+                (Some(first), BodySource::Tcp(tcp))
             }
             other => (None, other),
         };

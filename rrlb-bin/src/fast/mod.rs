@@ -272,14 +272,14 @@ impl Connection {
         app: &Local,
         head: &head::RequestHead,
     ) -> Result<Bytes, BodyError> {
-        let (max_body, body_read) = {
-            let c = app.config.load();
-            (c.limits.max_body_bytes, c.timeouts.body_read)
-        };
         let whole_in_buffer = match head.body {
             BodyFraming::None => return Ok(Bytes::new()),
             BodyFraming::Length(n) => self.buf.len() as u64 >= n,
             BodyFraming::Chunked => false,
+        };
+        let (max_body, body_read) = {
+            let c = app.config.load();
+            (c.limits.max_body_bytes, c.timeouts.body_read)
         };
         if head.expect_continue && !whole_in_buffer {
             self.stream

@@ -18,7 +18,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
         BodySource::Tcp(mut tcp) => {
             let first = std::mem::take(&mut tcp.first);
             tcp.frame(&first, tcp.is_done(), &mut out);
-            let mut data = first;
+            let mut data = Vec::new();
             loop {
                 if client.write_all(&out).await.is_err() {
                     return false;
