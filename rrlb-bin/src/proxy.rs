@@ -133,15 +133,7 @@ pub async fn handle(
         Ok(res) => answer(&app, &record, &request_id, res),
         Err(e) => {
             let answer = ErrorAnswer::from_balance(&e);
-            let outcome = match Rejection::from_balance(&e) {
-                Some(r) => Outcome::rejected(&r),
-                None => Outcome {
-                    status: answer.status.as_u16(),
-                    backend: e.backend(),
-                    attempts: e.attempts(),
-                    reject: None,
-                },
-            };
+            let outcome = Outcome::failed(&e, &answer);
             record.done(&app.metrics, &request_id, outcome);
             answer.to_response(&request_id).map(Either::Right)
         }

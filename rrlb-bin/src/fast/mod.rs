@@ -247,15 +247,7 @@ impl Connection {
             Ok(res) => self.answer(app, res, id, close, &record).await && !close,
             Err(e) => {
                 let answer = ErrorAnswer::from_balance(&e);
-                let outcome = match Rejection::from_balance(&e) {
-                    Some(r) => Outcome::rejected(&r),
-                    None => Outcome {
-                        status: answer.status.as_u16(),
-                        backend: e.backend(),
-                        attempts: e.attempts(),
-                        reject: None,
-                    },
-                };
+                let outcome = Outcome::failed(&e, &answer);
                 record.done(&app.metrics, id, outcome);
                 self.stream
                     .write_all(&answer.to_h1(id, close))

@@ -21,7 +21,21 @@ pub(crate) struct Outcome<'a> {
     pub(crate) reject: Option<&'static str>,
 }
 
-impl Outcome<'_> {
+impl<'a> Outcome<'a> {
+    /// A request whose balancing failed (`answer` is what the client gets): a rejection when no backend was
+    /// eligible, else a failed exchange with the backend tried last.
+    pub(crate) fn failed(e: &'a rrlb_tower::Error, answer: &super::ErrorAnswer) -> Self {
+        match super::Rejection::from_balance(e) {
+            Some(r) => Outcome::rejected(&r),
+            None => Outcome {
+                status: answer.status.as_u16(),
+                backend: e.backend(),
+                attempts: e.attempts(),
+                reject: None,
+            },
+        }
+    }
+
     /// A request rrlb refused itself.
     pub(crate) fn rejected(rejection: &super::Rejection) -> Self {
         Outcome {
