@@ -101,7 +101,7 @@ pub async fn handle(
             Err(r) => Err((facts.request_id(), r)),
         }
     };
-    let (request_id, mut rest, declared, chunked) = match decided {
+    let (request_id, rest, declared, chunked) = match decided {
         Ok(d) => d,
         Err((id, rejection)) => return Ok(refuse(&app, &record, &id, &rejection, protocol)),
     };
@@ -113,18 +113,7 @@ pub async fn handle(
         Ok(body) => body,
         Err(rejection) => return Ok(refuse(&app, &record, &request_id, &rejection, protocol)),
     };
-    if forward::sends_length(&parts.method, body.len() as u64) {
-        crate::h1::push_header(
-            &mut rest,
-            b"content-length",
-            itoa::Buffer::new().format(body.len()).as_bytes(),
-        );
-    }
-    let request = RawRequest {
-        method: parts.method,
-        rest: rest.into(),
-        body,
-    };
+    let request = RawRequest::new(parts.method, rest, body);
 
     // A chunked request that reached hyper (HTTP/1.1 after a hand-over) was framed by hyper's decoder, not
     // rrlb's: nothing after it on the connection is read as a request.

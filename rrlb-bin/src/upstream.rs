@@ -46,6 +46,25 @@ pub struct RawRequest {
     pub body: Bytes,
 }
 
+impl RawRequest {
+    /// A request whose head (`rest`, as `forward::Plan::write_h1` wrote it) gets its `content-length` line
+    /// for `body` when the forwarding core says it needs one.
+    pub(crate) fn new(method: Method, mut rest: Vec<u8>, body: Bytes) -> Self {
+        if forward::sends_length(&method, body.len() as u64) {
+            h1::push_header(
+                &mut rest,
+                b"content-length",
+                itoa::Buffer::new().format(body.len()).as_bytes(),
+            );
+        }
+        Self {
+            method,
+            rest: rest.into(),
+            body,
+        }
+    }
+}
+
 /// A backend's answer: its head, rewritten for the client, and the start of its body.
 #[derive(Debug)]
 pub struct RawResponse {

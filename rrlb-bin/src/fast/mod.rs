@@ -229,19 +229,7 @@ impl Connection {
                 return false;
             }
         };
-        let mut rest = head.rest;
-        if forward::sends_length(&head.method, body.len() as u64) {
-            crate::h1::push_header(
-                &mut rest,
-                b"content-length",
-                itoa::Buffer::new().format(body.len()).as_bytes(),
-            );
-        }
-        let request = RawRequest {
-            method: head.method.clone(),
-            rest: rest.into(),
-            body,
-        };
+        let request = RawRequest::new(head.method.clone(), head.rest, body);
         let close = head.close;
         match app.call(request).await {
             Ok(res) => self.answer(app, res, id, close, &record).await && !close,
