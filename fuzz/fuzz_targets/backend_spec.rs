@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rrlb::config::{BackendConfig, BackendSpec, check_backend_name, parse_backend_url};
+use rrlb::config::{BackendArg, BackendConfig, check_backend_name, parse_backend_url};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -11,17 +11,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = check_backend_name(text);
     let _ = parse_backend_url(text).map(|u| u.to_string());
-    match text.parse::<BackendSpec>() {
+    match text.parse::<BackendArg>() {
         Err(e) => {
             let _ = e.to_string();
         }
         Ok(spec) => {
             let shown = spec.to_string();
-            match shown.parse::<BackendSpec>() {
+            match shown.parse::<BackendArg>() {
                 Ok(again) => assert_eq!(again, spec, "{text:?} displayed as {shown:?}"),
                 Err(e) => panic!("{text:?} displayed as {shown:?}, which does not parse: {e}"),
             }
-            if let Ok(backend) = BackendConfig::from_spec(spec, None) {
+            if let Ok(backend) = BackendConfig::from_arg(spec, None) {
                 let url = backend.url_string();
                 let again = BackendConfig::new(&url, Some(backend.weight), Some(&backend.name))
                     .unwrap_or_else(|e| panic!("{url:?} does not parse: {e}"));

@@ -16,18 +16,16 @@ use std::str::FromStr;
 
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
+use rrlb_core::backend::{MAX_WEIGHT, MIN_WEIGHT};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The weight a backend gets when none is given.
-pub const DEFAULT_WEIGHT: u32 = 1;
-/// The largest weight accepted.
-pub const MAX_WEIGHT: u32 = 10_000;
 /// The longest backend name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
 /// Why a backend URL, weight or name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum BackendSpecError {
+pub enum InvalidBackend {
     /// Nothing was given.
     #[error("empty backend URL")]
     Empty,
@@ -59,39 +57,41 @@ pub enum BackendSpecError {
     #[error("invalid port {0:?} (1..=65535)")]
     InvalidPort(String),
     /// What follows the last `=` is not a whole number.
-    #[error("invalid weight {0:?}: expected a whole number in 1..=10000")]
+    #[error("invalid weight {0:?}: expected a whole number in {MIN_WEIGHT}..={MAX_WEIGHT}")]
     InvalidWeight(String),
-    /// The weight is 0 or above [`MAX_WEIGHT`].
-    #[error("weight {0} out of range 1..=10000 (0 is refused: drain the backend instead)")]
+    /// The weight is 0 or above the engine's `MAX_WEIGHT`.
+    #[error(
+        "weight {0} out of range {MIN_WEIGHT}..={MAX_WEIGHT} (0 is refused: drain the backend instead)"
+    )]
     WeightOutOfRange(String),
     /// The name is empty, too long, or has a character that would break the admin API's paths.
     #[error("invalid backend name {0:?}: {1}")]
     InvalidName(String, &'static str),
 }
 
-/// A parsed `URL[=WEIGHT]`, as given to `--backend`, `RRLB_BACKENDS` or the admin API.
+/// A parsed `URL[=WEIGHT]` argument, as given to `--backend` or `RRLB_BACKENDS`.
 ///
 /// Everything after the **last** `=` is the weight; `=` inside the URL must be written `%3D`.
 ///
 /// ```
-/// use rrlb::config::BackendSpec;
+/// use rrlb::config::BackendArg;
 ///
-/// let spec: BackendSpec = "http://echo-go:8081=3".parse()?;
+/// let spec: BackendArg = "http://echo-go:8081=3".parse()?;
 /// assert_eq!(spec.url.to_string(), "http://echo-go:8081/");
 /// assert_eq!(spec.weight, Some(3));
-/// assert!("ftp://x".parse::<BackendSpec>().is_err());
-/// # Ok::<(), rrlb::config::BackendSpecError>(())
+/// assert!("ftp://x".parse::<BackendArg>().is_err());
+/// # Ok::<(), rrlb::config::InvalidBackend>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendSpec {
+pub struct BackendArg {
     /// The normalized URL (see [`parse_backend_url`]).
     pub url: Uri,
-    /// The weight, if one was given (already checked to be in `1..=10000`).
+    /// The weight, if one was given (already checked to be in range).
     pub weight: Option<u32>,
 }
 
-impl FromStr for BackendSpec {
-    type Err = BackendSpecError;
+impl FromStr for BackendArg {
+    type Err = InvalidBackend;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = trim_ascii(s);
@@ -106,7 +106,7 @@ impl FromStr for BackendSpec {
     }
 }
 
-impl fmt::Display for BackendSpec {
+impl fmt::Display for BackendArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&display_url(&self.url))?;
         match self.weight {
@@ -117,13 +117,13 @@ impl fmt::Display for BackendSpec {
 }
 
 /// Parses the `WEIGHT` of `URL=WEIGHT`: a whole number in `1..=10000`.
-fn parse_weight(text: &str) -> Result<u32, BackendSpecError> {
+fn parse_weight(text: &str) -> Result<u32, InvalidBackend> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(BackendSpecError::InvalidWeight(text.to_owned()));
+        return Err(InvalidBackend::InvalidWeight(text.to_owned()));
     }
     let weight = text
         .parse::<u32>()
-        .map_err(|_| BackendSpecError::WeightOutOfRange(text.to_owned()))?;
+        .map_err(|_| InvalidBackend::WeightOutOfRange(text.to_owned()))?;
     check_weight(weight)
 }
 
@@ -133,11 +133,11 @@ fn trim_ascii(s: &str) -> &str {
 }
 
 /// Checks that a weight is in `1..=10000`.
-pub fn check_weight(weight: u32) -> Result<u32, BackendSpecError> {
+pub fn check_weight(weight: u32) -> Result<u32, InvalidBackend> {
     if (1..=MAX_WEIGHT).contains(&weight) {
         Ok(weight)
     } else {
-        Err(BackendSpecError::WeightOutOfRange(weight.to_string()))
+        Err(InvalidBackend::WeightOutOfRange(weight.to_string()))
     }
 }
 
@@ -150,87 +150,87 @@ pub fn check_weight(weight: u32) -> Result<u32, BackendSpecError> {
 ///
 /// The result has a lowercased scheme and host, the port as written (absent means 80 or 443),
 /// and the path without its trailing `/` (`/` when there is none).
-pub fn parse_backend_url(text: &str) -> Result<Uri, BackendSpecError> {
+pub fn parse_backend_url(text: &str) -> Result<Uri, InvalidBackend> {
     let text = trim_ascii(text);
     if text.is_empty() {
-        return Err(BackendSpecError::Empty);
+        return Err(InvalidBackend::Empty);
     }
     if let Some(c) = text.chars().find(|c| !c.is_ascii() || c.is_ascii_control()) {
-        return Err(BackendSpecError::InvalidUrl(format!(
+        return Err(InvalidBackend::InvalidUrl(format!(
             "{c:?} must be percent-encoded"
         )));
     }
     if text.contains('#') {
-        return Err(BackendSpecError::Fragment);
+        return Err(InvalidBackend::Fragment);
     }
     if text.contains('=') {
-        return Err(BackendSpecError::ReservedChar('=', "%3D"));
+        return Err(InvalidBackend::ReservedChar('=', "%3D"));
     }
     if text.contains(',') {
-        return Err(BackendSpecError::ReservedChar(',', "%2C"));
+        return Err(InvalidBackend::ReservedChar(',', "%2C"));
     }
     let uri: Uri = text
         .parse()
-        .map_err(|e: http::uri::InvalidUri| BackendSpecError::InvalidUrl(e.to_string()))?;
+        .map_err(|e: http::uri::InvalidUri| InvalidBackend::InvalidUrl(e.to_string()))?;
     let Some(scheme) = uri.scheme_str() else {
         return Err(if uri.authority().is_some() {
-            BackendSpecError::MissingScheme(text.to_owned())
+            InvalidBackend::MissingScheme(text.to_owned())
         } else {
-            BackendSpecError::InvalidUrl("expected http://HOST[:PORT][/PREFIX]".to_owned())
+            InvalidBackend::InvalidUrl("expected http://HOST[:PORT][/PREFIX]".to_owned())
         });
     };
     let scheme = scheme.to_ascii_lowercase();
     let scheme = match scheme.as_str() {
         "http" => Scheme::HTTP,
         "https" => Scheme::HTTPS,
-        _ => return Err(BackendSpecError::UnsupportedScheme(scheme)),
+        _ => return Err(InvalidBackend::UnsupportedScheme(scheme)),
     };
     let Some(authority) = uri.authority() else {
-        return Err(BackendSpecError::MissingHost);
+        return Err(InvalidBackend::MissingHost);
     };
     if authority.as_str().contains('@') {
-        return Err(BackendSpecError::UserInfo);
+        return Err(InvalidBackend::UserInfo);
     }
     let host = authority.host();
     if host.is_empty() {
-        return Err(BackendSpecError::MissingHost);
+        return Err(InvalidBackend::MissingHost);
     }
     // What follows the host is either nothing or `:PORT`.
     let rest = authority.as_str().get(host.len()..).unwrap_or_default();
     if let Some(port) = rest.strip_prefix(':') {
         match port.parse::<u16>() {
             Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
-            _ => return Err(BackendSpecError::InvalidPort(port.to_owned())),
+            _ => return Err(InvalidBackend::InvalidPort(port.to_owned())),
         }
     } else if !rest.is_empty() {
-        return Err(BackendSpecError::InvalidUrl(format!(
+        return Err(InvalidBackend::InvalidUrl(format!(
             "unexpected {rest:?} after the host"
         )));
     }
     if uri.query().is_some() || text.contains('?') {
-        return Err(BackendSpecError::Query);
+        return Err(InvalidBackend::Query);
     }
     let authority: Authority = authority
         .as_str()
         .to_ascii_lowercase()
         .parse()
-        .map_err(|e: http::uri::InvalidUri| BackendSpecError::InvalidUrl(e.to_string()))?;
+        .map_err(|e: http::uri::InvalidUri| InvalidBackend::InvalidUrl(e.to_string()))?;
     let path = uri.path().trim_end_matches('/');
     let path: PathAndQuery = if path.is_empty() { "/" } else { path }
         .parse()
-        .map_err(|e: http::uri::InvalidUri| BackendSpecError::InvalidUrl(e.to_string()))?;
+        .map_err(|e: http::uri::InvalidUri| InvalidBackend::InvalidUrl(e.to_string()))?;
     Uri::builder()
         .scheme(scheme)
         .authority(authority)
         .path_and_query(path)
         .build()
-        .map_err(|e| BackendSpecError::InvalidUrl(e.to_string()))
+        .map_err(|e| InvalidBackend::InvalidUrl(e.to_string()))
 }
 
 /// Checks a backend name: 1 to 128 visible ASCII characters, none of `/ ? # % \`
 /// (names appear in admin API paths, metrics labels and logs).
-pub fn check_backend_name(name: &str) -> Result<(), BackendSpecError> {
-    let invalid = |why| Err(BackendSpecError::InvalidName(name.to_owned(), why));
+pub fn check_backend_name(name: &str) -> Result<(), InvalidBackend> {
+    let invalid = |why| Err(InvalidBackend::InvalidName(name.to_owned(), why));
     if name.is_empty() {
         return invalid("empty");
     }
@@ -255,15 +255,60 @@ fn display_url(uri: &Uri) -> String {
     }
 }
 
-/// One backend of the effective configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One backend of the effective configuration: a `[[backends]]` entry, an admin API `POST`, or a
+/// `URL[=WEIGHT]` argument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Entry")]
 pub struct BackendConfig {
-    /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API.
-    pub name: String,
     /// The normalized URL (see [`parse_backend_url`]); its path, if any, is a prefix.
+    #[serde(serialize_with = "serialize_url")]
     pub url: Uri,
     /// Weight in `1..=10000`, used by `weighted-round-robin`.
     pub weight: u32,
+    /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API.
+    pub name: String,
+}
+
+/// A `[[backends]]` entry as written; the name defaults to `host:port` (checked with the others in
+/// [`super::load`], where a bad default can be blamed on the URL).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct Entry {
+    #[serde(deserialize_with = "deserialize_url")]
+    url: Uri,
+    #[serde(default = "default_weight", deserialize_with = "super::value::weight")]
+    weight: u32,
+    #[serde(default, deserialize_with = "deserialize_name")]
+    name: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    MIN_WEIGHT
+}
+
+impl From<Entry> for BackendConfig {
+    fn from(e: Entry) -> Self {
+        let name = e.name.unwrap_or_else(|| default_name(&e.url));
+        Self {
+            url: e.url,
+            weight: e.weight,
+            name,
+        }
+    }
+}
+
+fn serialize_url<S: Serializer>(url: &Uri, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&display_url(url))
+}
+
+fn deserialize_url<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
+    parse_backend_url(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn deserialize_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    check_backend_name(&name).map_err(serde::de::Error::custom)?;
+    Ok(Some(name))
 }
 
 impl BackendConfig {
@@ -276,34 +321,24 @@ impl BackendConfig {
     /// let b = BackendConfig::new("http://Echo-Go:8081/", None, None)?;
     /// assert_eq!((b.name.as_str(), b.weight, b.url_string().as_str()),
     ///            ("echo-go:8081", 1, "http://echo-go:8081"));
-    /// # Ok::<(), rrlb::config::BackendSpecError>(())
+    /// # Ok::<(), rrlb::config::InvalidBackend>(())
     /// ```
-    pub fn new(
-        url: &str,
-        weight: Option<u32>,
-        name: Option<&str>,
-    ) -> Result<Self, BackendSpecError> {
-        Self::from_spec(
-            BackendSpec {
-                url: parse_backend_url(url)?,
-                weight: weight.map(check_weight).transpose()?,
-            },
-            name,
-        )
+    pub fn new(url: &str, weight: Option<u32>, name: Option<&str>) -> Result<Self, InvalidBackend> {
+        let arg = BackendArg {
+            url: parse_backend_url(url)?,
+            weight: weight.map(check_weight).transpose()?,
+        };
+        Self::from_arg(arg, name)
     }
 
     /// Builds a backend from a parsed `URL[=WEIGHT]` and an optional name.
-    pub fn from_spec(spec: BackendSpec, name: Option<&str>) -> Result<Self, BackendSpecError> {
-        let weight = check_weight(spec.weight.unwrap_or(DEFAULT_WEIGHT))?;
-        let name = match name {
-            Some(name) => name.to_owned(),
-            None => default_name(&spec.url),
-        };
+    pub fn from_arg(arg: BackendArg, name: Option<&str>) -> Result<Self, InvalidBackend> {
+        let name = name.map_or_else(|| default_name(&arg.url), str::to_owned);
         check_backend_name(&name)?;
         Ok(Self {
+            weight: check_weight(arg.weight.unwrap_or(MIN_WEIGHT))?,
+            url: arg.url,
             name,
-            url: spec.url,
-            weight,
         })
     }
 
@@ -314,9 +349,7 @@ impl BackendConfig {
 
     /// The port: as written, else 443 for `https` and 80 for `http`.
     pub fn port(&self) -> u16 {
-        self.url
-            .port_u16()
-            .unwrap_or(if self.is_https() { 443 } else { 80 })
+        port_of(&self.url)
     }
 
     /// Whether the backend is reached over TLS.
@@ -337,31 +370,37 @@ impl BackendConfig {
     /// Whether both point at the same place (scheme, host, effective port and prefix);
     /// `http://a` and `http://a:80` are the same.
     pub fn same_url(&self, other: &Self) -> bool {
-        self.url.scheme() == other.url.scheme()
-            && self.host().eq_ignore_ascii_case(other.host())
-            && self.port() == other.port()
-            && self.path_prefix() == other.path_prefix()
+        self.place() == other.place()
     }
+
+    /// What makes two backends the same place: scheme, host, effective port and prefix.
+    pub(crate) fn place(&self) -> String {
+        let scheme = self.url.scheme_str().unwrap_or_default();
+        let host = self.host().to_ascii_lowercase();
+        format!("{scheme}://{host}:{}{}", self.port(), self.path_prefix())
+    }
+}
+
+/// The port of a normalized backend URL: as written, else 443 for `https` and 80 for `http`.
+fn port_of(url: &Uri) -> u16 {
+    let default = if url.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    url.port_u16().unwrap_or(default)
 }
 
 /// `host:port`, the port explicit even when it is the scheme's default.
 fn default_name(url: &Uri) -> String {
-    let host = url.host().unwrap_or_default();
-    let port = url
-        .port_u16()
-        .unwrap_or(if url.scheme() == Some(&Scheme::HTTPS) {
-            443
-        } else {
-            80
-        });
-    format!("{host}:{port}")
+    format!("{}:{}", url.host().unwrap_or_default(), port_of(url))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(s: &str) -> Result<BackendSpec, BackendSpecError> {
+    fn spec(s: &str) -> Result<BackendArg, InvalidBackend> {
         s.parse()
     }
 
@@ -377,7 +416,7 @@ mod tests {
 
     #[test]
     fn refusals() {
-        use BackendSpecError as E;
+        use InvalidBackend as E;
         assert_eq!(spec("ftp://x"), Err(E::UnsupportedScheme("ftp".into())));
         assert_eq!(
             spec("ftp://x").unwrap_err().to_string(),
@@ -418,7 +457,7 @@ mod tests {
     #[test]
     fn regression_unicode_space_in_path() {
         let input = "https://.///////S\u{3000}\u{3000}\u{3000}///////";
-        assert!(matches!(spec(input), Err(BackendSpecError::InvalidUrl(_))));
+        assert!(matches!(spec(input), Err(InvalidBackend::InvalidUrl(_))));
         // Only ASCII whitespace around the spec is trimmed.
         assert!(spec("\u{3000}http://h").is_err());
         assert_eq!(spec(" \thttp://h=2 ").map(|s| s.weight), Ok(Some(2)));

@@ -20,9 +20,10 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use super::backend::BackendSpec;
+use super::backend::BackendArg;
 use super::error::Origin;
 use super::model::{AdminToken, Algorithm, LogFormat, LogLevel};
+use super::value::parse_socket_addr;
 
 /// Command line of `rrlb`. Each flag has an `RRLB_*` environment variable; the flag wins.
 #[derive(Debug, Clone, Default, Parser)]
@@ -61,7 +62,7 @@ pub struct Cli {
         value_name = "URL[=WEIGHT]",
         value_delimiter = ','
     )]
-    pub backends: Vec<BackendSpec>,
+    pub backends: Vec<BackendArg>,
 
     /// Balancing algorithm [default: round-robin].
     #[arg(long = "algorithm", env = "RRLB_ALGORITHM", value_name = "NAME", value_parser = algorithm_parser())]
@@ -118,12 +119,6 @@ const ENV_ARGS: [(&str, &str, &str); 9] = [
     ("log_format", "--log-format", "RRLB_LOG_FORMAT"),
     ("log_level", "--log-level", "RRLB_LOG"),
 ];
-
-/// Parses `IP:PORT`, with a hint when a host name was given.
-fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    s.parse().map_err(|_| super::resolve::bad_addr_reason(s))
-}
 
 /// `--algorithm`: the engine's names, listed with a line each in `--help`.
 fn algorithm_parser() -> impl TypedValueParser<Value = Algorithm> {
@@ -207,6 +202,21 @@ impl Cli {
         let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
         cli.from_env = from_env;
         Ok(cli)
+    }
+
+    /// Where the file key `key` was overridden, if a flag or variable set it: e.g. `--timeout` for
+    /// `timeouts.request`.
+    pub(crate) fn overrides(&self, key: &str) -> Option<Origin> {
+        let (id, given) = match key {
+            "listen" => ("listen", self.listen.is_some()),
+            "admin_listen" => ("admin_listen", self.admin_listen.is_some()),
+            "algorithm" => ("algorithm", self.algorithm.is_some()),
+            "timeouts.request" => ("timeout", self.timeout.is_some()),
+            "admin.token" => ("admin_token", self.admin_token.is_some()),
+            "backends" => ("backends", !self.backends.is_empty()),
+            _ => return None,
+        };
+        given.then(|| self.origin(id))
     }
 
     /// Where the value of setting `id` (a field name such as `"listen"`) came from:

@@ -83,8 +83,7 @@ impl Location {
 /// `Display` renders one line, e.g.
 /// `rrlb.toml: backends[1].weight = 0: out of range 1..=10000 (0 is refused: drain the backend instead) (line 9, column 10)`
 /// or `--backend ftp://x: unsupported scheme "ftp" (only http and https)`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}", .inner.message)]
+#[derive(Debug, Clone)]
 pub struct ConfigError {
     inner: Box<Inner>,
 }
@@ -97,47 +96,60 @@ struct Inner {
     value: Option<String>,
     reason: String,
     location: Option<Location>,
-    message: String,
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `is_read()` and the like: one predicate per kind.
+macro_rules! kind_predicates {
+    ($($(#[$doc:meta])* $name:ident => $kind:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self) -> bool {
+            self.inner.kind == ConfigErrorKind::$kind
+        }
+    )*};
 }
 
 impl ConfigError {
-    pub(crate) fn new(
-        kind: ConfigErrorKind,
-        origin: Origin,
-        key: Option<String>,
-        value: Option<String>,
-        reason: String,
-        location: Option<Location>,
-    ) -> Self {
-        let message = render(
+    pub(crate) fn new(kind: ConfigErrorKind, origin: Origin, reason: impl Into<String>) -> Self {
+        let (key, value, location, reason) = (None, None, None, reason.into());
+        let inner = Inner {
             kind,
-            &origin,
-            key.as_deref(),
-            value.as_deref(),
-            &reason,
+            origin,
+            key,
+            value,
+            reason,
             location,
-        );
+        };
         Self {
-            inner: Box::new(Inner {
-                kind,
-                origin,
-                key,
-                value,
-                reason,
-                location,
-                message,
-            }),
+            inner: Box::new(inner),
         }
     }
 
+    /// The same error, about `key`.
+    pub(crate) fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.inner.key = Some(key.into());
+        self
+    }
+
+    /// The same error, quoting `value`.
+    pub(crate) fn with_value(mut self, value: impl Into<String>) -> Self {
+        self.inner.value = Some(value.into());
+        self
+    }
+
+    /// The same error, at `location` of the file.
+    pub(crate) fn at(mut self, location: Option<Location>) -> Self {
+        self.inner.location = location;
+        self
+    }
+
     pub(crate) fn read(path: &Path, err: &std::io::Error) -> Self {
+        let reason = format!("cannot read the configuration file: {err}");
         Self::new(
             ConfigErrorKind::Read,
             Origin::File(path.to_path_buf()),
-            None,
-            None,
-            format!("cannot read the configuration file: {err}"),
-            None,
+            reason,
         )
     }
 
@@ -172,75 +184,55 @@ impl ConfigError {
         self.inner.location
     }
 
-    /// The configuration file could not be read.
-    pub fn is_read(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::Read
-    }
-
-    /// A reload was asked for, but there is no configuration file to re-read.
-    pub fn is_no_file(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::NoFile
-    }
-
-    /// The file is not valid TOML.
-    pub fn is_syntax(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::Syntax
-    }
-
-    /// The file has a key that the schema does not know.
-    pub fn is_unknown_key(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::UnknownKey
-    }
-
-    /// A value has the wrong type, is out of range, or is otherwise invalid.
-    pub fn is_invalid_value(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::InvalidValue
-    }
-
-    /// Two backends share a URL or a name.
-    pub fn is_duplicate(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::Duplicate
-    }
-
-    /// The admin API would be reachable from other hosts without a token.
-    pub fn is_insecure(&self) -> bool {
-        self.inner.kind == ConfigErrorKind::Insecure
+    kind_predicates! {
+        /// The configuration file could not be read.
+        is_read => Read;
+        /// A reload was asked for, but there is no configuration file to re-read.
+        is_no_file => NoFile;
+        /// The file is not valid TOML.
+        is_syntax => Syntax;
+        /// The file has a key that the schema does not know.
+        is_unknown_key => UnknownKey;
+        /// A value has the wrong type, is out of range, or is otherwise invalid.
+        is_invalid_value => InvalidValue;
+        /// Two backends share a URL or a name.
+        is_duplicate => Duplicate;
+        /// The admin API would be reachable from other hosts without a token.
+        is_insecure => Insecure;
     }
 }
 
-fn render(
-    kind: ConfigErrorKind,
-    origin: &Origin,
-    key: Option<&str>,
-    value: Option<&str>,
-    reason: &str,
-    location: Option<Location>,
-) -> String {
-    let mut out = match (origin, key, value) {
-        (Origin::File(_), Some(key), Some(value)) => format!("{origin}: {key} = {value}: {reason}"),
-        (Origin::File(_), Some(key), None) if kind == ConfigErrorKind::UnknownKey => {
-            format!("{origin}: unknown key `{key}`{}", with_sep(reason))
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Inner {
+            kind,
+            origin,
+            key,
+            value,
+            reason,
+            location,
+        } = &*self.inner;
+        match (origin, key, value) {
+            (Origin::File(_), Some(key), Some(value)) => {
+                write!(f, "{origin}: {key} = {value}: {reason}")
+            }
+            (Origin::File(_), Some(key), None) if *kind == ConfigErrorKind::UnknownKey => {
+                let sep = if reason.is_empty() { "" } else { ": " };
+                write!(f, "{origin}: unknown key `{key}`{sep}{reason}")
+            }
+            (Origin::File(_), Some(key), None) => write!(f, "{origin}: {key}: {reason}"),
+            (Origin::Flag(_), _, Some(value)) => write!(f, "{origin} {value}: {reason}"),
+            (Origin::Env(_), _, Some(value)) => write!(f, "{origin}={value}: {reason}"),
+            (Origin::Default, Some(key), Some(value)) => {
+                write!(f, "{key} = {value} (default): {reason}")
+            }
+            (Origin::Default, None, None) => f.write_str(reason),
+            _ => write!(f, "{origin}: {reason}"),
+        }?;
+        match location {
+            Some(Location { line, column }) => write!(f, " (line {line}, column {column})"),
+            None => Ok(()),
         }
-        (Origin::File(_), Some(key), None) => format!("{origin}: {key}: {reason}"),
-        (Origin::Flag(_), _, Some(value)) => format!("{origin} {value}: {reason}"),
-        (Origin::Env(_), _, Some(value)) => format!("{origin}={value}: {reason}"),
-        (Origin::Default, Some(key), Some(value)) => {
-            format!("{key} = {value} (default): {reason}")
-        }
-        (Origin::Default, None, None) => reason.to_owned(),
-        _ => format!("{origin}: {reason}"),
-    };
-    if let Some(Location { line, column }) = location {
-        out.push_str(&format!(" (line {line}, column {column})"));
-    }
-    out
-}
-
-fn with_sep(reason: &str) -> String {
-    if reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {reason}")
     }
 }
 
@@ -264,11 +256,10 @@ mod tests {
         let e = ConfigError::new(
             ConfigErrorKind::InvalidValue,
             Origin::File("rrlb.toml".into()),
-            Some("backends[1].weight".into()),
-            Some("0".into()),
-            "out of range".into(),
-            None,
-        );
+            "out of range",
+        )
+        .with_key("backends[1].weight")
+        .with_value("0");
         assert_eq!(
             e.to_string(),
             "rrlb.toml: backends[1].weight = 0: out of range"
@@ -276,20 +267,18 @@ mod tests {
         let e = ConfigError::new(
             ConfigErrorKind::InvalidValue,
             Origin::Flag("--backend"),
-            Some("backends".into()),
-            Some("ftp://x".into()),
-            "bad".into(),
-            None,
-        );
+            "bad",
+        )
+        .with_key("backends")
+        .with_value("ftp://x");
         assert_eq!(e.to_string(), "--backend ftp://x: bad");
         let e = ConfigError::new(
             ConfigErrorKind::UnknownKey,
             Origin::File("rrlb.toml".into()),
-            Some("health.intervall".into()),
-            None,
-            String::new(),
-            Some(Location { line: 2, column: 1 }),
-        );
+            "",
+        )
+        .with_key("health.intervall")
+        .at(Some(Location { line: 2, column: 1 }));
         assert_eq!(
             e.to_string(),
             "rrlb.toml: unknown key `health.intervall` (line 2, column 1)"

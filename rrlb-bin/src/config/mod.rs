@@ -46,19 +46,20 @@
 mod backend;
 mod cli;
 mod error;
-mod file;
+mod load;
 mod model;
-mod resolve;
+mod source;
+mod value;
 
 pub use backend::{
-    BackendConfig, BackendSpec, BackendSpecError, DEFAULT_WEIGHT, MAX_NAME_LEN, MAX_WEIGHT,
-    check_backend_name, check_weight, parse_backend_url,
+    BackendArg, BackendConfig, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
+    parse_backend_url,
 };
 pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AdminConfig, AdminToken, Algorithm, CircuitBreakerConfig, Config, HealthConfig, InitialHealth,
     InvalidLogLevel, InvalidToken, LimitsConfig, LogConfig, LogFormat, LogLevel, RetriesConfig,
-    RetryOn, TimeoutsConfig, UnknownName,
+    RetryOn, TimeoutsConfig,
 };
-pub use resolve::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};
+pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

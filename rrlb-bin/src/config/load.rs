@@ -1,0 +1,285 @@
+//! Layering (flag > environment > file > default) and the rules that span several keys.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::backend::BackendConfig;
+use super::cli::Cli;
+use super::error::{ConfigError, ConfigErrorKind, Origin};
+use super::model::{Config, InitialHealth, LogConfig};
+use super::source::Source;
+use super::value::check_positive;
+
+impl Config {
+    /// Builds the effective configuration: reads the file named by `--config`/`RRLB_CONFIG`
+    /// (if any), then applies flags and environment over it, then defaults, and validates.
+    ///
+    /// Backends given by `--backend`/`RRLB_BACKENDS` replace the file's list.
+    ///
+    /// ```
+    /// use rrlb::config::{Cli, Config};
+    ///
+    /// let cli = Cli::try_parse_from_env(["rrlb", "-b", "http://127.0.0.1:8081=3"], [("RRLB_TIMEOUT", "5s")])?;
+    /// let config = Config::load(&cli)?;
+    /// assert_eq!(config.backends[0].weight, 3);
+    /// assert_eq!(config.timeouts.request, std::time::Duration::from_secs(5));
+    /// assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let source = cli.config.as_deref().map(Source::read).transpose()?;
+        resolve(cli, source.as_ref())
+    }
+
+    /// What `SIGHUP`, a change to the file and `POST /admin/reload` call: re-reads the file and
+    /// re-applies the same flags and environment as at start-up (so they keep winning), then
+    /// validates. The backend list comes from the file again, unless flags or environment gave
+    /// it. On error the caller keeps its running configuration.
+    ///
+    /// Without a file (no `--config`/`RRLB_CONFIG`) there is nothing to re-read: that is an
+    /// error for which [`ConfigError::is_no_file`] holds.
+    pub fn reload(cli: &Cli) -> Result<Self, ConfigError> {
+        if cli.config.is_none() {
+            let reason =
+                "no configuration file to reload (start rrlb with --config FILE or RRLB_CONFIG)";
+            return Err(ConfigError::new(
+                ConfigErrorKind::NoFile,
+                Origin::Default,
+                reason,
+            ));
+        }
+        Self::load(cli)
+    }
+
+    /// Like [`Config::load`], with the file's text given (`path` is used in messages and as
+    /// [`Config::source`]). `cli.config` is ignored.
+    pub fn from_toml_str(
+        path: impl AsRef<Path>,
+        text: &str,
+        cli: &Cli,
+    ) -> Result<Self, ConfigError> {
+        let (path, text) = (path.as_ref().to_path_buf(), text.to_owned());
+        resolve(cli, Some(&Source { path, text }))
+    }
+}
+
+/// Where the value of a key came from, to blame it in an error.
+struct Layers<'a> {
+    cli: &'a Cli,
+    src: Option<&'a Source>,
+}
+
+impl Layers<'_> {
+    /// An error about `key`, whose value is `shown`: blamed on the flag or variable that set it,
+    /// else on the file's value, else on the default.
+    fn blame(&self, kind: ConfigErrorKind, key: &str, shown: &str, reason: String) -> ConfigError {
+        if let Some(origin) = self.cli.overrides(key) {
+            return ConfigError::new(kind, origin, reason)
+                .with_key(key)
+                .with_value(shown);
+        }
+        let default = || ConfigError::new(kind, Origin::Default, reason.clone());
+        let error = self.file(kind, key, &reason);
+        error.unwrap_or_else(|| default().with_key(key).with_value(shown))
+    }
+
+    /// An error about the file's value of `key`, if the file sets it.
+    fn file(&self, kind: ConfigErrorKind, key: &str, reason: &str) -> Option<ConfigError> {
+        self.src?.error_at(kind, key, reason)
+    }
+
+    /// A rule between `keys` is broken: blames the first of them that the file sets.
+    fn blame_any(&self, keys: &[&str], reason: String) -> ConfigError {
+        let kind = ConfigErrorKind::InvalidValue;
+        let first = keys.first().copied().unwrap_or_default();
+        let error = keys.iter().find_map(|key| self.file(kind, key, &reason));
+        error.unwrap_or_else(|| ConfigError::new(kind, Origin::Default, reason).with_key(first))
+    }
+}
+
+/// Applies the layers and validates. `src` is the file, if any.
+fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigError> {
+    let mut c = src.map_or_else(|| Ok(Config::default()), Source::parse)?;
+    let layers = Layers { cli, src };
+    // The file's backends are checked even when flags or the environment replace them.
+    file_backends(&layers, &c.backends)?;
+    c.source = src.map(|s| s.path.clone());
+    c.listen = cli.listen.unwrap_or(c.listen);
+    c.admin_listen = cli.admin_listen.unwrap_or(c.admin_listen);
+    c.algorithm = cli.algorithm.unwrap_or(c.algorithm);
+    if let Some(t) = cli.timeout {
+        let shown = humantime::format_duration(t).to_string();
+        c.timeouts.request = check_positive(t).map_err(|reason| {
+            layers.blame(
+                ConfigErrorKind::InvalidValue,
+                "timeouts.request",
+                &shown,
+                reason,
+            )
+        })?;
+    }
+    if cli.admin_token.is_some() {
+        c.admin.token.clone_from(&cli.admin_token);
+    }
+    if !cli.backends.is_empty() {
+        c.backends = cli_backends(&layers)?;
+    }
+    c.log = LogConfig {
+        format: cli.log_format.unwrap_or_default(),
+        level: cli.log_level.clone().unwrap_or_default(),
+    };
+    check_listeners(&layers, &c)?;
+    check_sections(&layers, &c)?;
+    Ok(c)
+}
+
+/// The listeners must not collide, and an admin API reachable from other hosts needs a token.
+fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
+    let (listen, admin) = (c.listen, c.admin_listen);
+    let clash = listen.port() == admin.port()
+        && listen.port() != 0
+        && (listen.ip() == admin.ip()
+            || listen.ip().is_unspecified()
+            || admin.ip().is_unspecified());
+    let kind = ConfigErrorKind::InvalidValue;
+    if clash {
+        // Blame the one that was set (both defaults cannot clash).
+        let admin_set = layers.cli.overrides("admin_listen").is_some()
+            || layers.src.and_then(|s| s.span_of("admin_listen")).is_some();
+        return Err(if admin_set {
+            let reason = format!("same port as the proxy listener ({listen})");
+            layers.blame(kind, "admin_listen", &admin.to_string(), reason)
+        } else {
+            let reason = format!("same port as the admin listener ({admin})");
+            layers.blame(kind, "listen", &listen.to_string(), reason)
+        });
+    }
+    if !admin.ip().to_canonical().is_loopback() && c.admin.token.is_none() {
+        let reason = "the admin API would be reachable from other hosts without authentication: \
+             set a token ([admin] token, --admin-token or RRLB_ADMIN_TOKEN) or listen on a loopback address such as 127.0.0.1";
+        return Err(layers.blame(
+            ConfigErrorKind::Insecure,
+            "admin_listen",
+            &admin.to_string(),
+            reason.to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Rules between the keys of one section.
+fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
+    let d = |d| humantime::format_duration(d);
+    let (h, b) = (&c.health, &c.circuit_breaker);
+    if h.timeout > h.interval {
+        let reason = format!(
+            "health.timeout ({}) must not exceed health.interval ({}): probes would overlap",
+            d(h.timeout),
+            d(h.interval)
+        );
+        return Err(layers.blame_any(&["health.timeout", "health.interval"], reason));
+    }
+    if !h.enabled && h.initial == InitialHealth::Unhealthy {
+        let reason = "with health checks disabled no backend would ever become healthy".to_owned();
+        return Err(layers.blame_any(&["health.initial", "health.enabled"], reason));
+    }
+    if b.min_calls > b.window {
+        let reason = format!(
+            "circuit_breaker.min_calls ({}) must not exceed circuit_breaker.window ({}): the rates would never be evaluated",
+            b.min_calls, b.window
+        );
+        return Err(layers.blame_any(
+            &["circuit_breaker.min_calls", "circuit_breaker.window"],
+            reason,
+        ));
+    }
+    if b.open_duration > b.max_open_duration {
+        let reason = format!(
+            "circuit_breaker.open_duration ({}) must not exceed circuit_breaker.max_open_duration ({})",
+            d(b.open_duration),
+            d(b.max_open_duration)
+        );
+        let keys = [
+            "circuit_breaker.open_duration",
+            "circuit_breaker.max_open_duration",
+        ];
+        return Err(layers.blame_any(&keys, reason));
+    }
+    if c.limits.rate_per_client > 0 && c.limits.burst == 0 {
+        let reason =
+            "must be at least 1 while limits.rate_per_client is on (0 would refuse every request)";
+        return Err(layers.blame_any(&["limits.burst"], reason.to_owned()));
+    }
+    Ok(())
+}
+
+/// The backends seen so far, by place and by name.
+#[derive(Default)]
+struct Seen {
+    places: HashMap<String, usize>,
+    names: HashMap<String, usize>,
+}
+
+impl Seen {
+    /// The index of an earlier backend with the same place or name as `b`, and whether it is the name.
+    fn repeat(&mut self, i: usize, b: &BackendConfig) -> Option<(usize, bool)> {
+        let place = self.places.get(&b.place()).map(|&first| (first, false));
+        let found = place.or_else(|| self.names.get(&b.name).map(|&first| (first, true)));
+        self.places.insert(b.place(), i);
+        self.names.insert(b.name.clone(), i);
+        found
+    }
+}
+
+/// Checks the file's list: default names valid, no URL or name twice.
+fn file_backends(layers: &Layers<'_>, backends: &[BackendConfig]) -> Result<(), ConfigError> {
+    let src = layers.src;
+    let mut seen = Seen::default();
+    for (i, b) in backends.iter().enumerate() {
+        let key = |field: &str| format!("backends[{i}].{field}");
+        let has_name = src.and_then(|s| s.span_of(&key("name"))).is_some();
+        let blame = |kind, field: &str, reason: String| {
+            let default = ConfigError::new(kind, Origin::Default, reason.clone());
+            let error = layers.file(kind, &key(field), &reason);
+            error.unwrap_or_else(|| default.with_key(key(field)))
+        };
+        if let Err(e) = super::backend::check_backend_name(&b.name) {
+            let reason = format!("{e} (the default name is host:port: set `name`)");
+            return Err(blame(ConfigErrorKind::InvalidValue, "url", reason));
+        }
+        if let Some((first, is_name)) = seen.repeat(i, b) {
+            let (field, what) = match (has_name, is_name) {
+                (true, true) => ("name", "name"),
+                (false, true) => ("url", "default name (host:port; set `name`)"),
+                _ => ("url", "URL"),
+            };
+            let reason = format!("duplicate backend {what}: backends[{first}] has the same");
+            return Err(blame(ConfigErrorKind::Duplicate, field, reason));
+        }
+    }
+    Ok(())
+}
+
+/// The list given by `--backend` or `RRLB_BACKENDS`.
+fn cli_backends(layers: &Layers<'_>) -> Result<Vec<BackendConfig>, ConfigError> {
+    let args = &layers.cli.backends;
+    let mut seen = Seen::default();
+    let mut out = Vec::with_capacity(args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let blame = |kind, reason| layers.blame(kind, "backends", &arg.to_string(), reason);
+        let backend = BackendConfig::from_arg(arg.clone(), None)
+            .map_err(|e| blame(ConfigErrorKind::InvalidValue, e.to_string()))?;
+        if let Some((first, is_name)) = seen.repeat(i, &backend) {
+            let first = args.get(first).map(ToString::to_string).unwrap_or_default();
+            let what = if is_name {
+                "default name (host:port)"
+            } else {
+                "URL"
+            };
+            let reason = format!("duplicate backend {what}: {first} was given before");
+            return Err(blame(ConfigErrorKind::Duplicate, reason));
+        }
+        out.push(backend);
+    }
+    Ok(out)
+}
