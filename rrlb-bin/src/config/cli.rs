@@ -22,8 +22,9 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use super::backend::BackendArg;
 use super::error::Origin;
-use super::model::{AdminToken, Algorithm, LogFormat, LogLevel};
+use super::model::{AdminToken, Algorithm};
 use super::value::parse_socket_addr;
+use crate::logging::{LogFormat, LogLevel};
 
 /// Command line of `rrlb`. Each flag has an `RRLB_*` environment variable; the flag wins.
 #[derive(Debug, Clone, Default, Parser)]

@@ -6,9 +6,10 @@ use std::path::Path;
 use super::backend::BackendConfig;
 use super::cli::Cli;
 use super::error::{ConfigError, ConfigErrorKind, Origin};
-use super::model::{Config, InitialHealth, LogConfig};
+use super::model::{Config, InitialHealth};
 use super::source::Source;
 use super::value::check_positive;
+use crate::logging::LogConfig;
 
 impl Config {
     /// Builds the effective configuration: reads the file named by `--config`/`RRLB_CONFIG`
@@ -167,50 +168,57 @@ fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Rules between the keys of one section.
+/// Rules between keys: each is (broken, the keys to blame in order, why).
 fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     let d = |d| humantime::format_duration(d);
-    let (h, b) = (&c.health, &c.circuit_breaker);
-    if h.timeout > h.interval {
-        let reason = format!(
-            "health.timeout ({}) must not exceed health.interval ({}): probes would overlap",
-            d(h.timeout),
-            d(h.interval)
-        );
-        return Err(layers.blame_any(&["health.timeout", "health.interval"], reason));
-    }
-    if !h.enabled && h.initial == InitialHealth::Unhealthy {
-        let reason = "with health checks disabled no backend would ever become healthy".to_owned();
-        return Err(layers.blame_any(&["health.initial", "health.enabled"], reason));
-    }
-    if b.min_calls > b.window {
-        let reason = format!(
-            "circuit_breaker.min_calls ({}) must not exceed circuit_breaker.window ({}): the rates would never be evaluated",
-            b.min_calls, b.window
-        );
-        return Err(layers.blame_any(
+    let (h, b, l) = (&c.health, &c.circuit_breaker, &c.limits);
+    let rules: [(bool, &[&str], String); 5] = [
+        (
+            h.timeout > h.interval,
+            &["health.timeout", "health.interval"],
+            format!(
+                "health.timeout ({}) must not exceed health.interval ({}): probes would overlap",
+                d(h.timeout),
+                d(h.interval)
+            ),
+        ),
+        (
+            !h.enabled && h.initial == InitialHealth::Unhealthy,
+            &["health.initial", "health.enabled"],
+            "with health checks disabled no backend would ever become healthy".to_owned(),
+        ),
+        (
+            b.min_calls > b.window,
             &["circuit_breaker.min_calls", "circuit_breaker.window"],
-            reason,
-        ));
+            format!(
+                "circuit_breaker.min_calls ({}) must not exceed circuit_breaker.window ({}): \
+                 the rates would never be evaluated",
+                b.min_calls, b.window
+            ),
+        ),
+        (
+            b.open_duration > b.max_open_duration,
+            &[
+                "circuit_breaker.open_duration",
+                "circuit_breaker.max_open_duration",
+            ],
+            format!(
+                "circuit_breaker.open_duration ({}) must not exceed circuit_breaker.max_open_duration ({})",
+                d(b.open_duration),
+                d(b.max_open_duration)
+            ),
+        ),
+        (
+            l.rate_per_client > 0 && l.burst == 0,
+            &["limits.burst"],
+            "must be at least 1 while limits.rate_per_client is on (0 would refuse every request)"
+                .to_owned(),
+        ),
+    ];
+    match rules.into_iter().find(|(broken, _, _)| *broken) {
+        Some((_, keys, reason)) => Err(layers.blame_any(keys, reason)),
+        None => Ok(()),
     }
-    if b.open_duration > b.max_open_duration {
-        let reason = format!(
-            "circuit_breaker.open_duration ({}) must not exceed circuit_breaker.max_open_duration ({})",
-            d(b.open_duration),
-            d(b.max_open_duration)
-        );
-        let keys = [
-            "circuit_breaker.open_duration",
-            "circuit_breaker.max_open_duration",
-        ];
-        return Err(layers.blame_any(&keys, reason));
-    }
-    if c.limits.rate_per_client > 0 && c.limits.burst == 0 {
-        let reason =
-            "must be at least 1 while limits.rate_per_client is on (0 would refuse every request)";
-        return Err(layers.blame_any(&["limits.burst"], reason.to_owned()));
-    }
-    Ok(())
 }
 
 /// The backends seen so far, by place and by name.

@@ -51,6 +51,7 @@ mod model;
 mod source;
 mod value;
 
+pub use crate::logging::{InvalidLogLevel, LogConfig, LogFormat, LogLevel};
 pub use backend::{
     BackendArg, BackendConfig, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
     parse_backend_url,
@@ -59,7 +60,6 @@ pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AdminConfig, AdminToken, Algorithm, CircuitBreakerConfig, Config, HealthConfig, InitialHealth,
-    InvalidLogLevel, InvalidToken, LimitsConfig, LogConfig, LogFormat, LogLevel, RetriesConfig,
-    RetryOn, TimeoutsConfig,
+    InvalidToken, LimitsConfig, RetriesConfig, RetryOn, TimeoutsConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};
