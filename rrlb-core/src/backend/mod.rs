@@ -8,6 +8,7 @@
 
 mod stats;
 
+use std::any::Any;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
@@ -25,10 +26,60 @@ pub(crate) trait Owner: Send + Sync {
     fn eligibility_changed(&self);
 }
 
+/// A value of any type that whoever adds a backend attaches to it, typically its parsed address, so that the
+/// request path reads it instead of parsing [`Backend::url`] again (pingora's `Backend::ext`). The engine never
+/// looks inside; cloning shares the value.
+///
+/// ```
+/// use rrlb_core::backend::Extension;
+///
+/// let ext = Extension::new(8081_u16);
+/// assert_eq!(ext.get::<u16>(), Some(&8081));
+/// assert_eq!(ext.get::<String>(), None);
+/// assert_eq!(Extension::default().get::<u16>(), None);
+/// ```
+#[derive(Clone, Default)]
+pub struct Extension(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Extension {
+    /// Wraps `value`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self(Some(Arc::new(value)))
+    }
+
+    /// The value, if there is one and it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref()?.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Extension(..)"
+        } else {
+            "Extension(None)"
+        })
+    }
+}
+
+impl PartialEq for Extension {
+    /// The same shared value, or both empty.
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+}
+
+impl Eq for Extension {}
+
 /// One upstream: a name, an address, and its live state.
 pub struct Backend {
     name: Box<str>,
     url: Box<str>,
+    ext: Extension,
     stats: Stats,
     breaker: Breaker,
     health: Health,
@@ -59,6 +110,7 @@ impl Backend {
         Self {
             name: name.into(),
             url: url.into(),
+            ext: Extension::default(),
             stats: Stats::new(),
             breaker: Breaker::new(breaker),
             health: Health::new(healthy, health),
@@ -74,6 +126,17 @@ impl Backend {
     /// The backend's address as configured (rrlb uses an `http`/`https` URL; the core does not interpret it).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The same backend, carrying `ext` (see [`Extension`]).
+    pub fn with_ext(mut self, ext: Extension) -> Self {
+        self.ext = ext;
+        self
+    }
+
+    /// The value attached when the backend was added, if it is a `T` (see [`Extension`]).
+    pub fn ext<T: Any>(&self) -> Option<&T> {
+        self.ext.get()
     }
 
     /// Request counters and latency histogram.

@@ -27,7 +27,7 @@ use arc_swap::{ArcSwap, Guard};
 
 pub use self::call::{Call, Outcome};
 pub use self::error::{NoEligibleBackend, SetError};
-use crate::backend::{Backend, MAX_WEIGHT, MIN_WEIGHT, Member, Owner};
+use crate::backend::{Backend, Extension, MAX_WEIGHT, MIN_WEIGHT, Member, Owner};
 use crate::balancer::Balancer;
 use crate::breaker::{BreakerParams, CircuitState};
 use crate::health::HealthParams;
@@ -41,6 +41,8 @@ pub struct BackendSpec {
     pub url: String,
     /// Weight, 1..=10000.
     pub weight: u32,
+    /// A value the backend carries for its user, e.g. its parsed address (see [`Extension`]).
+    pub ext: Extension,
 }
 
 impl BackendSpec {
@@ -50,12 +52,19 @@ impl BackendSpec {
             name: name.into(),
             url: url.into(),
             weight: 1,
+            ext: Extension::default(),
         }
     }
 
     /// The same spec with another weight.
     pub fn with_weight(mut self, weight: u32) -> Self {
         self.weight = weight;
+        self
+    }
+
+    /// The same spec, its backend carrying `value` (read back with [`Backend::ext`]).
+    pub fn with_ext<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.ext = Extension::new(value);
         self
     }
 }
@@ -485,13 +494,16 @@ impl<B: Balancer> BackendSet<B> {
     }
 
     fn new_backend(&self, w: &Writer, spec: &BackendSpec) -> Arc<Backend> {
-        let b = Arc::new(Backend::new(
-            spec.name.as_str(),
-            spec.url.as_str(),
-            w.options.start_healthy,
-            w.options.breaker,
-            w.options.health,
-        ));
+        let b = Arc::new(
+            Backend::new(
+                spec.name.as_str(),
+                spec.url.as_str(),
+                w.options.start_healthy,
+                w.options.breaker,
+                w.options.health,
+            )
+            .with_ext(spec.ext.clone()),
+        );
         b.set_owner(Some(self.inner.owner()));
         b
     }

@@ -298,3 +298,25 @@ fn a_picker_sees_every_change_published_before_its_pick() {
     assert_eq!(pick(&mut clone), "a");
     assert_eq!(picker.snapshot().version(), set.load().version());
 }
+
+#[test]
+fn a_backend_carries_the_extension_of_its_spec() {
+    #[derive(Debug, PartialEq)]
+    struct Port(u16);
+    let set = BackendSet::with_backends(
+        RoundRobin::new(),
+        SetOptions::default(),
+        [BackendSpec::new("a", "http://a:81").with_ext(Port(81))],
+    )
+    .unwrap();
+    let a = set.get("a").unwrap();
+    assert_eq!(a.ext::<Port>(), Some(&Port(81)));
+    assert_eq!(a.ext::<u16>(), None);
+    let b = set.add(BackendSpec::new("b", "http://b:80")).unwrap();
+    assert_eq!(b.ext::<Port>(), None);
+    // A backend that survives an update keeps its state, and so its extension.
+    set.update([BackendSpec::new("a", "http://a:81").with_ext(Port(1))])
+        .unwrap();
+    assert!(Arc::ptr_eq(set.get("a").unwrap().backend(), a.backend()));
+    assert_eq!(set.get("a").unwrap().ext::<Port>(), Some(&Port(81)));
+}
