@@ -1,9 +1,9 @@
-//! `URL[=WEIGHT]` → BackendSpec: never panics; an accepted spec displays to a string that
-//! parses back to it, and its backend's URL string parses back to the same place.
+//! `URL[=WEIGHT]` → BackendConfig: never panics; an accepted backend displays to a string that
+//! parses back to it, and its URL string parses back to the same place.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rrlb::config::{BackendArg, BackendConfig, check_backend_name, parse_backend_url};
+use rrlb::config::{BackendConfig, check_backend_name, parse_backend_url};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -11,23 +11,22 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = check_backend_name(text);
     let _ = parse_backend_url(text).map(|u| u.to_string());
-    match text.parse::<BackendArg>() {
+    match text.parse::<BackendConfig>() {
         Err(e) => {
             let _ = e.to_string();
         }
-        Ok(spec) => {
-            let shown = spec.to_string();
-            match shown.parse::<BackendArg>() {
-                Ok(again) => assert_eq!(again, spec, "{text:?} displayed as {shown:?}"),
+        Ok(backend) => {
+            let shown = backend.to_string();
+            match shown.parse::<BackendConfig>() {
+                Ok(again) => assert_eq!(again, backend, "{text:?} displayed as {shown:?}"),
                 Err(e) => panic!("{text:?} displayed as {shown:?}, which does not parse: {e}"),
             }
-            if let Ok(backend) = BackendConfig::from_arg(spec, None) {
-                let url = backend.url_string();
-                let again = BackendConfig::new(&url, Some(backend.weight), Some(&backend.name))
-                    .unwrap_or_else(|e| panic!("{url:?} does not parse: {e}"));
-                assert!(again.same_url(&backend), "{url:?}");
-                assert_eq!(again, backend);
-            }
+            let url = backend.url_string();
+            let again = BackendConfig::new(&url, Some(backend.weight), Some(&backend.name))
+                .unwrap_or_else(|e| panic!("{url:?} does not parse: {e}"));
+            assert!(again.same_url(&backend), "{url:?}");
+            assert_eq!(again.url_string(), url);
+            assert_eq!(again, backend);
         }
     }
 });

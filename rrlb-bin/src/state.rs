@@ -17,7 +17,7 @@ use rrlb_tower::{
 use tokio::sync::Mutex;
 use tower::{Service, ServiceExt};
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::metrics::Metrics;
 
 pub use crate::upstream::ProxyService;
@@ -70,10 +70,7 @@ fn set_options(c: &Config) -> SetOptions {
 }
 
 fn specs(c: &Config) -> Vec<BackendSpec> {
-    c.backends
-        .iter()
-        .map(|b| BackendSpec::new(b.name.clone(), b.url_string()).with_weight(b.weight))
-        .collect()
+    c.backends.iter().map(BackendConfig::spec).collect()
 }
 
 fn balance_config(c: &Config) -> BalanceConfig {

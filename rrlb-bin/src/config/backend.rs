@@ -1,22 +1,19 @@
-//! Backends: the `URL[=WEIGHT]` syntax of `--backend` and `RRLB_BACKENDS`, URL rules, names.
-//!
-//! One parser serves the command line, the environment, the TOML file (for its `url` values) and
-//! the admin API, so a URL that one of them accepts, all of them accept.
+//! Backends: a `[[backends]]` entry, an admin API `POST`, or a `URL[=WEIGHT]` argument of `--backend` and
+//! `RRLB_BACKENDS`, all checked by the same rules.
 //!
 //! # Rules
-//! - Only `http` and `https`; a host is required; the port defaults to 80 or 443.
-//! - No credentials (`user@host`), no query string, no fragment.
-//! - A path is a prefix the proxy prepends to every forwarded path; a trailing `/` is dropped.
-//! - `=` and `,` may not appear in the URL (write `%3D`, `%2C`): in `URL=WEIGHT` everything after
-//!   the **last** `=` is the weight, and `RRLB_BACKENDS` is split on commas.
-//! - Scheme and host are lowercased, so `HTTP://Echo:80` and `http://echo:80` are the same backend.
+//! - The URL is an [`BackendUrl`]: only `http` and `https`, a host, the port defaulting to 80 or 443, no
+//!   credentials, query string or fragment; a path is a prefix the proxy prepends to every forwarded path.
+//! - `=` and `,` may not appear in the URL (write `%3D`, `%2C`): in `URL=WEIGHT` everything after the
+//!   **last** `=` is the weight, and `RRLB_BACKENDS` is split on commas.
+//! - A weight is in the engine's range, `1..=10000`; a name is 1 to 128 visible ASCII characters.
 
 use std::fmt;
 use std::str::FromStr;
 
-use http::Uri;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use rrlb_core::BackendSpec;
 use rrlb_core::backend::{MAX_WEIGHT, MIN_WEIGHT};
+use rrlb_tower::http::{BackendUrl, InvalidBackendUrl};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest backend name accepted, in bytes.
@@ -26,36 +23,12 @@ pub const MAX_NAME_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidBackend {
-    /// Nothing was given.
-    #[error("empty backend URL")]
-    Empty,
-    /// `echo:8081` instead of `http://echo:8081`.
-    #[error("missing scheme (write http://{0} or https://{0})")]
-    MissingScheme(String),
-    /// A scheme other than `http` or `https`.
-    #[error("unsupported scheme {0:?} (only http and https)")]
-    UnsupportedScheme(String),
-    /// Not a URL at all.
-    #[error("invalid URL: {0}")]
-    InvalidUrl(String),
-    /// `http://:8080`.
-    #[error("the URL has no host")]
-    MissingHost,
-    /// `http://user:pass@host`.
-    #[error("credentials in the URL (user@host) are not supported")]
-    UserInfo,
-    /// `http://host/?q=1`.
-    #[error("a backend URL takes no query string")]
-    Query,
-    /// `http://host/#x`.
-    #[error("a backend URL takes no fragment")]
-    Fragment,
+    /// The URL breaks a rule of [`BackendUrl`].
+    #[error(transparent)]
+    Url(#[from] InvalidBackendUrl),
     /// A character reserved by the `URL=WEIGHT` and comma-separated syntaxes.
     #[error("{0:?} is not allowed in a backend URL (percent-encode it as {1})")]
     ReservedChar(char, &'static str),
-    /// Port 0, or above 65535, or empty.
-    #[error("invalid port {0:?} (1..=65535)")]
-    InvalidPort(String),
     /// What follows the last `=` is not a whole number.
     #[error("invalid weight {0:?}: expected a whole number in {MIN_WEIGHT}..={MAX_WEIGHT}")]
     InvalidWeight(String),
@@ -69,162 +42,24 @@ pub enum InvalidBackend {
     InvalidName(String, &'static str),
 }
 
-/// A parsed `URL[=WEIGHT]` argument, as given to `--backend` or `RRLB_BACKENDS`.
-///
-/// Everything after the **last** `=` is the weight; `=` inside the URL must be written `%3D`.
-///
-/// ```
-/// use rrlb::config::BackendArg;
-///
-/// let spec: BackendArg = "http://echo-go:8081=3".parse()?;
-/// assert_eq!(spec.url.to_string(), "http://echo-go:8081/");
-/// assert_eq!(spec.weight, Some(3));
-/// assert!("ftp://x".parse::<BackendArg>().is_err());
-/// # Ok::<(), rrlb::config::InvalidBackend>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendArg {
-    /// The normalized URL (see [`parse_backend_url`]).
-    pub url: Uri,
-    /// The weight, if one was given (already checked to be in range).
-    pub weight: Option<u32>,
-}
-
-impl FromStr for BackendArg {
-    type Err = InvalidBackend;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = trim_ascii(s);
-        let (url, weight) = match s.rsplit_once('=') {
-            Some((url, weight)) => (url, Some(parse_weight(trim_ascii(weight))?)),
-            None => (s, None),
-        };
-        Ok(Self {
-            url: parse_backend_url(url)?,
-            weight,
-        })
-    }
-}
-
-impl fmt::Display for BackendArg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&display_url(&self.url))?;
-        match self.weight {
-            Some(weight) => write!(f, "={weight}"),
-            None => Ok(()),
+/// Parses a backend URL by the rules of [`BackendUrl`], refusing `=` and `,` (the separators of the
+/// `URL=WEIGHT` and `RRLB_BACKENDS` syntaxes).
+pub fn parse_backend_url(text: &str) -> Result<BackendUrl, InvalidBackend> {
+    for (c, encoded) in [('=', "%3D"), (',', "%2C")] {
+        if text.contains(c) {
+            return Err(InvalidBackend::ReservedChar(c, encoded));
         }
     }
+    Ok(text.parse()?)
 }
 
-/// Parses the `WEIGHT` of `URL=WEIGHT`: a whole number in `1..=10000`.
-fn parse_weight(text: &str) -> Result<u32, InvalidBackend> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(InvalidBackend::InvalidWeight(text.to_owned()));
-    }
-    let weight = text
-        .parse::<u32>()
-        .map_err(|_| InvalidBackend::WeightOutOfRange(text.to_owned()))?;
-    check_weight(weight)
-}
-
-/// Trims ASCII whitespace only: other Unicode spaces are not separators (and are refused in URLs).
-fn trim_ascii(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii_whitespace())
-}
-
-/// Checks that a weight is in `1..=10000`.
+/// Checks that a weight is in the engine's range, `1..=10000`.
 pub fn check_weight(weight: u32) -> Result<u32, InvalidBackend> {
-    if (1..=MAX_WEIGHT).contains(&weight) {
+    if (MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
         Ok(weight)
     } else {
         Err(InvalidBackend::WeightOutOfRange(weight.to_string()))
     }
-}
-
-/// Parses and normalizes a backend URL.
-///
-/// Rules: only `http` and `https`; a host is required; the port defaults to 80 or 443; no
-/// credentials (`user@host`), query string or fragment; a path is a prefix the proxy prepends
-/// (its trailing `/` is dropped); `=` and `,` must be percent-encoded (`%3D`, `%2C`) because they
-/// separate the weight and the entries of `RRLB_BACKENDS`.
-///
-/// The result has a lowercased scheme and host, the port as written (absent means 80 or 443),
-/// and the path without its trailing `/` (`/` when there is none).
-pub fn parse_backend_url(text: &str) -> Result<Uri, InvalidBackend> {
-    let text = trim_ascii(text);
-    if text.is_empty() {
-        return Err(InvalidBackend::Empty);
-    }
-    if let Some(c) = text.chars().find(|c| !c.is_ascii() || c.is_ascii_control()) {
-        return Err(InvalidBackend::InvalidUrl(format!(
-            "{c:?} must be percent-encoded"
-        )));
-    }
-    if text.contains('#') {
-        return Err(InvalidBackend::Fragment);
-    }
-    if text.contains('=') {
-        return Err(InvalidBackend::ReservedChar('=', "%3D"));
-    }
-    if text.contains(',') {
-        return Err(InvalidBackend::ReservedChar(',', "%2C"));
-    }
-    let uri: Uri = text
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| InvalidBackend::InvalidUrl(e.to_string()))?;
-    let Some(scheme) = uri.scheme_str() else {
-        return Err(if uri.authority().is_some() {
-            InvalidBackend::MissingScheme(text.to_owned())
-        } else {
-            InvalidBackend::InvalidUrl("expected http://HOST[:PORT][/PREFIX]".to_owned())
-        });
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    let scheme = match scheme.as_str() {
-        "http" => Scheme::HTTP,
-        "https" => Scheme::HTTPS,
-        _ => return Err(InvalidBackend::UnsupportedScheme(scheme)),
-    };
-    let Some(authority) = uri.authority() else {
-        return Err(InvalidBackend::MissingHost);
-    };
-    if authority.as_str().contains('@') {
-        return Err(InvalidBackend::UserInfo);
-    }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err(InvalidBackend::MissingHost);
-    }
-    // What follows the host is either nothing or `:PORT`.
-    let rest = authority.as_str().get(host.len()..).unwrap_or_default();
-    if let Some(port) = rest.strip_prefix(':') {
-        match port.parse::<u16>() {
-            Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
-            _ => return Err(InvalidBackend::InvalidPort(port.to_owned())),
-        }
-    } else if !rest.is_empty() {
-        return Err(InvalidBackend::InvalidUrl(format!(
-            "unexpected {rest:?} after the host"
-        )));
-    }
-    if uri.query().is_some() || text.contains('?') {
-        return Err(InvalidBackend::Query);
-    }
-    let authority: Authority = authority
-        .as_str()
-        .to_ascii_lowercase()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| InvalidBackend::InvalidUrl(e.to_string()))?;
-    let path = uri.path().trim_end_matches('/');
-    let path: PathAndQuery = if path.is_empty() { "/" } else { path }
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| InvalidBackend::InvalidUrl(e.to_string()))?;
-    Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| InvalidBackend::InvalidUrl(e.to_string()))
 }
 
 /// Checks a backend name: 1 to 128 visible ASCII characters, none of `/ ? # % \`
@@ -232,37 +67,38 @@ pub fn parse_backend_url(text: &str) -> Result<Uri, InvalidBackend> {
 pub fn check_backend_name(name: &str) -> Result<(), InvalidBackend> {
     let invalid = |why| Err(InvalidBackend::InvalidName(name.to_owned(), why));
     if name.is_empty() {
-        return invalid("empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return invalid("longer than 128 characters");
-    }
-    if !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return invalid("only visible ASCII characters, no spaces");
-    }
-    if name.bytes().any(|b| b"/?#%\\".contains(&b)) {
-        return invalid("none of / ? # % \\");
-    }
-    Ok(())
-}
-
-/// `http://host:port` without the trailing `/` that [`Uri`]'s `Display` adds for an empty path.
-fn display_url(uri: &Uri) -> String {
-    let text = uri.to_string();
-    match text.strip_suffix('/') {
-        Some(trimmed) if uri.path() == "/" => trimmed.to_owned(),
-        _ => text,
+        invalid("empty")
+    } else if name.len() > MAX_NAME_LEN {
+        invalid("longer than 128 characters")
+    } else if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        invalid("only visible ASCII characters, no spaces")
+    } else if name.bytes().any(|b| b"/?#%\\".contains(&b)) {
+        invalid("none of / ? # % \\")
+    } else {
+        Ok(())
     }
 }
 
-/// One backend of the effective configuration: a `[[backends]]` entry, an admin API `POST`, or a
-/// `URL[=WEIGHT]` argument.
+/// One backend of the configuration.
+///
+/// It parses from `URL[=WEIGHT]` (as `--backend` and `RRLB_BACKENDS` give it; the name is then `host:port`)
+/// and displays back to that form (the weight only when it is not 1).
+///
+/// ```
+/// use rrlb::config::BackendConfig;
+///
+/// let b: BackendConfig = "http://Echo-Go:8081=3".parse()?;
+/// assert_eq!((b.name.as_str(), b.weight, b.url_string().as_str()), ("echo-go:8081", 3, "http://echo-go:8081"));
+/// assert_eq!(b.to_string(), "http://echo-go:8081=3");
+/// assert!("ftp://x".parse::<BackendConfig>().is_err());
+/// # Ok::<(), rrlb::config::InvalidBackend>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Entry")]
 pub struct BackendConfig {
-    /// The normalized URL (see [`parse_backend_url`]); its path, if any, is a prefix.
+    /// Where the backend is; its path, if any, is a prefix.
     #[serde(serialize_with = "serialize_url")]
-    pub url: Uri,
+    pub url: BackendUrl,
     /// Weight in `1..=10000`, used by `weighted-round-robin`.
     pub weight: u32,
     /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API.
@@ -275,7 +111,7 @@ pub struct BackendConfig {
 #[serde(deny_unknown_fields, expecting = "a table")]
 struct Entry {
     #[serde(deserialize_with = "deserialize_url")]
-    url: Uri,
+    url: BackendUrl,
     #[serde(default = "default_weight", deserialize_with = "super::value::weight")]
     weight: u32,
     #[serde(default, deserialize_with = "deserialize_name")]
@@ -297,11 +133,11 @@ impl From<Entry> for BackendConfig {
     }
 }
 
-fn serialize_url<S: Serializer>(url: &Uri, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&display_url(url))
+fn serialize_url<S: Serializer>(url: &BackendUrl, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&url.text())
 }
 
-fn deserialize_url<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
+fn deserialize_url<'de, D: Deserializer<'de>>(d: D) -> Result<BackendUrl, D::Error> {
     parse_backend_url(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
@@ -309,6 +145,45 @@ fn deserialize_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
     let name = String::deserialize(d)?;
     check_backend_name(&name).map_err(serde::de::Error::custom)?;
     Ok(Some(name))
+}
+
+/// `host:port`, the port explicit even when it is the scheme's default.
+fn default_name(url: &BackendUrl) -> String {
+    format!("{}:{}", url.host(), url.port())
+}
+
+impl FromStr for BackendConfig {
+    type Err = InvalidBackend;
+
+    /// `URL[=WEIGHT]`: everything after the **last** `=` is the weight.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
+        let (url, weight) = match s.rsplit_once('=') {
+            Some((url, weight)) => (url, Some(parse_weight(weight.trim_ascii())?)),
+            None => (s, None),
+        };
+        Self::new(url, weight, None)
+    }
+}
+
+impl fmt::Display for BackendConfig {
+    /// `URL[=WEIGHT]`, the weight only when it is not 1.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url.text())?;
+        match self.weight {
+            MIN_WEIGHT => Ok(()),
+            weight => write!(f, "={weight}"),
+        }
+    }
+}
+
+/// Parses the `WEIGHT` of `URL=WEIGHT`: a whole number in `1..=10000`.
+fn parse_weight(text: &str) -> Result<u32, InvalidBackend> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InvalidBackend::InvalidWeight(text.to_owned()));
+    }
+    let weight = text.parse::<u32>();
+    check_weight(weight.map_err(|_| InvalidBackend::WeightOutOfRange(text.to_owned()))?)
 }
 
 impl BackendConfig {
@@ -324,132 +199,98 @@ impl BackendConfig {
     /// # Ok::<(), rrlb::config::InvalidBackend>(())
     /// ```
     pub fn new(url: &str, weight: Option<u32>, name: Option<&str>) -> Result<Self, InvalidBackend> {
-        let arg = BackendArg {
-            url: parse_backend_url(url)?,
-            weight: weight.map(check_weight).transpose()?,
-        };
-        Self::from_arg(arg, name)
+        let url = parse_backend_url(url)?;
+        let name = name.map_or_else(|| default_name(&url), str::to_owned);
+        check_backend_name(&name)?;
+        let weight = check_weight(weight.unwrap_or(MIN_WEIGHT))?;
+        Ok(Self { url, weight, name })
     }
 
-    /// Builds a backend from a parsed `URL[=WEIGHT]` and an optional name.
-    pub fn from_arg(arg: BackendArg, name: Option<&str>) -> Result<Self, InvalidBackend> {
-        let name = name.map_or_else(|| default_name(&arg.url), str::to_owned);
-        check_backend_name(&name)?;
-        Ok(Self {
-            weight: check_weight(arg.weight.unwrap_or(MIN_WEIGHT))?,
-            url: arg.url,
-            name,
-        })
+    /// The engine's spec for this backend, carrying its parsed URL.
+    pub fn spec(&self) -> BackendSpec {
+        self.url
+            .clone()
+            .into_spec(self.name.clone())
+            .with_weight(self.weight)
     }
 
     /// The host, lowercased (IPv6 addresses keep their brackets).
     pub fn host(&self) -> &str {
-        self.url.host().unwrap_or_default()
+        self.url.host()
     }
 
     /// The port: as written, else 443 for `https` and 80 for `http`.
     pub fn port(&self) -> u16 {
-        port_of(&self.url)
+        self.url.port()
     }
 
     /// Whether the backend is reached over TLS.
     pub fn is_https(&self) -> bool {
-        self.url.scheme() == Some(&Scheme::HTTPS)
+        self.url.is_https()
     }
 
     /// The path prefixed to every forwarded request: `""` when there is none, else e.g. `"/api"`.
     pub fn path_prefix(&self) -> &str {
-        self.url.path().trim_end_matches('/')
+        self.url.path_prefix()
     }
 
     /// The URL as users write it: no trailing `/` when there is no prefix.
     pub fn url_string(&self) -> String {
-        display_url(&self.url)
+        self.url.text()
     }
 
     /// Whether both point at the same place (scheme, host, effective port and prefix);
     /// `http://a` and `http://a:80` are the same.
     pub fn same_url(&self, other: &Self) -> bool {
-        self.place() == other.place()
+        self.url == other.url
     }
-
-    /// What makes two backends the same place: scheme, host, effective port and prefix.
-    pub(crate) fn place(&self) -> String {
-        let scheme = self.url.scheme_str().unwrap_or_default();
-        let host = self.host().to_ascii_lowercase();
-        format!("{scheme}://{host}:{}{}", self.port(), self.path_prefix())
-    }
-}
-
-/// The port of a normalized backend URL: as written, else 443 for `https` and 80 for `http`.
-fn port_of(url: &Uri) -> u16 {
-    let default = if url.scheme() == Some(&Scheme::HTTPS) {
-        443
-    } else {
-        80
-    };
-    url.port_u16().unwrap_or(default)
-}
-
-/// `host:port`, the port explicit even when it is the scheme's default.
-fn default_name(url: &Uri) -> String {
-    format!("{}:{}", url.host().unwrap_or_default(), port_of(url))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(s: &str) -> Result<BackendArg, InvalidBackend> {
+    fn arg(s: &str) -> Result<BackendConfig, InvalidBackend> {
         s.parse()
     }
 
     #[test]
     fn url_and_weight() {
-        let s = spec("http://echo-go:8081=3").unwrap();
-        assert_eq!(s.weight, Some(3));
-        assert_eq!(s.to_string(), "http://echo-go:8081=3");
-        let s = spec(" https://API.example.com/v1/ ").unwrap();
-        assert_eq!(s.weight, None);
-        assert_eq!(s.to_string(), "https://api.example.com/v1");
+        let b = arg("http://echo-go:8081=3").unwrap();
+        assert_eq!((b.weight, b.name.as_str()), (3, "echo-go:8081"));
+        assert_eq!(b.to_string(), "http://echo-go:8081=3");
+        let b = arg(" https://API.example.com/v1/ ").unwrap();
+        assert_eq!(b.weight, 1);
+        assert_eq!(b.to_string(), "https://api.example.com/v1");
     }
 
     #[test]
     fn refusals() {
         use InvalidBackend as E;
-        assert_eq!(spec("ftp://x"), Err(E::UnsupportedScheme("ftp".into())));
+        let url = |e| Err(E::Url(e));
         assert_eq!(
-            spec("ftp://x").unwrap_err().to_string(),
+            arg("ftp://x"),
+            url(InvalidBackendUrl::UnsupportedScheme("ftp".into()))
+        );
+        assert_eq!(
+            arg("ftp://x").unwrap_err().to_string(),
             "unsupported scheme \"ftp\" (only http and https)"
         );
-        assert_eq!(spec(""), Err(E::Empty));
-        assert_eq!(spec("=3"), Err(E::Empty));
-        assert!(matches!(spec("echo:8081"), Err(E::MissingScheme(_))));
-        assert_eq!(spec("http://:80"), Err(E::MissingHost));
-        assert_eq!(spec("http://u:p@h:80"), Err(E::UserInfo));
-        assert_eq!(spec("http://h/p?x"), Err(E::Query));
-        assert_eq!(spec("http://h/p#x"), Err(E::Fragment));
-        assert_eq!(spec("http://h:0"), Err(E::InvalidPort("0".into())));
-        assert_eq!(spec("http://h:99999"), Err(E::InvalidPort("99999".into())));
-        assert_eq!(spec("http://h:"), Err(E::InvalidPort(String::new())));
-        assert_eq!(spec("http://h=0"), Err(E::WeightOutOfRange("0".into())));
+        assert_eq!(arg("=3"), url(InvalidBackendUrl::Empty));
+        assert_eq!(arg("http://h=0"), Err(E::WeightOutOfRange("0".into())));
         assert_eq!(
-            spec("http://h=10001"),
+            arg("http://h=10001"),
             Err(E::WeightOutOfRange("10001".into()))
         );
         assert_eq!(
-            spec("http://h=99999999999999999999"),
+            arg("http://h=99999999999999999999"),
             Err(E::WeightOutOfRange("99999999999999999999".into()))
         );
-        assert_eq!(spec("http://h=x"), Err(E::InvalidWeight("x".into())));
-        assert_eq!(spec("http://h="), Err(E::InvalidWeight(String::new())));
-        assert_eq!(spec("http://h=-1"), Err(E::InvalidWeight("-1".into())));
-        assert_eq!(spec("http://h/a=b=2"), Err(E::ReservedChar('=', "%3D")));
-        assert_eq!(spec("http://h/a,b"), Err(E::ReservedChar(',', "%2C")));
-        assert!(matches!(spec("/just/a/path"), Err(E::InvalidUrl(_))));
-        assert!(matches!(spec("http://h h"), Err(E::InvalidUrl(_))));
-        assert!(matches!(spec("http://h/caf\u{e9}"), Err(E::InvalidUrl(_))));
-        assert!(matches!(spec("http://h/a\tb"), Err(E::InvalidUrl(_))));
+        assert_eq!(arg("http://h=x"), Err(E::InvalidWeight("x".into())));
+        assert_eq!(arg("http://h="), Err(E::InvalidWeight(String::new())));
+        assert_eq!(arg("http://h=-1"), Err(E::InvalidWeight("-1".into())));
+        assert_eq!(arg("http://h/a=b=2"), Err(E::ReservedChar('=', "%3D")));
+        assert_eq!(arg("http://h/a,b"), Err(E::ReservedChar(',', "%2C")));
     }
 
     /// Fuzz finding: a path ending in U+3000 (a Unicode space) lost it when displayed and
@@ -457,10 +298,13 @@ mod tests {
     #[test]
     fn regression_unicode_space_in_path() {
         let input = "https://.///////S\u{3000}\u{3000}\u{3000}///////";
-        assert!(matches!(spec(input), Err(InvalidBackend::InvalidUrl(_))));
+        assert!(matches!(
+            arg(input),
+            Err(InvalidBackend::Url(InvalidBackendUrl::Invalid(_)))
+        ));
         // Only ASCII whitespace around the spec is trimmed.
-        assert!(spec("\u{3000}http://h").is_err());
-        assert_eq!(spec(" \thttp://h=2 ").map(|s| s.weight), Ok(Some(2)));
+        assert!(arg("\u{3000}http://h").is_err());
+        assert_eq!(arg(" \thttp://h=2 ").map(|s| s.weight), Ok(2));
     }
 
     #[test]
@@ -484,5 +328,12 @@ mod tests {
         assert!(BackendConfig::new("http://a", None, Some("a/b")).is_err());
         assert!(BackendConfig::new("http://a", None, Some("")).is_err());
         assert!(BackendConfig::new("http://a", None, Some("with space")).is_err());
+        // The engine's spec carries the parsed URL.
+        let spec = c.spec();
+        assert_eq!(
+            (spec.name.as_str(), spec.url.as_str()),
+            ("a:443", "https://a/api")
+        );
+        assert_eq!(spec.ext.get::<BackendUrl>(), Some(&c.url));
     }
 }

@@ -20,7 +20,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use super::backend::BackendArg;
+use super::backend::BackendConfig;
 use super::error::Origin;
 use super::model::{AdminToken, Algorithm};
 use super::value::parse_socket_addr;
@@ -63,7 +63,7 @@ pub struct Cli {
         value_name = "URL[=WEIGHT]",
         value_delimiter = ','
     )]
-    pub backends: Vec<BackendArg>,
+    pub backends: Vec<BackendConfig>,
 
     /// Balancing algorithm [default: round-robin].
     #[arg(long = "algorithm", env = "RRLB_ALGORITHM", value_name = "NAME", value_parser = algorithm_parser())]
@@ -334,7 +334,7 @@ mod tests {
             Cli::try_parse_from_env(["rrlb"], [("RRLB_BACKENDS", "http://a:1, http://b:2=5")])
                 .unwrap();
         assert_eq!(cli.backends.len(), 2);
-        assert_eq!(cli.backends[1].weight, Some(5));
+        assert_eq!(cli.backends[1].weight, 5);
         // Flags replace the variable entirely.
         let cli = Cli::try_parse_from_env(
             ["rrlb", "-b", "http://x:1"],

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use rrlb_tower::http::BackendUrl;
+
 use super::backend::BackendConfig;
 use super::cli::Cli;
 use super::error::{ConfigError, ConfigErrorKind, Origin};
@@ -224,16 +226,16 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
 /// The backends seen so far, by place and by name.
 #[derive(Default)]
 struct Seen {
-    places: HashMap<String, usize>,
+    places: HashMap<BackendUrl, usize>,
     names: HashMap<String, usize>,
 }
 
 impl Seen {
     /// The index of an earlier backend with the same place or name as `b`, and whether it is the name.
     fn repeat(&mut self, i: usize, b: &BackendConfig) -> Option<(usize, bool)> {
-        let place = self.places.get(&b.place()).map(|&first| (first, false));
+        let place = self.places.get(&b.url).map(|&first| (first, false));
         let found = place.or_else(|| self.names.get(&b.name).map(|&first| (first, true)));
-        self.places.insert(b.place(), i);
+        self.places.insert(b.url.clone(), i);
         self.names.insert(b.name.clone(), i);
         found
     }
@@ -275,8 +277,7 @@ fn cli_backends(layers: &Layers<'_>) -> Result<Vec<BackendConfig>, ConfigError> 
     let mut out = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
         let blame = |kind, reason| layers.blame(kind, "backends", &arg.to_string(), reason);
-        let backend = BackendConfig::from_arg(arg.clone(), None)
-            .map_err(|e| blame(ConfigErrorKind::InvalidValue, e.to_string()))?;
+        let backend = arg.clone();
         if let Some((first, is_name)) = seen.repeat(i, &backend) {
             let first = args.get(first).map(ToString::to_string).unwrap_or_default();
             let what = if is_name {

@@ -53,7 +53,7 @@ mod value;
 
 pub use crate::logging::{InvalidLogLevel, LogConfig, LogFormat, LogLevel};
 pub use backend::{
-    BackendArg, BackendConfig, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
+    BackendConfig, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
     parse_backend_url,
 };
 pub use cli::Cli;

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -23,6 +23,10 @@ use crate::error::{BoxError, FailureKind};
 use crate::health::Probe;
 use crate::policy::{Policy, Served};
 use crate::service::Routed;
+
+mod url;
+
+pub use self::url::{BackendUrl, InvalidBackendUrl};
 
 /// The connector: plain HTTP, plus TLS for `https://` backends with the `https` feature.
 #[cfg(feature = "https")]
@@ -150,60 +154,13 @@ impl HttpUpstream {
     }
 }
 
-/// The backend URL could not be used as an HTTP target.
-#[derive(Debug)]
-pub struct InvalidBackendUrl {
-    url: String,
-}
-
-impl std::fmt::Display for InvalidBackendUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "backend URL {:?} is not an absolute http URL", self.url)
-    }
-}
-
-impl std::error::Error for InvalidBackendUrl {}
-
-/// The URI of `path_and_query` on `backend`: its scheme and authority, its path as a prefix.
+/// The URI of `path_and_query` on `backend`: its scheme and authority, its path as a prefix (see
+/// [`BackendUrl::uri_for`]).
 pub fn backend_uri(
     backend: &Backend,
     path_and_query: Option<&PathAndQuery>,
 ) -> Result<Uri, InvalidBackendUrl> {
-    let invalid = || InvalidBackendUrl {
-        url: backend.url().to_owned(),
-    };
-    let base: Uri = backend.url().parse().map_err(|_| invalid())?;
-    let (Some(scheme), Some(authority)) = (base.scheme().cloned(), base.authority().cloned())
-    else {
-        return Err(invalid());
-    };
-    let prefix = base.path().trim_end_matches('/');
-    let rest = path_and_query.map_or("/", PathAndQuery::as_str);
-    let pq: PathAndQuery = if prefix.is_empty() {
-        path_and_query
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"))
-    } else {
-        format!("{prefix}{rest}").parse().map_err(|_| invalid())?
-    };
-    Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| invalid())
-}
-
-fn host_value(authority: &Authority, scheme: Option<&Scheme>) -> Option<header::HeaderValue> {
-    let default_port = match scheme.map(Scheme::as_str) {
-        Some("https") => 443,
-        _ => 80,
-    };
-    let value = match authority.port_u16() {
-        Some(p) if p == default_port => authority.host().to_owned(),
-        _ => authority.as_str().to_owned(),
-    };
-    header::HeaderValue::from_str(&value).ok()
+    BackendUrl::of(backend)?.uri_for(path_and_query)
 }
 
 pin_project! {
@@ -247,11 +204,12 @@ impl Service<Routed<HttpRequest>> for HttpUpstream {
     fn call(&mut self, routed: Routed<HttpRequest>) -> Self::Future {
         let Routed { backend, request } = routed;
         let (mut parts, body) = request.into_parts();
-        match backend_uri(&backend, parts.uri.path_and_query()) {
-            Ok(uri) => {
-                if let Some(host) = uri.authority().and_then(|a| host_value(a, uri.scheme())) {
-                    parts.headers.insert(header::HOST, host);
-                }
+        let url = BackendUrl::of(&backend);
+        match url.and_then(|url| Ok((url.uri_for(parts.uri.path_and_query())?, url))) {
+            Ok((uri, url)) => {
+                parts
+                    .headers
+                    .insert(header::HOST, url.host_header().clone());
                 parts.uri = uri;
                 // The upstream leg is HTTP/1.1 whatever the client spoke.
                 parts.version = http::Version::HTTP_11;
@@ -433,14 +391,14 @@ mod tests {
         );
         assert!(backend_uri(&backend("not a url"), Some(&pq)).is_err());
         assert!(backend_uri(&backend("/relative"), Some(&pq)).is_err());
-    }
-
-    #[test]
-    fn host_header_omits_default_ports() {
-        let a: Authority = "h:80".parse().unwrap();
-        assert_eq!(host_value(&a, Some(&Scheme::HTTP)).unwrap(), "h");
-        let a: Authority = "h:8080".parse().unwrap();
-        assert_eq!(host_value(&a, Some(&Scheme::HTTP)).unwrap(), "h:8080");
+        // A backend that carries its parsed URL is not parsed again: its string is not even looked at.
+        let carried = backend("unparsable").with_ext(rrlb_core::backend::Extension::new(
+            "http://h:2/p".parse::<BackendUrl>().unwrap(),
+        ));
+        assert_eq!(
+            backend_uri(&carried, Some(&pq)).unwrap(),
+            "http://h:2/p/x/y?z=1"
+        );
     }
 
     #[test]
