@@ -6,7 +6,9 @@
 #   apt:  the shellcheck linter, docker-compose (v1, for `config -q` only: no engine is
 #         needed), wrk, curl, jq
 #   promtool, extracted from Debian's prometheus package: no server is installed or started
-#   pip:  kubernetes-validate, openapi-spec-validator, schemathesis, PyYAML
+#   pip:  kubernetes-validate, openapi-spec-validator, schemathesis, PyYAML, pyflakes (the linter of
+#         scripts/checks/*.py; from pip rather than Debian's python3-pyflakes so that it is importable by
+#         whichever python3 runs the checks, a pyenv one included)
 #   kubectl (for `kubectl kustomize`) is used when present, never installed: check-deploy.sh
 #   falls back to validating each file listed in kustomization.yaml.
 set -euo pipefail
@@ -16,7 +18,7 @@ usage() {
 usage: scripts/install-deploy-tools.sh [-h]
 
 Installs what scripts/check-deploy.sh needs (shellcheck, docker-compose, promtool, wrk,
-kubernetes-validate, openapi-spec-validator, schemathesis). Skips whatever is present.
+kubernetes-validate, openapi-spec-validator, schemathesis, pyflakes). Skips whatever is present.
 Environment:
   PROMTOOL_DIR   where promtool is installed (default /usr/local/bin)
 USAGE
@@ -92,6 +94,7 @@ pip_missing=()
 "$PY" -c 'import openapi_spec_validator' >/dev/null 2>&1 || pip_missing+=(openapi-spec-validator)
 command -v schemathesis >/dev/null 2>&1 || command -v st >/dev/null 2>&1 || pip_missing+=(schemathesis)
 "$PY" -c 'import yaml' >/dev/null 2>&1 || pip_missing+=(PyYAML)
+"$PY" -c 'import pyflakes' >/dev/null 2>&1 || pip_missing+=(pyflakes)
 if [[ "${#pip_missing[@]}" -gt 0 ]]; then
     log "pip install ${pip_missing[*]}"
     # Debian's own python3 is "externally managed" (PEP 668); pyenv/venv pythons are not.
@@ -99,7 +102,7 @@ if [[ "${#pip_missing[@]}" -gt 0 ]]; then
         "$PY" -m pip install -q --disable-pip-version-check --break-system-packages "${pip_missing[@]}"
     fi
 else
-    log "kubernetes-validate, openapi-spec-validator, schemathesis, PyYAML: present"
+    log "kubernetes-validate, openapi-spec-validator, schemathesis, PyYAML, pyflakes: present"
 fi
 
 if command -v kubectl >/dev/null 2>&1; then

@@ -104,6 +104,10 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
     fi
 fi
 
+step "python checks: pyflakes and py_compile (scripts/checks, run by check-deploy.sh)"
+"${PYTHON:-python3}" -m pyflakes scripts/checks
+"${PYTHON:-python3}" -m py_compile scripts/checks/*.py
+
 step "deployment checks (shellcheck, compose, kubernetes, promtool, grafana, openapi)"
 bash scripts/check-deploy.sh
 

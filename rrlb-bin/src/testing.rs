@@ -104,3 +104,9 @@ pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
         }
     }
 }
+
+/// The admin route table's operations as `(method, path pattern, mutating)`, in table order, for the test that
+/// holds it to `docs/api-spec.yml`.
+pub fn admin_operations() -> Vec<(&'static str, &'static str, bool)> {
+    crate::admin::operations()
+}

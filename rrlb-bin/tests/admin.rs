@@ -465,3 +465,78 @@ async fn health_readiness_and_unknown_paths() {
     assert!(error_of(&res).contains("config"), "{}", res.text());
     assert_eq!(cli_only.backends().await.len(), 1);
 }
+
+/// The route table's answers: `allow` names exactly the methods the table has for the path, a wrong method is a
+/// `405` before the token is asked for, the collection is served with a trailing slash, `HEAD` where `GET` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_not_allowed_and_the_gate_follow_the_route_table() {
+    let h = two(&["--admin-token", "s3cret-T0ken"]).await;
+    for (method, path, allow) in [
+        (Method::POST, "/healthz", "GET"),
+        (Method::DELETE, "/readyz", "GET"),
+        (Method::PUT, "/metrics", "GET"),
+        (Method::POST, "/admin/health", "GET"),
+        (Method::PATCH, "/admin/metrics", "GET"),
+        (Method::PUT, "/admin/backends", "GET, POST"),
+        (Method::DELETE, "/admin/backends/", "GET, POST"),
+        (Method::POST, "/admin/backends/a", "GET, PATCH, DELETE"),
+        (
+            Method::PUT,
+            "/admin/backends/echo%2F10.0.0.1",
+            "GET, PATCH, DELETE",
+        ),
+        (Method::GET, "/admin/reload", "POST"),
+        (Method::OPTIONS, "/admin/reload", "POST"),
+    ] {
+        // No token: the method is wrong whoever asks, so no 401.
+        let res = h.admin_call(method.clone(), path, None, None).await;
+        assert_eq!(
+            res.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {}",
+            res.text()
+        );
+        assert_eq!(res.header("allow"), Some(allow), "{method} {path}");
+        assert!(!error_of(&res).is_empty());
+    }
+
+    let res = h.admin_get("/admin/backends/").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json()["backends"].as_array().map(Vec::len), Some(2));
+    let res = h
+        .admin_call(Method::POST, "/admin/backends/", None, Some(&json!({})))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+    for path in ["/healthz/", "/admin", "/admin/backendsx", "/"] {
+        let res = h.admin_get(path).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            error_of(&res),
+            format!("no such admin endpoint: {path}"),
+            "{path}"
+        );
+    }
+    let res = h
+        .admin_call(Method::HEAD, "/admin/backends/a", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.text().is_empty(), "HEAD has no body");
+    // A `{name}` may be the backend's percent-encoded URL.
+    let url = h.backends().await[0]["url"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let encoded: String = url
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let res = h.admin_get(&format!("/admin/backends/{encoded}")).await;
+    assert_eq!(res.status, StatusCode::OK, "{encoded}: {}", res.text());
+    assert_eq!(res.json()["name"], "a");
+}

@@ -1,23 +1,22 @@
-//! The admin API (on its own listener): health, metrics, backends, reload. See `docs/api-spec.yml`.
-
-use std::sync::Arc;
+//! What each admin operation does, given the request the route table dispatched to it (already authorized
+//! when the route mutates): the handlers, their JSON renderings and request-body validation.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use rrlb_core::{Backend, BackendSpec, Member};
 use serde_json::{Value, json};
 
+use super::AdminResponse;
 use crate::config::{BackendConfig, check_weight};
 use crate::state::App;
 
 /// Admin request bodies larger than this are refused.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-type AdminResponse = Response<Full<Bytes>>;
-
-fn respond(status: StatusCode, body: &Value) -> AdminResponse {
+pub(super) fn respond(status: StatusCode, body: &Value) -> AdminResponse {
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -27,15 +26,8 @@ fn respond(status: StatusCode, body: &Value) -> AdminResponse {
     res
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> AdminResponse {
+pub(super) fn error(status: StatusCode, message: impl std::fmt::Display) -> AdminResponse {
     respond(status, &json!({ "error": message.to_string() }))
-}
-
-fn not_allowed(allow: &'static str) -> AdminResponse {
-    let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    res
 }
 
 fn backend_json(m: &Member) -> Value {
@@ -59,7 +51,7 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 /// `GET /admin/health`'s body and status.
-fn health(app: &App) -> AdminResponse {
+pub(super) fn health(app: &App) -> AdminResponse {
     let snap = app.set.load();
     let active: Vec<&Member> = snap.members().iter().filter(|m| !m.is_draining()).collect();
     let eligible = active.iter().filter(|m| m.is_eligible()).count();
@@ -129,23 +121,8 @@ fn config_json(app: &App) -> Value {
     value
 }
 
-fn authorized(app: &App, req: &Request<hyper::body::Incoming>) -> bool {
-    let config = app.config.load();
-    let Some(token) = config.admin.token.as_ref() else {
-        return true;
-    };
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .is_some_and(|presented| token.verify(presented.trim()))
-}
-
 async fn json_body(
-    req: Request<hyper::body::Incoming>,
+    req: Request<Incoming>,
 ) -> Result<serde_json::Map<String, Value>, AdminResponse> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
         && !ct
@@ -232,131 +209,81 @@ fn find(app: &App, key: &str) -> Option<Member> {
         .cloned()
 }
 
-/// Handles one admin request. Never fails: every problem is a JSON answer.
-pub async fn handle(
-    app: Arc<App>,
-    req: Request<hyper::body::Incoming>,
-) -> Result<AdminResponse, std::convert::Infallible> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    let res = route(&app, req, &path, &method).await;
-    tracing::debug!(target: "rrlb::admin", %method, path, status = res.status().as_u16());
-    Ok(res)
+/// `GET /admin/metrics`: counters and latency per backend, as JSON.
+pub(super) fn admin_metrics(app: &App) -> AdminResponse {
+    respond(StatusCode::OK, &metrics_json(app))
 }
 
-async fn route(
-    app: &App,
-    req: Request<hyper::body::Incoming>,
-    path: &str,
-    method: &Method,
-) -> AdminResponse {
-    let mutating = !matches!(*method, Method::GET | Method::HEAD);
-    match path {
-        "/healthz" => match *method {
-            Method::GET | Method::HEAD => respond(StatusCode::OK, &json!({"status": "ok"})),
-            _ => not_allowed("GET"),
-        },
-        "/readyz" => match *method {
-            Method::GET | Method::HEAD if app.is_ready() => {
-                respond(StatusCode::OK, &json!({"status": "ready"}))
-            }
-            Method::GET | Method::HEAD => respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "no eligible backend"}),
-            ),
-            _ => not_allowed("GET"),
-        },
-        "/metrics" => match *method {
-            Method::GET | Method::HEAD => {
-                let mut res = Response::new(Full::new(Bytes::from(app.metrics.render(&app.set))));
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
-                res
-            }
-            _ => not_allowed("GET"),
-        },
-        "/admin/health" => match *method {
-            Method::GET | Method::HEAD => health(app),
-            _ => not_allowed("GET"),
-        },
-        "/admin/metrics" => match *method {
-            Method::GET | Method::HEAD => respond(StatusCode::OK, &metrics_json(app)),
-            _ => not_allowed("GET"),
-        },
-        "/admin/backends" | "/admin/backends/" => match *method {
-            Method::GET | Method::HEAD => {
-                let list: Vec<Value> = app.set.load().members().iter().map(backend_json).collect();
-                respond(StatusCode::OK, &json!({ "backends": list }))
-            }
-            Method::POST if !authorized(app, &req) => unauthorized(),
-            Method::POST => add_backend(app, req).await,
-            _ => not_allowed("GET, POST"),
-        },
-        "/admin/reload" => match *method {
-            Method::POST if !authorized(app, &req) => unauthorized(),
-            Method::POST => match app.reload().await {
-                Ok(_) => respond(StatusCode::OK, &config_json(app)),
-                Err(e) => {
-                    tracing::error!(error = %e, "reload rejected; the running configuration stays");
-                    error(StatusCode::BAD_REQUEST, e)
-                }
-            },
-            _ => not_allowed("POST"),
-        },
-        _ => match path.strip_prefix("/admin/backends/") {
-            Some(key) if !key.is_empty() => {
-                if mutating
-                    && !authorized(app, &req)
-                    && matches!(*method, Method::PATCH | Method::DELETE)
-                {
-                    return unauthorized();
-                }
-                match *method {
-                    Method::GET | Method::HEAD => match find(app, key) {
-                        Some(m) => respond(StatusCode::OK, &backend_json(&m)),
-                        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
-                    },
-                    Method::PATCH => patch_backend(app, req, key).await,
-                    Method::DELETE => match find(app, key) {
-                        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
-                        Some(m) => match app.set.remove(m.name()) {
-                            Ok(_) => {
-                                tracing::info!(
-                                    backend = m.name(),
-                                    "backend removed by the admin API"
-                                );
-                                let mut res = Response::new(Full::new(Bytes::new()));
-                                *res.status_mut() = StatusCode::NO_CONTENT;
-                                res
-                            }
-                            Err(e) => error(StatusCode::NOT_FOUND, e),
-                        },
-                    },
-                    _ => not_allowed("GET, PATCH, DELETE"),
-                }
-            }
-            _ => error(
-                StatusCode::NOT_FOUND,
-                format!("no such admin endpoint: {path}"),
-            ),
-        },
+/// `GET /healthz`: always `200` while serving.
+pub(super) fn liveness() -> AdminResponse {
+    respond(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: `200` while a backend is eligible, else `503`.
+pub(super) fn readiness(app: &App) -> AdminResponse {
+    if app.is_ready() {
+        respond(StatusCode::OK, &json!({"status": "ready"}))
+    } else {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "no eligible backend"}),
+        )
     }
 }
 
-fn unauthorized() -> AdminResponse {
-    let mut res = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+/// `GET /metrics`: the Prometheus (OpenMetrics) exposition.
+pub(super) fn prometheus(app: &App) -> AdminResponse {
+    let mut res = Response::new(Full::new(Bytes::from(app.metrics.render(&app.set))));
     res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"rrlb-admin\""),
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     res
 }
 
-async fn add_backend(app: &App, req: Request<hyper::body::Incoming>) -> AdminResponse {
+/// `GET /admin/backends`.
+pub(super) fn list_backends(app: &App) -> AdminResponse {
+    let list: Vec<Value> = app.set.load().members().iter().map(backend_json).collect();
+    respond(StatusCode::OK, &json!({ "backends": list }))
+}
+
+/// `GET /admin/backends/{name}`.
+pub(super) fn get_backend(app: &App, key: &str) -> AdminResponse {
+    match find(app, key) {
+        Some(m) => respond(StatusCode::OK, &backend_json(&m)),
+        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
+    }
+}
+
+/// `DELETE /admin/backends/{name}`: `204`; requests in flight to it complete.
+pub(super) fn delete_backend(app: &App, key: &str) -> AdminResponse {
+    match find(app, key) {
+        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
+        Some(m) => match app.set.remove(m.name()) {
+            Ok(_) => {
+                tracing::info!(backend = m.name(), "backend removed by the admin API");
+                let mut res = Response::new(Full::new(Bytes::new()));
+                *res.status_mut() = StatusCode::NO_CONTENT;
+                res
+            }
+            Err(e) => error(StatusCode::NOT_FOUND, e),
+        },
+    }
+}
+
+/// `POST /admin/reload`: `200` with the effective config, or `400` and the running config stays.
+pub(super) async fn reload(app: &App) -> AdminResponse {
+    match app.reload().await {
+        Ok(_) => respond(StatusCode::OK, &config_json(app)),
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; the running configuration stays");
+            error(StatusCode::BAD_REQUEST, e)
+        }
+    }
+}
+
+/// `POST /admin/backends`: `201` with the backend and its `location`; `400` invalid; `409` duplicate.
+pub(super) async fn add_backend(app: &App, req: Request<Incoming>) -> AdminResponse {
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(res) => return res,
@@ -439,7 +366,8 @@ pub fn parse_patch(body: &serde_json::Map<String, Value>) -> Result<Patch, Strin
     })
 }
 
-async fn patch_backend(app: &App, req: Request<hyper::body::Incoming>, key: &str) -> AdminResponse {
+/// `PATCH /admin/backends/{name}`: a new weight, or drain (and remove once idle).
+pub(super) async fn patch_backend(app: &App, req: Request<Incoming>, key: &str) -> AdminResponse {
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(res) => return res,
