@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use rrlb::config::{Cli, Config};
-use rrlb::{Listeners, demo, logging, run_on_workers, server};
+use rrlb::{Listeners, demo, healthcheck, logging, run_on_workers};
 
 // mimalloc is built with its `no_thp` option (see the `mimalloc` feature in Cargo.toml): no transparent huge pages
 // for its arena, which otherwise nearly doubles the peak RSS under load. On hosts with THP set to `always`, also set
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.healthcheck {
-        return if server::healthcheck(config.admin_listen) {
+        return if healthcheck(config.admin_listen) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

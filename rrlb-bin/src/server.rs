@@ -459,7 +459,7 @@ fn watch_file(
 }
 
 /// The address to probe for `--healthcheck`: the admin listener, with an unspecified IP replaced by loopback.
-pub fn healthcheck_addr(admin: SocketAddr) -> SocketAddr {
+pub(crate) fn healthcheck_addr(admin: SocketAddr) -> SocketAddr {
     let mut addr = admin;
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {

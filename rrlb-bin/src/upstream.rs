@@ -36,7 +36,7 @@ const MAX_IDLE: usize = 64;
 /// A request, ready to be sent to whichever backend is picked: everything but the request line's method and
 /// path prefix and the `host` header is already encoded. Cloning it (for a retry) takes two references.
 #[derive(Debug, Clone)]
-pub struct RawRequest {
+pub(crate) struct RawRequest {
     /// The method.
     pub method: Method,
     /// `TARGET HTTP/1.1\r\n` followed by the header lines to forward (each ending in CRLF), without `host`
@@ -67,7 +67,7 @@ impl RawRequest {
 
 /// A backend's answer: its head, rewritten for the client, and the start of its body.
 #[derive(Debug)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     /// The status code.
     pub status: u16,
     /// `HTTP/1.1 STATUS REASON\r\n`, the forwarded header lines and the framing line; without the blank line.
@@ -252,7 +252,7 @@ impl Conn {
 
 /// Why an attempt failed.
 #[derive(Debug)]
-pub struct RawError {
+pub(crate) struct RawError {
     kind: FailureKind,
     message: String,
 }
@@ -424,14 +424,14 @@ fn checkin(backend: Arc<Backend>, stream: TcpStream) {
 /// Sends [`RawRequest`]s to their picked backends: plain HTTP/1.1 on this thread's pooled connections, or,
 /// for `https://` backends, rrlb-tower's [`HttpUpstream`].
 #[derive(Debug, Clone)]
-pub struct RawUpstream {
+pub(crate) struct RawUpstream {
     connect_timeout: Duration,
     tls: HttpUpstream,
 }
 
 impl RawUpstream {
     /// Connects within `connect_timeout`; `tls` serves `https://` backends.
-    pub fn new(connect_timeout: Duration, tls: HttpUpstream) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, tls: HttpUpstream) -> Self {
         Self {
             connect_timeout,
             tls,
@@ -440,7 +440,7 @@ impl RawUpstream {
 }
 
 /// The future of a [`RawUpstream`] call.
-pub type RawFuture = Pin<Box<dyn Future<Output = Result<RawResponse, RawError>> + Send>>;
+pub(crate) type RawFuture = Pin<Box<dyn Future<Output = Result<RawResponse, RawError>> + Send>>;
 
 impl Service<Routed<RawRequest>> for RawUpstream {
     type Response = RawResponse;
@@ -690,7 +690,7 @@ async fn via_hyper(
 /// The fast path's policy: as rrlb-tower's `HttpPolicy` (5xx answers and transport errors are failures,
 /// requests are copied for retries), and the serving backend is noted in the answer.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RawPolicy;
+pub(crate) struct RawPolicy;
 
 impl Policy<RawRequest, RawResponse, RawError> for RawPolicy {
     fn classify_response(&self, response: &RawResponse) -> Option<FailureKind> {
@@ -713,10 +713,10 @@ impl Policy<RawRequest, RawResponse, RawError> for RawPolicy {
 }
 
 /// The balancing service both request paths call.
-pub type ProxyService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
+pub(crate) type ProxyService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
 
 /// The balancing service for a backend set, its connect timeout, balancing settings and retry budget.
-pub fn service(
+pub(crate) fn service(
     set: &rrlb_core::BackendSet<AnyBalancer>,
     connect_timeout: Duration,
     tls: HttpUpstream,
@@ -735,7 +735,7 @@ pub fn service(
 /// An answer body for hyper's server (the hyper path): decoded data frames, and the checked trailers of a
 /// chunked body as a trailers frame.
 #[derive(Debug)]
-pub struct RawBody {
+pub(crate) struct RawBody {
     first: Option<Bytes>,
     source: Option<BodySource>,
 }
