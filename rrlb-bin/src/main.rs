@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use rrlb::config::{Cli, Config};
+use rrlb::logging::ErrorChain;
 use rrlb::{Listeners, demo, healthcheck, logging, run_on_workers};
 
 // mimalloc is built with its `no_thp` option (see the `mimalloc` feature in Cargo.toml): no transparent huge pages
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
         match run_on_workers(listeners, config, reloader, shutdown_signal(), workers).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("rrlb: {e}");
+                eprintln!("rrlb: {}", ErrorChain(&e));
                 ExitCode::FAILURE
             }
         }

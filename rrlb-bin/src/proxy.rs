@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::forward::{self, BodyFraming, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
+use crate::logging::ErrorChain;
 use crate::state::{App, Local};
 use crate::upstream::{RawBody, RawRequest, RawResponse};
 
@@ -44,7 +45,7 @@ pub(crate) async fn serve(
     };
     let conn = hyper.serve_connection(TokioIo::new(io), svc).into_owned();
     if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%client, error = %e, "connection ended with an error");
+        tracing::debug!(%client, error = %ErrorChain(&*e), "connection ended with an error");
     }
 }
 

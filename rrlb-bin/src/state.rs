@@ -156,29 +156,22 @@ fn retry_budget(c: &Config) -> RetryBudget {
 }
 
 /// Why a configuration could not be applied.
-#[derive(Debug)]
+///
+/// The wrapped errors are transparent: their own messages already say what was refused and where (file, key,
+/// line), and they are what the admin API answers with, so `Display` and
+/// [`source`](std::error::Error::source) are theirs (each cause printed once in a chain).
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The configuration did not load or validate.
+    #[error(transparent)]
     Config(ConfigError),
     /// The backend set refused the backend list.
+    #[error(transparent)]
     Backends(SetError),
     /// There is no way to re-read the configuration (no file).
+    #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,
 }
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApplyError::Config(e) => write!(f, "{e}"),
-            ApplyError::Backends(e) => write!(f, "{e}"),
-            ApplyError::NoReloader => {
-                f.write_str("no configuration file to reload (start rrlb with --config FILE)")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ApplyError {}
 
 impl App {
     /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).

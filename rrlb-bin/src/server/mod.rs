@@ -50,25 +50,18 @@ impl Listeners {
     }
 }
 
-/// Why [`run`] stopped with an error.
-#[derive(Debug)]
+/// Why [`run`] stopped with an error. `Display` says which step failed; the cause is the
+/// [`source`](std::error::Error::source) (print the chain, e.g. with
+/// [`ErrorChain`](crate::logging::ErrorChain)).
+#[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The configuration could not be applied at start-up.
-    Apply(ApplyError),
-    /// A listener failed.
-    Io(io::Error),
+    #[error("cannot apply the configuration")]
+    Apply(#[source] ApplyError),
+    /// A listener's address could not be read, or a worker thread could not be started.
+    #[error("cannot start serving")]
+    Io(#[source] io::Error),
 }
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Apply(e) => write!(f, "{e}"),
-            RunError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for RunError {}
 
 /// Serves the proxy and the admin API on `listeners` with `config` until `shutdown` resolves, then stops
 /// accepting and drains in-flight requests for up to `timeouts.drain`.
@@ -130,4 +123,27 @@ pub async fn run_on_workers(
 /// Resolves once the stop flag is set (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn run_errors_name_the_step_and_keep_the_cause() {
+        let e = RunError::Io(io::Error::other("no threads left"));
+        assert_eq!(e.to_string(), "cannot start serving");
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("no threads left")
+        );
+        assert_eq!(
+            crate::logging::ErrorChain(&e).to_string(),
+            "cannot start serving: no threads left"
+        );
+        let e = RunError::Apply(ApplyError::NoReloader);
+        assert!(e.source().is_some_and(|s| s.is::<ApplyError>()));
+    }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::logging::ErrorChain;
 use crate::state::App;
 
 async fn reload_and_log(app: &App, why: &str) {
@@ -14,7 +15,7 @@ async fn reload_and_log(app: &App, why: &str) {
             "configuration reloaded"
         ),
         Err(e) => {
-            tracing::error!(trigger = why, error = %e, "reload rejected; the running configuration stays")
+            tracing::error!(trigger = why, error = %ErrorChain(&e), "reload rejected; the running configuration stays")
         }
     }
 }
@@ -57,7 +58,7 @@ pub(super) fn spawn_triggers(
                 }));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP or the admin API")
+                tracing::warn!(error = %ErrorChain(&e), "cannot watch the configuration file; reload with SIGHUP or the admin API")
             }
         }
     }

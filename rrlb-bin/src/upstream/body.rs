@@ -112,7 +112,7 @@ impl TcpBody {
                 return Poll::Ready(Err(RawError::io(
                     FailureKind::Reset,
                     "reading from the backend",
-                    &e,
+                    e,
                 )));
             }
             match conn.stream.try_read_buf(&mut self.buf) {
@@ -123,7 +123,7 @@ impl TcpBody {
                     return Poll::Ready(Err(RawError::io(
                         FailureKind::Reset,
                         "reading from the backend",
-                        &e,
+                        e,
                     )));
                 }
             }

@@ -55,12 +55,7 @@ pub(super) async fn via_hyper(
             request: req,
         })
         .await
-        .map_err(|e| {
-            RawError::new(
-                rrlb_tower::http::classify_transport_error(&*e),
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| RawError::client(rrlb_tower::http::classify_transport_error(&*e), e))?;
     let (parts, body) = res.into_parts();
     forward::check_answer(parts.status, &parts.headers).map_err(RawError::protocol)?;
     let mut head = Vec::with_capacity(256);

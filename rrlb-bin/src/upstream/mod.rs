@@ -15,6 +15,7 @@
 //! - `https.rs`: the bridge to rrlb-tower's hyper client for `https://` backends.
 //! - `policy.rs`: what the balancer counts as a failure, and noting the serving backend ([`RawPolicy`]).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use http::Method;
 use hyper::body::Incoming;
 use rrlb_core::{AnyBalancer, Backend};
 use rrlb_tower::http::HttpUpstream;
-use rrlb_tower::{Balance, FailureKind, Routed};
+use rrlb_tower::{Balance, BoxError, FailureKind, Routed};
 use tower::Service;
 
 use crate::forward;
@@ -98,37 +99,76 @@ pub(crate) enum BodySource {
     },
 }
 
-/// Why an attempt failed.
+/// Why an attempt failed: what rrlb was doing, with the error that stopped it kept as the
+/// [`source`](std::error::Error::source) (an I/O error), not flattened into the message.
 #[derive(Debug)]
 pub(crate) struct RawError {
     kind: FailureKind,
-    message: String,
+    detail: Detail,
+}
+
+#[derive(Debug)]
+enum Detail {
+    /// rrlb's own words, with no deeper cause.
+    Message(Cow<'static, str>),
+    /// An I/O error while doing the first part ("reading from the backend").
+    Io(&'static str, std::io::Error),
+    /// The backend's answer broke a rule of `h1::answer` (the rule is this level's message).
+    Answer(answer::AnswerError),
+    /// rrlb-tower's hyper client failed (an `https://` backend): shown as its own error, with its causes.
+    Client(BoxError),
 }
 
 impl RawError {
-    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+    fn new(kind: FailureKind, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             kind,
-            message: message.into(),
+            detail: Detail::Message(message.into()),
         }
     }
 
-    fn io(kind: FailureKind, what: &str, e: &std::io::Error) -> Self {
-        Self::new(kind, format!("{what}: {e}"))
+    fn io(kind: FailureKind, what: &'static str, e: std::io::Error) -> Self {
+        Self {
+            kind,
+            detail: Detail::Io(what, e),
+        }
     }
 
     fn protocol(e: answer::AnswerError) -> Self {
-        Self::new(FailureKind::Other, e.to_string())
+        Self {
+            kind: FailureKind::Other,
+            detail: Detail::Answer(e),
+        }
+    }
+
+    fn client(kind: FailureKind, e: BoxError) -> Self {
+        Self {
+            kind,
+            detail: Detail::Client(e),
+        }
     }
 }
 
 impl std::fmt::Display for RawError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        match &self.detail {
+            Detail::Message(m) => f.write_str(m),
+            Detail::Io(what, _) => f.write_str(what),
+            Detail::Answer(e) => write!(f, "{e}"),
+            Detail::Client(e) => write!(f, "{e}"),
+        }
     }
 }
 
-impl std::error::Error for RawError {}
+impl std::error::Error for RawError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.detail {
+            Detail::Message(_) | Detail::Answer(_) => None,
+            Detail::Io(_, e) => Some(e),
+            Detail::Client(e) => e.source(),
+        }
+    }
+}
 
 /// Sends [`RawRequest`]s to their picked backends: plain HTTP/1.1 on this thread's pooled connections, or,
 /// for `https://` backends, rrlb-tower's [`HttpUpstream`].
@@ -197,4 +237,30 @@ pub(crate) fn service(
         config,
     )
     .with_budget(budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_io_failure_keeps_the_io_error_as_its_source() {
+        let e = RawError::io(
+            FailureKind::Reset,
+            "reading from the backend",
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        );
+        assert_eq!(e.to_string(), "reading from the backend");
+        let io = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io::Error is the source");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            crate::logging::ErrorChain(&e).to_string(),
+            format!("reading from the backend: {io}")
+        );
+    }
 }

@@ -97,7 +97,7 @@ impl Target {
                 let _ = stream.set_nodelay(true);
                 Ok(stream)
             }
-            Ok(Err(e)) => Err(RawError::io(FailureKind::Connect, "connect", &e)),
+            Ok(Err(e)) => Err(RawError::io(FailureKind::Connect, "connect", e)),
             Err(_) => Err(RawError::new(FailureKind::Connect, "connect timed out")),
         }
     }

@@ -105,7 +105,7 @@ async fn exchange(
         return Err(Exchange::Stale(RawError::io(
             FailureKind::Reset,
             "sending to the backend",
-            &e,
+            e,
         )));
     }
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -157,7 +157,7 @@ async fn exchange(
                 return Err(broken(RawError::io(
                     FailureKind::Reset,
                     "reading from the backend",
-                    &e,
+                    e,
                 )));
             }
         }
