@@ -563,7 +563,7 @@ async fn shutdown_drains_requests_in_flight() {
     assert!(TcpStream::connect(proxy).await.is_err());
 }
 
-/// 11. `GET /metrics` exposes every metric the SPEC names.
+/// 11. `GET /metrics` exposes every metric `docs/operations.md` lists (and `docs/api-spec.yml` describes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_cover_requests_backends_retries_and_rejections() {
     let e = echo("live").await;
