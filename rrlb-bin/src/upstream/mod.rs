@@ -9,8 +9,8 @@
 //!   service built over it ([`service`]).
 //! - `pool.rs`: where a backend is ([`Target`](pool::Target)) and this thread's idle connections to it, with
 //!   the checks a pooled connection passes before it is used again.
-//! - `send.rs`: the plain HTTP/1.1 exchange: write the request, read the answer's head, retry once on a stale
-//!   pooled connection.
+//! - `send.rs`: the plain HTTP/1.1 exchange: write the request, read the answer's head, and send again when
+//!   a pooled connection turns out to have been closed while idle.
 //! - `body.rs`: the answer's body after the head, for the fast path ([`TcpBody`]) and for hyper ([`RawBody`]).
 //! - `https.rs`: the bridge to rrlb-tower's hyper client for `https://` backends.
 //! - `policy.rs`: what the balancer counts as a failure, and noting the serving backend ([`RawPolicy`]).
