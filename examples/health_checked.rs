@@ -47,7 +47,16 @@ async fn traffic_until(
             Ok(response) => {
                 let _ = response.into_body().collect().await;
             }
-            Err(e) => println!("  client error: {e}"),
+            Err(e) => {
+                // rrlb-tower's error says what failed; its source says why.
+                let mut line = format!("  client error: {e}");
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    line.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                println!("{line}");
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

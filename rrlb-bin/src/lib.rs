@@ -2,9 +2,10 @@
 //!
 //! This library holds what the `rrlb` binary is made of, so that it can be tested and fuzzed without starting
 //! a process: [`config`] (command line, environment and TOML file, validated into one [`config::Config`]),
-//! the proxy ([`fast`], the HTTP/1.1 fast path, and [`proxy`], the hyper path for HTTP/1.0 and h2c, both over
-//! one forwarding core and [`upstream`]), the admin API, metrics, and [`run`], which serves both listeners
-//! until shut down.
+//! the proxy (`fast`, the HTTP/1.1 fast path, and `proxy`, the hyper path for HTTP/1.0 and h2c, both over
+//! one forwarding core and `upstream`), the admin API, metrics, and [`run`], which serves both listeners
+//! until shut down. Only what the binary, the integration tests and the fuzz targets use is public; the rest is
+//! crate-private, and the fuzz targets reach the wire-format state machines through a hidden `testing` module.
 //!
 //! ```
 //! use rrlb::config::{Cli, Config};
@@ -42,19 +43,19 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
-pub mod fast;
+mod fast;
 mod forward;
 mod h1;
 pub mod logging;
-pub mod metrics;
-pub mod proxy;
-pub mod server;
-pub mod state;
-pub mod upstream;
+mod metrics;
+mod proxy;
+mod server;
+mod state;
+mod upstream;
 
 /// What the fuzz targets drive: the HTTP/1 wire-format state machines, without sockets. Not a stable API.
 #[doc(hidden)]
 pub mod testing;
 
-pub use crate::server::{Listeners, RunError, run, run_on_workers};
-pub use crate::state::{App, Reloader};
+pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
+pub use crate::state::{App, ApplyError, Reloader};

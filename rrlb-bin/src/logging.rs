@@ -22,6 +22,29 @@ pub fn init(config: &LogConfig) {
     };
 }
 
+/// Displays an error followed by each of its [`source`](std::error::Error::source)s, joined by `: `
+/// (`cannot start serving: Address in use`). rrlb's errors, like hyper's, say only their own level in
+/// `Display` and keep the cause as the source, so logs and messages print the whole chain with this.
+///
+/// ```
+/// let e = std::io::Error::other("refused");
+/// assert_eq!(rrlb::logging::ErrorChain(&e).to_string(), "refused");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogConfig {

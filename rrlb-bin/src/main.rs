@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use rrlb::config::{Cli, Config};
-use rrlb::{Listeners, demo, logging, run_on_workers, server};
+use rrlb::logging::ErrorChain;
+use rrlb::{Listeners, demo, healthcheck, logging, run_on_workers};
 
 // mimalloc is built with its `no_thp` option (see the `mimalloc` feature in Cargo.toml): no transparent huge pages
 // for its arena, which otherwise nearly doubles the peak RSS under load. On hosts with THP set to `always`, also set
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.healthcheck {
-        return if server::healthcheck(config.admin_listen) {
+        return if healthcheck(config.admin_listen) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
         match run_on_workers(listeners, config, reloader, shutdown_signal(), workers).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("rrlb: {e}");
+                eprintln!("rrlb: {}", ErrorChain(&e));
                 ExitCode::FAILURE
             }
         }

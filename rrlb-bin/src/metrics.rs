@@ -18,7 +18,7 @@ use rrlb_core::{AnyBalancer, BackendSet};
 
 /// Labels of `rrlb_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// Backend name, or `none` when no backend answered.
     pub backend: String,
     /// HTTP status code sent to the client.
@@ -27,14 +27,13 @@ pub struct RequestLabels {
 
 /// A `backend` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BackendLabel {
-    /// Backend name.
+pub(crate) struct BackendLabel {
     pub backend: String,
 }
 
 /// A `reason` label of `rrlb_rejected_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
+pub(crate) struct ReasonLabel {
     /// Why: `rate_limit`, `body_too_large`, `no_backend`, `bad_request`.
     pub reason: &'static str,
 }
@@ -45,7 +44,7 @@ fn duration_histogram() -> Histogram {
 }
 
 /// Every metric rrlb exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<BackendLabel, Histogram, fn() -> Histogram>,
@@ -122,7 +121,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Registers every metric.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::<BackendLabel, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -183,7 +182,7 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn observe(&self, backend: Option<&str>, code: u16, seconds: f64, retries: u32) {
+    pub(crate) fn observe(&self, backend: Option<&str>, code: u16, seconds: f64, retries: u32) {
         let backend = backend.unwrap_or("none");
         HANDLES.with_borrow_mut(|h| {
             if h.owner != self.id {
@@ -223,12 +222,12 @@ impl Metrics {
     }
 
     /// Counts one rejected request.
-    pub fn reject(&self, reason: &'static str) {
+    pub(crate) fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Requests answered on the proxy listener since start.
-    pub fn total_requests(&self) -> u64 {
+    pub(crate) fn total_requests(&self) -> u64 {
         self.totals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -238,7 +237,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the per-backend gauges read from `set` now.
-    pub fn render(&self, set: &BackendSet<AnyBalancer>) -> String {
+    pub(crate) fn render(&self, set: &BackendSet<AnyBalancer>) -> String {
         self.healthy.clear();
         self.circuit.clear();
         self.in_flight.clear();

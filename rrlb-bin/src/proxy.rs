@@ -22,15 +22,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::forward::{self, BodyFraming, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
+use crate::logging::ErrorChain;
 use crate::state::{App, Local};
 use crate::upstream::{RawBody, RawRequest, RawResponse};
 
 /// The proxy's response body: a backend's answer body, or one of rrlb's own JSON answers.
-pub type ProxyBody = Either<RawBody, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<RawBody, Full<Bytes>>;
 
 /// Serves a connection the fast path handed over (`stream`, and `read`, what it had read of it) on hyper's
 /// HTTP/1 + HTTP/2 server. `watcher` lets the graceful shutdown tell hyper to finish.
-pub async fn serve(
+pub(crate) async fn serve(
     app: Arc<Local>,
     hyper: &auto::Builder<TokioExecutor>,
     (stream, read): (TcpStream, Bytes),
@@ -44,12 +45,12 @@ pub async fn serve(
     };
     let conn = hyper.serve_connection(TokioIo::new(io), svc).into_owned();
     if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%client, error = %e, "connection ended with an error");
+        tracing::debug!(%client, error = %ErrorChain(&*e), "connection ended with an error");
     }
 }
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
-pub async fn handle(
+pub(crate) async fn handle(
     app: Arc<Local>,
     req: Request<Incoming>,
     client: SocketAddr,

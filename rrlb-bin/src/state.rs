@@ -20,7 +20,7 @@ use tower::{Service, ServiceExt};
 use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::metrics::Metrics;
 
-pub use crate::upstream::ProxyService;
+pub(crate) use crate::upstream::ProxyService;
 
 pub(crate) use crate::forward::ClientLimiter;
 
@@ -30,15 +30,14 @@ pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 /// Everything the listeners share.
 pub struct App {
     /// The backend set (one for the life of the process; reloads update it in place).
-    pub set: BackendSet<AnyBalancer>,
+    pub(crate) set: BackendSet<AnyBalancer>,
     /// The balancing service of both request paths, replaced when timeouts or retries change.
-    pub service: ArcSwap<ProxyService>,
+    pub(crate) service: ArcSwap<ProxyService>,
     /// The configuration in force.
-    pub config: ArcSwap<Config>,
+    pub(crate) config: ArcSwap<Config>,
     /// The per-client rate limiter, when `limits.rate_per_client` is set.
-    pub limiter: ArcSwap<Option<ClientLimiter>>,
-    /// Metrics.
-    pub metrics: Metrics,
+    pub(crate) limiter: ArcSwap<Option<ClientLimiter>>,
+    pub(crate) metrics: Metrics,
     upstream: ArcSwap<(Duration, HttpUpstream)>,
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
@@ -154,40 +153,28 @@ fn retry_budget(c: &Config) -> RetryBudget {
 }
 
 /// Why a configuration could not be applied.
-#[derive(Debug)]
+///
+/// The wrapped errors are transparent: their own messages already say what was refused and where (file, key,
+/// line), and they are what the admin API answers with, so `Display` and
+/// [`source`](std::error::Error::source) are theirs (each cause printed once in a chain).
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The configuration did not load or validate.
+    #[error(transparent)]
     Config(ConfigError),
     /// The backend set refused the backend list.
+    #[error(transparent)]
     Backends(SetError),
     /// There is no way to re-read the configuration (no file).
+    #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,
 }
 
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApplyError::Config(e) => write!(f, "{e}"),
-            ApplyError::Backends(e) => write!(f, "{e}"),
-            ApplyError::NoReloader => {
-                f.write_str("no configuration file to reload (start rrlb with --config FILE)")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ApplyError {}
-
 impl App {
     /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).
-    /// Must be called inside a tokio runtime.
-    pub fn new(config: Config, reloader: Option<Reloader>) -> Result<Arc<Self>, ApplyError> {
-        Self::with_upstream_mode(config, reloader, false)
-    }
-
-    /// Like [`new`](Self::new); with `per_thread`, every serving thread gets its own upstream connection pool
-    /// (for thread-per-core serving, see [`run_on_workers`](crate::server::run_on_workers)).
-    pub fn with_upstream_mode(
+    /// Must be called inside a tokio runtime. With `per_thread`, every serving thread gets its own upstream
+    /// connection pool (for thread-per-core serving, see [`run_on_workers`](crate::run_on_workers)).
+    pub(crate) fn with_upstream_mode(
         config: Config,
         reloader: Option<Reloader>,
         per_thread: bool,
@@ -226,7 +213,7 @@ impl App {
     }
 
     /// Re-reads the configuration and applies it; on any error the running configuration stays.
-    pub async fn reload(&self) -> Result<Arc<Config>, ApplyError> {
+    pub(crate) async fn reload(&self) -> Result<Arc<Config>, ApplyError> {
         let _serial = self.reload_lock.lock().await;
         let reloader = self.reloader.as_ref().ok_or(ApplyError::NoReloader)?;
         let new = reloader().map_err(ApplyError::Config)?;
@@ -235,7 +222,7 @@ impl App {
 
     /// Applies a validated configuration. Backends that survive keep their state; listeners cannot change
     /// (a warning says so).
-    pub fn apply(&self, new: Config) -> Result<Arc<Config>, ApplyError> {
+    pub(crate) fn apply(&self, new: Config) -> Result<Arc<Config>, ApplyError> {
         let old = self.config.load_full();
         for key in old.changes_needing_restart(&new) {
             tracing::warn!(
@@ -307,7 +294,7 @@ impl App {
     }
 
     /// Whether at least one backend can take a request now.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         let snap = self.set.load();
         !snap.eligible().is_empty() || !snap.probing().is_empty()
     }
@@ -352,7 +339,7 @@ pub(crate) type Sending<S, R> =
 /// One serving thread's handle on the [`App`]: every request takes a reference on it, and a reference count
 /// that only one thread writes stays in that core's cache (the `App`'s own count is shared by all threads).
 #[derive(Debug, Clone)]
-pub struct Local(pub Arc<App>);
+pub(crate) struct Local(pub Arc<App>);
 
 impl std::ops::Deref for Local {
     type Target = App;

@@ -563,7 +563,7 @@ async fn shutdown_drains_requests_in_flight() {
     assert!(TcpStream::connect(proxy).await.is_err());
 }
 
-/// 11. `GET /metrics` exposes every metric the SPEC names.
+/// 11. `GET /metrics` exposes every metric `docs/operations.md` lists (and `docs/api-spec.yml` describes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_cover_requests_backends_retries_and_rejections() {
     let e = echo("live").await;
@@ -721,6 +721,12 @@ async fn unreachable_backends_give_502() {
     let backend = res.backend().to_owned();
     assert!(["d1", "d2"].contains(&backend.as_str()), "{backend}");
     assert!(body["error"].is_string());
+    // The message carries the whole error chain: the balancer's level, then the failed step and its cause.
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("could not connect to backend") && error.contains(": connect: "),
+        "{error}"
+    );
     // Both were tried: one attempt, one retry on the other.
     let counts = h.request_counts().await;
     assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");

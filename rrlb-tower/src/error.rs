@@ -48,6 +48,26 @@ enum Kind {
 /// [`is_connect`](Error::is_connect), [`is_timeout`](Error::is_timeout), [`is_reset`](Error::is_reset). It names
 /// the backend of the last attempt and counts the attempts made. One pointer wide, so that results and futures
 /// that may hold one stay small.
+///
+/// Like hyper's and reqwest's errors, its `Display` says only what failed at this level ("could not connect to
+/// backend "a""); the inner service's error that caused it is its [`source`](std::error::Error::source), so
+/// a report that walks the chain prints each cause once.
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// fn report(e: &rrlb_tower::Error) -> String {
+///     let mut line = e.to_string();
+///     let mut cause = e.source();
+///     while let Some(c) = cause {
+///         line.push_str(": ");
+///         line.push_str(&c.to_string());
+///         cause = c.source();
+///     }
+///     line
+/// }
+/// # let _ = report;
+/// ```
 #[derive(Debug)]
 pub struct Error(Box<Inner>);
 
@@ -165,9 +185,7 @@ impl fmt::Display for Error {
         if self.0.attempts > 1 {
             write!(f, " (after {} attempts)", self.0.attempts)?;
         }
-        if let Some(source) = &self.0.source {
-            write!(f, ": {source}")?;
-        }
+        // The inner error is `source()`, not part of this level's message (chains would print it twice).
         Ok(())
     }
 }
@@ -178,5 +196,25 @@ impl std::error::Error for Error {
             .source
             .as_ref()
             .map(|e| &**e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn display_is_this_level_and_the_cause_is_the_source() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::attempt(FailureKind::Connect, "a", 2, Some(Box::new(cause)));
+        assert_eq!(
+            e.to_string(),
+            r#"could not connect to backend "a" (after 2 attempts)"#
+        );
+        let source = e.source().expect("the inner error is the source");
+        assert_eq!(source.to_string(), "refused");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
     }
 }

@@ -191,7 +191,7 @@ pub fn parse_new_backend(body: &serde_json::Map<String, Value>) -> Result<Backen
         Some(n) => Some(n.as_str().ok_or("`name` must be a string")?),
     };
     let config = BackendConfig::new(url, weight, name).map_err(|e| e.to_string())?;
-    Ok(BackendSpec::new(config.name.clone(), config.url_string()).with_weight(config.weight))
+    Ok(config.spec())
 }
 
 /// Finds a member by name, or by its (percent-decoded) URL.

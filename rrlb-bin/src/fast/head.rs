@@ -30,7 +30,7 @@ pub(super) struct RequestHead {
     pub(super) path: Option<String>,
     /// The origin-form target, ` HTTP/1.1`, and the header lines to forward, `x-forwarded-*` and
     /// `x-request-id` included; the caller adds `content-length` once the body is read. A
-    /// [`RawRequest`](super::upstream::RawRequest)'s `rest`.
+    /// [`RawRequest`](crate::upstream::RawRequest)'s `rest`.
     pub(super) rest: Vec<u8>,
 }
 

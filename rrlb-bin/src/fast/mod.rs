@@ -39,7 +39,7 @@ use crate::upstream::{RawRequest, RawResponse};
 
 /// How long a keep-alive client connection may stay idle between requests (NGINX's `keepalive_timeout` default
 /// is 75 s; clients' pools usually drop idle connections sooner).
-pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// How long, and for how many bytes, a connection closed with its request body unread keeps reading it (see
 /// `Connection::linger`).
@@ -47,7 +47,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 8 << 20;
 
 /// What every connection of one serving thread shares.
-pub struct Worker {
+pub(crate) struct Worker {
     /// The application state, through this thread's handle.
     pub app: Arc<Local>,
     /// Set when the server stops: idle connections close, busy ones close after their answer.
@@ -56,15 +56,18 @@ pub struct Worker {
 
 /// A connection the fast path does not serve (HTTP/1.0, h2c), with the bytes already read from it: for the
 /// hyper path ([`proxy::serve`](crate::proxy::serve)).
-pub struct Handover {
-    /// The client's connection.
+pub(crate) struct Handover {
     pub stream: TcpStream,
     /// What was read of it and not yet served.
     pub read: Bytes,
 }
 
 /// Serves one client connection until it closes, or returns it when it is one for the hyper path.
-pub async fn serve(worker: &Worker, stream: TcpStream, client: SocketAddr) -> Option<Handover> {
+pub(crate) async fn serve(
+    worker: &Worker,
+    stream: TcpStream,
+    client: SocketAddr,
+) -> Option<Handover> {
     let mut conn = Connection {
         stream,
         buf: BytesMut::with_capacity(8 * 1024),

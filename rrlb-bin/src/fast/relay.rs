@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::h1::chunked;
+use crate::logging::ErrorChain;
 use crate::upstream::BodySource;
 
 /// Writes `out` (the answer's head, blank line included) and the body from `source`. `false` when the client
@@ -31,7 +32,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
                 match std::future::poll_fn(|cx| tcp.poll_next(cx, &mut data)).await {
                     Ok(done) => tcp.frame(&data, done, &mut out),
                     Err(e) => {
-                        tracing::debug!(error = %e, "backend answer cut short");
+                        tracing::debug!(error = %ErrorChain(&e), "backend answer cut short");
                         return false;
                     }
                 }

@@ -10,6 +10,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::h1::{push_header, push_status_line};
+use crate::logging::ErrorChain;
 
 /// Why rrlb answered a request itself, before any backend saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +152,8 @@ impl ErrorAnswer {
         }
         Self {
             status: rrlb_tower::http::status_for(e),
-            message: e.to_string().into(),
+            // The whole chain, as before `rrlb_tower::Error` kept its cause out of its own message.
+            message: ErrorChain(e).to_string().into(),
             retry_after: None,
             backend: e.backend().map(str::to_owned),
             allow: false,

@@ -1,0 +1,266 @@
+//! The upstream side of both request paths: one balancing service ([`ProxyService`], rrlb-tower's `Balance`
+//! over [`RawUpstream`]) that sends HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and
+//! read by the task that serves the client (no connection task, no channel, no second wake-up per request),
+//! its answers framed by `h1::answer`. The fast path writes an answer's body to its client as bytes,
+//! the hyper path as a [`RawBody`]. `https://` backends go through rrlb-tower's hyper client, whose answers are
+//! checked by the same rules (`forward::check_answer`).
+//!
+//! - `mod.rs`: the request and answer types, [`RawError`], the [`RawUpstream`] service and the balancing
+//!   service built over it ([`service`]).
+//! - `pool.rs`: where a backend is ([`Target`](pool::Target)) and this thread's idle connections to it, with
+//!   the checks a pooled connection passes before it is used again.
+//! - `send.rs`: the plain HTTP/1.1 exchange: write the request, read the answer's head, and send again when
+//!   a pooled connection turns out to have been closed while idle.
+//! - `body.rs`: the answer's body after the head, for the fast path ([`TcpBody`]) and for hyper ([`RawBody`]).
+//! - `https.rs`: the bridge to rrlb-tower's hyper client for `https://` backends.
+//! - `policy.rs`: what the balancer counts as a failure, and noting the serving backend ([`RawPolicy`]).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use hyper::body::Incoming;
+use rrlb_core::{AnyBalancer, Backend};
+use rrlb_tower::http::HttpUpstream;
+use rrlb_tower::{Balance, BoxError, FailureKind, Routed};
+use tower::Service;
+
+use crate::forward;
+use crate::h1::{self, answer};
+
+mod body;
+mod https;
+mod policy;
+mod pool;
+mod send;
+
+pub(crate) use body::{RawBody, TcpBody};
+pub(crate) use policy::RawPolicy;
+
+/// A request, ready to be sent to whichever backend is picked: everything but the request line's method and
+/// path prefix and the `host` header is already encoded. Cloning it (for a retry) takes two references.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRequest {
+    pub method: Method,
+    /// `TARGET HTTP/1.1\r\n` followed by the header lines to forward (each ending in CRLF), without `host`
+    /// and without the blank line that ends the head.
+    pub rest: Bytes,
+    /// The body (its `content-length` line is in `rest` when needed).
+    pub body: Bytes,
+}
+
+impl RawRequest {
+    /// A request whose head (`rest`, as `forward::Plan::write_h1` wrote it) gets its `content-length` line
+    /// for `body` when the forwarding core says it needs one.
+    pub(crate) fn new(method: Method, mut rest: Vec<u8>, body: Bytes) -> Self {
+        if forward::sends_length(&method, body.len() as u64) {
+            h1::push_header(
+                &mut rest,
+                b"content-length",
+                itoa::Buffer::new().format(body.len()).as_bytes(),
+            );
+        }
+        Self {
+            method,
+            rest: rest.into(),
+            body,
+        }
+    }
+}
+
+/// A backend's answer: its head, rewritten for the client, and the start of its body.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub status: u16,
+    /// `HTTP/1.1 STATUS REASON\r\n`, the forwarded header lines and the framing line; without the blank line.
+    pub head: Vec<u8>,
+    /// The body bytes read with the head, and where the rest comes from.
+    pub(crate) body: BodySource,
+    /// Which backend answered and after how many attempts (set when the balancer returns it).
+    pub served: Option<(Arc<Backend>, u32)>,
+}
+
+/// Where a backend's answer body comes from.
+#[derive(Debug)]
+pub(crate) enum BodySource {
+    /// A pooled TCP connection, read by [`TcpBody`].
+    Tcp(TcpBody),
+    /// A hyper response body (an `https://` backend).
+    Hyper {
+        body: Incoming,
+        /// Whether it has a body at all (not an answer to `HEAD`, a `204` or a `304`): the fast path then
+        /// forwards it chunked.
+        chunked: bool,
+    },
+}
+
+/// Why an attempt failed: what rrlb was doing, with the error that stopped it kept as the
+/// [`source`](std::error::Error::source) (an I/O error), not flattened into the message.
+#[derive(Debug)]
+pub(crate) struct RawError {
+    kind: FailureKind,
+    detail: Detail,
+}
+
+#[derive(Debug)]
+enum Detail {
+    /// rrlb's own words, with no deeper cause.
+    Message(Cow<'static, str>),
+    /// An I/O error while doing the first part ("reading from the backend").
+    Io(&'static str, std::io::Error),
+    /// The backend's answer broke a rule of `h1::answer` (the rule is this level's message).
+    Answer(answer::AnswerError),
+    /// rrlb-tower's hyper client failed (an `https://` backend): shown as its own error, with its causes.
+    Client(BoxError),
+}
+
+impl RawError {
+    fn new(kind: FailureKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            detail: Detail::Message(message.into()),
+        }
+    }
+
+    fn io(kind: FailureKind, what: &'static str, e: std::io::Error) -> Self {
+        Self {
+            kind,
+            detail: Detail::Io(what, e),
+        }
+    }
+
+    fn protocol(e: answer::AnswerError) -> Self {
+        Self {
+            kind: FailureKind::Other,
+            detail: Detail::Answer(e),
+        }
+    }
+
+    fn client(kind: FailureKind, e: BoxError) -> Self {
+        Self {
+            kind,
+            detail: Detail::Client(e),
+        }
+    }
+}
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Detail::Message(m) => f.write_str(m),
+            Detail::Io(what, _) => f.write_str(what),
+            Detail::Answer(e) => write!(f, "{e}"),
+            Detail::Client(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RawError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.detail {
+            Detail::Message(_) | Detail::Answer(_) => None,
+            Detail::Io(_, e) => Some(e),
+            Detail::Client(e) => e.source(),
+        }
+    }
+}
+
+/// Sends [`RawRequest`]s to their picked backends: plain HTTP/1.1 on this thread's pooled connections, or,
+/// for `https://` backends, rrlb-tower's [`HttpUpstream`].
+#[derive(Debug, Clone)]
+pub(crate) struct RawUpstream {
+    connect_timeout: Duration,
+    tls: HttpUpstream,
+}
+
+impl RawUpstream {
+    /// Connects within `connect_timeout`; `tls` serves `https://` backends.
+    pub(crate) fn new(connect_timeout: Duration, tls: HttpUpstream) -> Self {
+        Self {
+            connect_timeout,
+            tls,
+        }
+    }
+}
+
+/// The future of a [`RawUpstream`] call.
+pub(crate) type RawFuture = Pin<Box<dyn Future<Output = Result<RawResponse, RawError>> + Send>>;
+
+impl Service<Routed<RawRequest>> for RawUpstream {
+    type Response = RawResponse;
+    type Error = RawError;
+    type Future = RawFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, routed: Routed<RawRequest>) -> Self::Future {
+        let Routed { backend, request } = routed;
+        let (target, idle) = match pool::checkout(&backend) {
+            Ok(t) => t,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        if target.https {
+            return Box::pin(https::via_hyper(self.tls.clone(), backend, request));
+        }
+        Box::pin(send::send(
+            backend,
+            target,
+            idle,
+            request,
+            self.connect_timeout,
+        ))
+    }
+}
+
+/// The balancing service both request paths call.
+pub(crate) type ProxyService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
+
+/// The balancing service for a backend set, its connect timeout, balancing settings and retry budget.
+pub(crate) fn service(
+    set: &rrlb_core::BackendSet<AnyBalancer>,
+    connect_timeout: Duration,
+    tls: HttpUpstream,
+    config: rrlb_tower::BalanceConfig,
+    budget: rrlb_tower::RetryBudget,
+) -> ProxyService {
+    Balance::new(
+        RawUpstream::new(connect_timeout, tls),
+        set.clone(),
+        RawPolicy,
+        config,
+    )
+    .with_budget(budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_io_failure_keeps_the_io_error_as_its_source() {
+        let e = RawError::io(
+            FailureKind::Reset,
+            "reading from the backend",
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        );
+        assert_eq!(e.to_string(), "reading from the backend");
+        let io = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io::Error is the source");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            crate::logging::ErrorChain(&e).to_string(),
+            format!("reading from the backend: {io}")
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! What the balancer counts as a failed attempt on either request path.
+
+use std::sync::Arc;
+
+use rrlb_core::Backend;
+use rrlb_tower::{FailureKind, Policy};
+
+use super::{RawError, RawRequest, RawResponse};
+
+/// The fast path's policy: as rrlb-tower's `HttpPolicy` (5xx answers and transport errors are failures,
+/// requests are copied for retries), and the serving backend is noted in the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawPolicy;
+
+impl Policy<RawRequest, RawResponse, RawError> for RawPolicy {
+    fn classify_response(&self, response: &RawResponse) -> Option<FailureKind> {
+        (500..600)
+            .contains(&response.status)
+            .then_some(FailureKind::Status5xx)
+    }
+
+    fn classify_error(&self, error: &RawError) -> FailureKind {
+        error.kind
+    }
+
+    fn clone_request(&self, request: &RawRequest) -> Option<RawRequest> {
+        Some(request.clone())
+    }
+
+    fn on_served(&self, response: &mut RawResponse, backend: &Arc<Backend>, attempts: u32) {
+        response.served = Some((Arc::clone(backend), attempts));
+    }
+}

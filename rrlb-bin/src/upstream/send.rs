@@ -1,0 +1,165 @@
+//! The plain HTTP/1.1 exchange with a backend, on a pooled connection or a new one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use rrlb_core::Backend;
+use rrlb_tower::FailureKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::body::TcpBody;
+use super::pool::{Conn, Target, checkout};
+use super::{BodySource, RawError, RawRequest, RawResponse};
+use crate::forward;
+use crate::h1::answer;
+
+pub(super) async fn send(
+    backend: Arc<Backend>,
+    target: Arc<Target>,
+    mut idle: Option<TcpStream>,
+    request: RawRequest,
+    connect_timeout: Duration,
+) -> Result<RawResponse, RawError> {
+    let head_only = request.method == Method::HEAD;
+    let (wire, inline) = encode(&request, &target);
+    let body = (!inline).then_some(&request.body);
+    loop {
+        let reused = idle.is_some();
+        let mut stream = match idle.take() {
+            Some(s) => s,
+            None => target.connect(connect_timeout).await?,
+        };
+        match exchange(&mut stream, &wire, body, head_only).await {
+            Ok((head, start)) => {
+                let body = TcpBody::start(&head, start, Conn { stream, backend })
+                    .map_err(RawError::protocol)?;
+                return Ok(RawResponse {
+                    status: head.status,
+                    head: head.bytes,
+                    body: BodySource::Tcp(body),
+                    served: None,
+                });
+            }
+            // A pooled connection the backend closed while it was idle: nothing of the request was taken,
+            // so it goes again on a new connection (the pool may hold more stale ones: those are dropped).
+            Err(Exchange::Stale(_)) if reused => {
+                idle = checkout(&backend).ok().and_then(|(_, s)| s);
+            }
+            Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// Bodies up to this size are sent in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
+
+/// The request's head for `target`, with the body appended when it is small (then `true`).
+fn encode(request: &RawRequest, target: &Target) -> (Vec<u8>, bool) {
+    let inline_body = request.body.len() <= INLINE_BODY;
+    let mut wire = Vec::with_capacity(
+        request.method.as_str().len()
+            + 1
+            + target.prefix.len()
+            + request.rest.len()
+            + target.host_line.len()
+            + 2
+            + if inline_body { request.body.len() } else { 0 },
+    );
+    wire.extend_from_slice(request.method.as_str().as_bytes());
+    wire.push(b' ');
+    wire.extend_from_slice(&target.prefix);
+    wire.extend_from_slice(&request.rest);
+    wire.extend_from_slice(&target.host_line);
+    wire.extend_from_slice(b"\r\n");
+    if inline_body {
+        wire.extend_from_slice(&request.body);
+    }
+    (wire, inline_body)
+}
+
+enum Exchange {
+    /// Nothing came back: the connection was closed or reset before any byte of an answer.
+    Stale(RawError),
+    Failed(RawError),
+}
+
+/// Writes the request (`body` when it is not in `wire` already) and reads the answer's head (interim `1xx`
+/// answers skipped); the head and the bytes read after it.
+async fn exchange(
+    stream: &mut TcpStream,
+    wire: &[u8],
+    body: Option<&Bytes>,
+    head_only: bool,
+) -> Result<(answer::Head, BytesMut), Exchange> {
+    let write = async {
+        stream.write_all(wire).await?;
+        if let Some(body) = body {
+            stream.write_all(body).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if let Err(e) = write.await {
+        return Err(Exchange::Stale(RawError::io(
+            FailureKind::Reset,
+            "sending to the backend",
+            e,
+        )));
+    }
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut received = false;
+    let mut interim = 0;
+    loop {
+        if !buf.is_empty() {
+            match answer::parse_head(&buf, head_only, forward::answer_header_forwarded) {
+                Ok(answer::Parsed::Partial) => {
+                    if buf.capacity() == buf.len() {
+                        buf.reserve(buf.len().max(1024));
+                    }
+                }
+                // Skipped, and what follows it parsed before reading more.
+                Ok(answer::Parsed::Interim(len)) => {
+                    interim += 1;
+                    if interim > answer::MAX_INTERIM {
+                        return Err(Exchange::Failed(RawError::protocol(
+                            answer::AnswerError::TooManyInterim,
+                        )));
+                    }
+                    let _ = buf.split_to(len);
+                    continue;
+                }
+                Ok(answer::Parsed::Final(len, head)) => {
+                    let _ = buf.split_to(len);
+                    return Ok((head, buf));
+                }
+                Err(e) => return Err(Exchange::Failed(RawError::protocol(e))),
+            }
+        }
+        // Nothing at all came back (a read error or the end): the connection was stale.
+        let broken = |e: RawError| {
+            if received {
+                Exchange::Failed(e)
+            } else {
+                Exchange::Stale(e)
+            }
+        };
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => {
+                return Err(broken(RawError::new(
+                    FailureKind::Reset,
+                    "the backend closed the connection before a complete answer",
+                )));
+            }
+            Ok(_) => received = true,
+            Err(e) => {
+                return Err(broken(RawError::io(
+                    FailureKind::Reset,
+                    "reading from the backend",
+                    e,
+                )));
+            }
+        }
+    }
+}
