@@ -160,11 +160,11 @@ fn retry_budget(c: &Config) -> RetryBudget {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The configuration did not load or validate.
-    #[error(transparent)]
-    Config(ConfigError),
+    #[error("the new configuration is invalid")]
+    Config(#[source] ConfigError),
     /// The backend set refused the backend list.
-    #[error(transparent)]
-    Backends(SetError),
+    #[error("the backend set refused the backend list")]
+    Backends(#[source] SetError),
     /// There is no way to re-read the configuration (no file).
     #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,

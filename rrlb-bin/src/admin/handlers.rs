@@ -11,7 +11,14 @@ use serde_json::{Value, json};
 
 use super::AdminResponse;
 use crate::config::{BackendConfig, check_weight};
+use crate::logging::ErrorChain;
 use crate::state::App;
+
+/// The refusal of a `weight` that is not a whole number in the engine's range.
+fn bad_weight() -> String {
+    use rrlb_core::backend::{MAX_WEIGHT, MIN_WEIGHT};
+    format!("`weight` must be an integer {MIN_WEIGHT}..={MAX_WEIGHT}")
+}
 
 /// Admin request bodies larger than this are refused.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -183,7 +190,7 @@ pub fn parse_new_backend(body: &serde_json::Map<String, Value>) -> Result<Backen
         Some(w) => Some(
             w.as_u64()
                 .and_then(|w| u32::try_from(w).ok())
-                .ok_or("`weight` must be an integer 1..=10000")?,
+                .ok_or_else(bad_weight)?,
         ),
     };
     let name = match body.get("name") {
@@ -276,6 +283,7 @@ pub(super) async fn reload(app: &App) -> AdminResponse {
     match app.reload().await {
         Ok(_) => respond(StatusCode::OK, &config_json(app)),
         Err(e) => {
+            let e = ErrorChain(&e);
             tracing::error!(error = %e, "reload rejected; the running configuration stays");
             error(StatusCode::BAD_REQUEST, e)
         }
@@ -347,7 +355,7 @@ pub fn parse_patch(body: &serde_json::Map<String, Value>) -> Result<Patch, Strin
         {
             Some(Ok(w)) => Some(w),
             Some(Err(e)) => return Err(format!("weight: {e}")),
-            None => return Err("`weight` must be an integer 1..=10000".to_owned()),
+            None => return Err(bad_weight()),
         },
     };
     let flag = |k: &str| match body.get(k) {
