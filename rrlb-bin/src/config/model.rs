@@ -1,7 +1,7 @@
 //! The configuration: one model, read from the file with serde and written back with the same derive.
 //!
-//! Each key is a field here and nowhere else: its default is in the section's `Default`, its rule in the
-//! `#[serde(with = ...)]` adapter of [`super::value`], its documentation on the field. Cross-field rules
+//! Each key is a field here and nowhere else: its default is written beside it (`= value`), its rule is the
+//! `#[serde(with = ...)]` adapter of [`super::value`] above it, its documentation on it. Cross-field rules
 //! (a timeout within its interval, unique backends) are in [`super::load`].
 
 use std::collections::BTreeSet;
@@ -18,67 +18,71 @@ use super::backend::BackendConfig;
 use super::value::{self, duration, named};
 use crate::logging::LogConfig;
 
-/// The validated configuration rrlb runs with. Build it with [`Config::load`].
-///
-/// `Debug`, `Serialize` and [`Config::to_toml_string`] never show the admin token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct Config {
-    /// The TOML file it was read from (`--config`/`RRLB_CONFIG`), if any.
-    #[serde(skip)]
-    pub source: Option<PathBuf>,
-    /// Proxy listener (`listen`, `--listen`, `RRLB_LISTEN`). Default `0.0.0.0:8080`.
-    #[serde(deserialize_with = "value::socket_addr")]
-    pub listen: SocketAddr,
-    /// Admin listener (`admin_listen`, `--admin-listen`, `RRLB_ADMIN_LISTEN`). Default `127.0.0.1:9901`.
-    #[serde(deserialize_with = "value::socket_addr")]
-    pub admin_listen: SocketAddr,
-    /// Balancing algorithm. Default round robin.
-    #[serde(with = "named")]
-    pub algorithm: Algorithm,
-    /// Panic threshold in percent (`0..=100`, 0 = off): when fewer than this share of the backends
-    /// is eligible, balance over all of them, ignoring health and breakers.
-    #[serde(deserialize_with = "value::percent")]
-    pub panic_threshold: u8,
-    /// Backends, in order; names and URLs are unique. May be empty (every request then gets `503`
-    /// until backends are added through the admin API).
-    pub backends: Vec<BackendConfig>,
-    /// Active health checks.
-    pub health: HealthConfig,
-    /// Passive, per-backend circuit breaker.
-    #[serde(with = "Breaker")]
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Timeouts.
-    pub timeouts: TimeoutsConfig,
-    /// Retries on another backend.
-    pub retries: RetriesConfig,
-    /// Request limits.
-    pub limits: LimitsConfig,
-    /// Admin API.
-    pub admin: AdminConfig,
-    /// Logging (flags and environment only).
-    #[serde(skip)]
-    pub log: LogConfig,
+/// Declares a section of the file: its struct, with serde's `default` and `deny_unknown_fields`, and a
+/// `Default` made of each field's `= value` (as the unstable `default_field_values` would write it), so that
+/// a key's type, rule, default and documentation are on consecutive lines.
+macro_rules! section {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty = $default:expr,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[serde(default, deny_unknown_fields, expecting = "a table")]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $($field: $default,)* }
+            }
+        }
+    };
 }
 
-impl Default for Config {
-    /// The documented defaults, with no backends and no file.
-    fn default() -> Self {
-        Self {
-            source: None,
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
-            algorithm: Algorithm::default(),
-            backends: Vec::new(),
-            panic_threshold: 0,
-            health: HealthConfig::default(),
-            circuit_breaker: CircuitBreakerConfig::default(),
-            timeouts: TimeoutsConfig::default(),
-            retries: RetriesConfig::default(),
-            limits: LimitsConfig::default(),
-            admin: AdminConfig::default(),
-            log: LogConfig::default(),
-        }
+section! {
+    /// The validated configuration rrlb runs with. Build it with [`Config::load`].
+    ///
+    /// `Debug`, `Serialize` and [`Config::to_toml_string`] never show the admin token.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Config {
+        /// The TOML file it was read from (`--config`/`RRLB_CONFIG`), if any.
+        #[serde(skip)]
+        pub source: Option<PathBuf> = None,
+        /// Proxy listener (`listen`, `--listen`, `RRLB_LISTEN`). Default `0.0.0.0:8080`.
+        #[serde(deserialize_with = "value::socket_addr")]
+        pub listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 8080)),
+        /// Admin listener (`admin_listen`, `--admin-listen`, `RRLB_ADMIN_LISTEN`). Default `127.0.0.1:9901`.
+        #[serde(deserialize_with = "value::socket_addr")]
+        pub admin_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9901)),
+        /// Balancing algorithm. Default round robin.
+        #[serde(with = "named")]
+        pub algorithm: Algorithm = Algorithm::default(),
+        /// Panic threshold in percent (`0..=100`, 0 = off): when fewer than this share of the backends
+        /// is eligible, balance over all of them, ignoring health and breakers.
+        #[serde(deserialize_with = "value::percent")]
+        pub panic_threshold: u8 = 0,
+        /// Backends, in order; names and URLs are unique. May be empty (every request then gets `503`
+        /// until backends are added through the admin API).
+        pub backends: Vec<BackendConfig> = Vec::new(),
+        /// Active health checks.
+        pub health: HealthConfig = HealthConfig::default(),
+        /// Passive, per-backend circuit breaker.
+        #[serde(with = "Breaker")]
+        pub circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig::default(),
+        /// Timeouts.
+        pub timeouts: TimeoutsConfig = TimeoutsConfig::default(),
+        /// Retries on another backend.
+        pub retries: RetriesConfig = RetriesConfig::default(),
+        /// Request limits.
+        pub limits: LimitsConfig = LimitsConfig::default(),
+        /// Admin API.
+        pub admin: AdminConfig = AdminConfig::default(),
+        /// Logging (flags and environment only).
+        #[serde(skip)]
+        pub log: LogConfig = LogConfig::default(),
     }
 }
 
@@ -86,43 +90,30 @@ impl Default for Config {
 /// type: its names, parsing and errors are the configuration's).
 pub use rrlb_core::Algorithm;
 
-/// Active health checking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct HealthConfig {
-    /// Whether active checks run (extension; default `true`). Without them every backend counts
-    /// as healthy and only the circuit breaker takes backends out.
-    pub enabled: bool,
-    /// Path (and optional query) probed with `GET`. Default `/health`.
-    #[serde(with = "probe_path")]
-    pub path: PathAndQuery,
-    /// Time between probes of one backend. Default 2s.
-    #[serde(with = "duration")]
-    pub interval: Duration,
-    /// Probe timeout, at most `interval`. Default 1s.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    /// Consecutive passes for an unhealthy backend to become healthy (rise). Default 2.
-    #[serde(deserialize_with = "value::count")]
-    pub healthy_threshold: u32,
-    /// Consecutive failures for a healthy backend to become unhealthy (fall). Default 3.
-    #[serde(deserialize_with = "value::count")]
-    pub unhealthy_threshold: u32,
-    /// The health a new backend starts with (extension; default healthy).
-    pub initial: InitialHealth,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            path: PathAndQuery::from_static("/health"),
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            healthy_threshold: 2,
-            unhealthy_threshold: 3,
-            initial: InitialHealth::Healthy,
-        }
+section! {
+    /// Active health checking.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct HealthConfig {
+        /// Whether active checks run (extension; default `true`). Without them every backend counts
+        /// as healthy and only the circuit breaker takes backends out.
+        pub enabled: bool = true,
+        /// Path (and optional query) probed with `GET`. Default `/health`.
+        #[serde(with = "probe_path")]
+        pub path: PathAndQuery = PathAndQuery::from_static("/health"),
+        /// Time between probes of one backend. Default 2s.
+        #[serde(with = "duration")]
+        pub interval: Duration = Duration::from_secs(2),
+        /// Probe timeout, at most `interval`. Default 1s.
+        #[serde(with = "duration")]
+        pub timeout: Duration = Duration::from_secs(1),
+        /// Consecutive passes for an unhealthy backend to become healthy (rise). Default 2.
+        #[serde(deserialize_with = "value::int::<_, _, 1, 1_000>")]
+        pub healthy_threshold: u32 = 2,
+        /// Consecutive failures for a healthy backend to become unhealthy (fall). Default 3.
+        #[serde(deserialize_with = "value::int::<_, _, 1, 1_000>")]
+        pub unhealthy_threshold: u32 = 3,
+        /// The health a new backend starts with (extension; default healthy).
+        pub initial: InitialHealth = InitialHealth::Healthy,
     }
 }
 
@@ -172,13 +163,13 @@ pub type CircuitBreakerConfig = rrlb_core::BreakerParams;
     expecting = "a table"
 )]
 struct Breaker {
-    #[serde(deserialize_with = "value::count")]
+    #[serde(deserialize_with = "value::int::<_, _, 1, 1_000>")]
     consecutive_failures: u32,
     #[serde(deserialize_with = "value::trip_rate")]
     failure_rate: f64,
-    #[serde(deserialize_with = "value::calls")]
+    #[serde(deserialize_with = "value::int::<_, _, 1, 10_000>")]
     window: u32,
-    #[serde(deserialize_with = "value::calls")]
+    #[serde(deserialize_with = "value::int::<_, _, 1, 10_000>")]
     min_calls: u32,
     #[serde(with = "duration")]
     slow_call_duration: Duration,
@@ -188,41 +179,30 @@ struct Breaker {
     open_duration: Duration,
     #[serde(with = "duration")]
     max_open_duration: Duration,
-    #[serde(deserialize_with = "value::count")]
+    #[serde(deserialize_with = "value::int::<_, _, 1, 1_000>")]
     half_open_max_calls: u32,
 }
 
-/// Timeouts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct TimeoutsConfig {
-    /// Per upstream attempt (`--timeout`, `RRLB_TIMEOUT`). Default 2s.
-    #[serde(with = "duration")]
-    pub request: Duration,
-    /// Connecting to a backend. Default 500ms.
-    #[serde(with = "duration")]
-    pub connect: Duration,
-    /// A client must send its request headers within this. Default 10s.
-    #[serde(with = "duration")]
-    pub header_read: Duration,
-    /// A client must send each part of its request body within this of the previous one (a body that stalls
-    /// is answered `408` and the connection closed). Default 30s.
-    #[serde(with = "duration")]
-    pub body_read: Duration,
-    /// Graceful shutdown waits at most this long for in-flight requests (extension). Default 30s.
-    #[serde(with = "duration")]
-    pub drain: Duration,
-}
-
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        Self {
-            request: Duration::from_secs(2),
-            connect: Duration::from_millis(500),
-            header_read: Duration::from_secs(10),
-            body_read: Duration::from_secs(30),
-            drain: Duration::from_secs(30),
-        }
+section! {
+    /// Timeouts.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TimeoutsConfig {
+        /// Per upstream attempt (`--timeout`, `RRLB_TIMEOUT`). Default 2s.
+        #[serde(with = "duration")]
+        pub request: Duration = Duration::from_secs(2),
+        /// Connecting to a backend. Default 500ms.
+        #[serde(with = "duration")]
+        pub connect: Duration = Duration::from_millis(500),
+        /// A client must send its request headers within this. Default 10s.
+        #[serde(with = "duration")]
+        pub header_read: Duration = Duration::from_secs(10),
+        /// A client must send each part of its request body within this of the previous one (a body that stalls
+        /// is answered `408` and the connection closed). Default 30s.
+        #[serde(with = "duration")]
+        pub body_read: Duration = Duration::from_secs(30),
+        /// Graceful shutdown waits at most this long for in-flight requests (extension). Default 30s.
+        #[serde(with = "duration")]
+        pub drain: Duration = Duration::from_secs(30),
     }
 }
 
@@ -241,67 +221,49 @@ pub enum RetryOn {
     Status5xx,
 }
 
-/// Retries on another backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct RetriesConfig {
-    /// Extra attempts, each on a different backend, `0..=10`. Default 2.
-    #[serde(deserialize_with = "value::attempts")]
-    pub attempts: u32,
-    /// Which failures are retried. Default connect failures only.
-    pub on: BTreeSet<RetryOn>,
-    /// Retries are at most this share of requests, in `[0, 1]` (extension). Default 0.2.
-    #[serde(deserialize_with = "value::ratio")]
-    pub budget_ratio: f64,
-    /// … but this many retries per second are always allowed (extension). Default 10.
-    #[serde(deserialize_with = "value::per_second")]
-    pub budget_min_per_second: u32,
-}
-
-impl Default for RetriesConfig {
-    fn default() -> Self {
-        Self {
-            attempts: 2,
-            on: BTreeSet::from([RetryOn::ConnectFailure]),
-            budget_ratio: 0.2,
-            budget_min_per_second: 10,
-        }
+section! {
+    /// Retries on another backend.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct RetriesConfig {
+        /// Extra attempts, each on a different backend, `0..=10`. Default 2.
+        #[serde(deserialize_with = "value::int::<_, _, 0, { value::MAX_RETRY_ATTEMPTS as i64 }>")]
+        pub attempts: u32 = 2,
+        /// Which failures are retried. Default connect failures only.
+        pub on: BTreeSet<RetryOn> = BTreeSet::from([RetryOn::ConnectFailure]),
+        /// Retries are at most this share of requests, in `[0, 1]` (extension). Default 0.2.
+        #[serde(deserialize_with = "value::ratio")]
+        pub budget_ratio: f64 = 0.2,
+        /// … but this many retries per second are always allowed (extension). Default 10.
+        #[serde(deserialize_with = "value::int::<_, _, 0, 1_000_000>")]
+        pub budget_min_per_second: u32 = 10,
     }
 }
 
-/// Request limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct LimitsConfig {
-    /// Largest request body accepted (`413` above), `1..=1 GiB`. Default 1 MiB.
-    #[serde(deserialize_with = "value::body_bytes")]
-    pub max_body_bytes: u64,
-    /// Requests per second per client IP; 0 = off. Default 0.
-    #[serde(deserialize_with = "value::rate_limit")]
-    pub rate_per_client: u32,
-    /// Burst allowed above the rate, at least 1 when the rate is on. Default 50.
-    #[serde(deserialize_with = "value::per_second")]
-    pub burst: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1 << 20,
-            rate_per_client: 0,
-            burst: 50,
-        }
+section! {
+    /// Request limits.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct LimitsConfig {
+        /// Largest request body accepted (`413` above), `1..=1 GiB`. Default 1 MiB.
+        #[serde(deserialize_with = "value::body_bytes")]
+        pub max_body_bytes: u64 = 1 << 20,
+        /// Requests per second per client IP; 0 = off. Default 0.
+        #[serde(deserialize_with = "value::rate_limit")]
+        pub rate_per_client: u32 = 0,
+        /// Burst allowed above the rate, at least 1 when the rate is on. Default 50.
+        #[serde(deserialize_with = "value::int::<_, _, 0, 1_000_000>")]
+        pub burst: u32 = 50,
     }
 }
 
-/// The admin API.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct AdminConfig {
-    /// Bearer token required by mutating admin calls; `None` = no authentication
-    /// (only allowed when the admin listener is on a loopback address). In the file, `""` is none.
-    #[serde(with = "token")]
-    pub token: Option<AdminToken>,
+section! {
+    /// The admin API.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AdminConfig {
+        /// Bearer token required by mutating admin calls; `None` = no authentication
+        /// (only allowed when the admin listener is on a loopback address). In the file, `""` is none.
+        #[serde(with = "token")]
+        pub token: Option<AdminToken> = None,
+    }
 }
 
 /// `admin.token`: printed as `"<redacted>"` (or `""` when there is none).

@@ -79,7 +79,7 @@ pub(crate) mod named {
 }
 
 /// A whole number in `min..=max`; `note` ends the refusal.
-fn int<'de, D: Deserializer<'de>, T: TryFrom<i64>>(
+fn in_range<'de, D: Deserializer<'de>, T: TryFrom<i64>>(
     d: D,
     (min, max): (i64, i64),
     note: &str,
@@ -97,43 +97,32 @@ fn int<'de, D: Deserializer<'de>, T: TryFrom<i64>>(
 pub(crate) fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     use rrlb_core::backend::{MAX_WEIGHT, MIN_WEIGHT};
     let range = (i64::from(MIN_WEIGHT), i64::from(MAX_WEIGHT));
-    int(d, range, " (0 is refused: drain the backend instead)")
+    in_range(d, range, " (0 is refused: drain the backend instead)")
 }
 
-/// A count of checks, failures or probes: `1..=1000`.
-pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    int(d, (1, 1_000), "")
-}
-
-/// A number of calls in the breaker's window: `1..=10000`.
-pub(crate) fn calls<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    int(d, (1, 10_000), "")
-}
-
-/// A per-second rate or a burst: `0..=1000000`.
-pub(crate) fn per_second<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    int(d, (0, 1_000_000), "")
+/// A whole number in `MIN..=MAX`, as `#[serde(deserialize_with = "value::int::<_, _, 1, 1000>")]`.
+pub(crate) fn int<'de, D, T, const MIN: i64, const MAX: i64>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    in_range(d, (MIN, MAX), "")
 }
 
 /// `limits.rate_per_client`, where 0 turns the limit off.
 pub(crate) fn rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    int(d, (0, 1_000_000), " (0 = off)")
+    in_range(d, (0, 1_000_000), " (0 = off)")
 }
 
 /// A percentage: `0..=100`.
 pub(crate) fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    int(d, (0, 100), " (percent)")
-}
-
-/// `retries.attempts`.
-pub(crate) fn attempts<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    int(d, (0, i64::from(MAX_RETRY_ATTEMPTS)), "")
+    in_range(d, (0, 100), " (percent)")
 }
 
 /// `limits.max_body_bytes`.
 pub(crate) fn body_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let max = i64::try_from(MAX_BODY_BYTES).unwrap_or(i64::MAX);
-    int(d, (1, max), " (1 GiB)")
+    in_range(d, (1, max), " (1 GiB)")
 }
 
 /// A share in `[0, 1]`.
