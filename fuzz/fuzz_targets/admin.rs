@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rrlb::admin::{parse_new_backend, parse_object, parse_patch};
+use rrlb::testing::{parse_new_backend, parse_object, parse_patch};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(body) = parse_object(data) {

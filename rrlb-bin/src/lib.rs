@@ -40,7 +40,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod admin;
+mod admin;
 pub mod config;
 pub mod demo;
 mod fast;
@@ -58,4 +58,4 @@ mod upstream;
 pub mod testing;
 
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
-pub use crate::state::{App, ApplyError, Reloader};
+pub use crate::state::{ApplyError, Reloader};

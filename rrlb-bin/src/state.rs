@@ -28,7 +28,7 @@ pub(crate) use crate::forward::ClientLimiter;
 pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// Everything the listeners share.
-pub struct App {
+pub(crate) struct App {
     /// The backend set (one for the life of the process; reloads update it in place).
     pub(crate) set: BackendSet<AnyBalancer>,
     /// The balancing service of both request paths, replaced when timeouts or retries change.

@@ -110,3 +110,6 @@ pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
 pub fn admin_operations() -> Vec<(&'static str, &'static str, bool)> {
     crate::admin::operations()
 }
+
+/// The admin API's body parsers, for the `admin` fuzz target.
+pub use crate::admin::{Patch, parse_new_backend, parse_object, parse_patch};

@@ -21,7 +21,7 @@ fn bad_weight() -> String {
 }
 
 /// Admin request bodies larger than this are refused.
-pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+pub(crate) const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 pub(super) fn respond(status: StatusCode, body: &Value) -> AdminResponse {
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));

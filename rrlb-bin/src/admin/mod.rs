@@ -29,7 +29,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use self::handlers::error;
-pub use self::handlers::{MAX_ADMIN_BODY, Patch, parse_new_backend, parse_object, parse_patch};
+pub use self::handlers::{Patch, parse_new_backend, parse_object, parse_patch};
 use crate::state::App;
 
 type AdminResponse = Response<Full<Bytes>>;
@@ -144,7 +144,7 @@ pub(crate) fn operations() -> Vec<(&'static str, &'static str, bool)> {
 }
 
 /// Handles one admin request. Never fails: every problem is a JSON answer.
-pub async fn handle(
+pub(crate) async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
 ) -> Result<AdminResponse, std::convert::Infallible> {
