@@ -145,20 +145,9 @@ fn answer(
         body,
         served,
     } = res;
-    let (backend, attempts) = match &served {
-        Some((b, n)) => (Some(b.name()), *n),
-        None => (None, 1),
-    };
-    record.done(
-        &app.metrics,
-        request_id,
-        Outcome {
-            status,
-            backend,
-            attempts,
-            reject: None,
-        },
-    );
+    let outcome = Outcome::answered(status, &served);
+    let backend = outcome.backend;
+    record.done(&app.metrics, request_id, outcome);
     let mut out = Response::new(Either::Left(RawBody::new(body)));
     *out.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     let mut fields = [httparse::EMPTY_HEADER; crate::h1::answer::MAX_HEADERS + 4];

@@ -395,28 +395,16 @@ impl Connection {
             body,
             served,
         } = res;
-        let (backend, attempts) = match &served {
-            Some((b, n)) => (Some(b.name()), *n),
-            None => (None, 1),
-        };
+        let outcome = Outcome::answered(status, &served);
         crate::h1::push_header(&mut out, b"x-request-id", id.as_bytes());
-        if let Some(name) = backend.filter(|n| forward::valid_value(n)) {
+        if let Some(name) = outcome.backend.filter(|n| forward::valid_value(n)) {
             crate::h1::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        record.done(
-            &app.metrics,
-            id,
-            Outcome {
-                status,
-                backend,
-                attempts,
-                reject: None,
-            },
-        );
+        record.done(&app.metrics, id, outcome);
         relay::body(&mut self.stream, out, body).await
     }
 }

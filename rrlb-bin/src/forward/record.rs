@@ -7,6 +7,8 @@ use http::Method;
 use http::header::HeaderValue;
 
 use crate::metrics::Metrics;
+use rrlb_core::Backend;
+use std::sync::Arc;
 
 /// What one exchange came to.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +35,20 @@ impl<'a> Outcome<'a> {
                 attempts: e.attempts(),
                 reject: None,
             },
+        }
+    }
+
+    /// A request a backend answered with `status`; `served` is which backend, after how many attempts.
+    pub(crate) fn answered(status: u16, served: &'a Option<(Arc<Backend>, u32)>) -> Self {
+        let (backend, attempts) = match served {
+            Some((b, n)) => (Some(b.name()), *n),
+            None => (None, 1),
+        };
+        Outcome {
+            status,
+            backend,
+            attempts,
+            reject: None,
         }
     }
 
