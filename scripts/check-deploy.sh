@@ -16,7 +16,7 @@ Runs every static check of the deployment files and exits non-zero if any fails:
   k8s        kubectl kustomize deploy/k8s (or each resource file) through kubernetes-validate
              --strict, against the newest bundled Kubernetes and 1.30
   prometheus promtool check config, check rules, test rules
-  grafana    the dashboard JSON parses and its queries use only SPEC's metric names
+  grafana    the dashboard JSON parses and its queries use only the metric names of docs/operations.md
   openapi    openapi-spec-validator docs/api-spec.yml (that it lists exactly the admin route table's
              operations, with the token where the table needs it, is the Rust test
              rrlb-bin/tests/api_spec.rs)
@@ -142,7 +142,7 @@ fi
 
 # --- metric names in alerts and dashboard -----------------------------------------------------
 section grafana
-run "dashboard JSON and alert rules use SPEC's metric names, and cover them all" "$PY" "$CHECKS/monitoring.py"
+run "dashboard JSON and alert rules use the documented metric names (docs/operations.md), and cover them all" "$PY" "$CHECKS/monitoring.py"
 
 # --- OpenAPI ----------------------------------------------------------------------------------
 section openapi

@@ -1,4 +1,4 @@
-//! The configuration contract: SPEC's schema and defaults, precedence, errors, reload.
+//! The configuration contract (`docs/configuration.md`): the schema and defaults, precedence, errors, reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +8,7 @@ use rrlb::config::{
     Algorithm, Cli, Config, ConfigError, ConfigErrorKind, InitialHealth, LogFormat, Origin, RetryOn,
 };
 
-/// SPEC's example file, verbatim.
+/// The example file of `docs/configuration.md` (the contract's), verbatim.
 const SPEC_EXAMPLE: &str = r#"
 listen = "0.0.0.0:8080"
 admin_listen = "127.0.0.1:9901"

@@ -1,4 +1,4 @@
-"""The Grafana dashboard and the Prometheus alert rules use only SPEC's metric names, and cover them all: every
+"""The Grafana dashboard and the Prometheus alert rules use only the metric names documented in docs/operations.md, and cover them all: every
 metric has a dashboard panel, and every one but rrlb_in_flight an alert rule. The dashboard has a uid and a
 title, and its panels use the provisioned Prometheus datasource.
 
