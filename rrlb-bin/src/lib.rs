@@ -40,6 +40,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod access_log;
 mod admin;
 pub mod config;
 pub mod demo;

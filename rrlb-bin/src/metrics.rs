@@ -53,6 +53,8 @@ pub(crate) struct Metrics {
     in_flight: Family<BackendLabel, Gauge>,
     retries: Counter,
     rejected: Family<ReasonLabel, Counter>,
+    /// Access log lines dropped because its writer could not keep up.
+    pub(crate) access_log_dropped: Counter,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
@@ -132,6 +134,7 @@ impl Metrics {
         let in_flight = Family::<BackendLabel, Gauge>::default();
         let retries = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
+        let access_log_dropped = Counter::default();
         registry.register(
             "rrlb_requests",
             "Requests answered, by backend and status code",
@@ -167,6 +170,11 @@ impl Metrics {
             "Requests rejected before reaching a backend, by reason",
             rejected.clone(),
         );
+        registry.register(
+            "rrlb_access_log_dropped",
+            "Access log lines dropped because the log's writer could not keep up",
+            access_log_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -176,6 +184,7 @@ impl Metrics {
             in_flight,
             retries,
             rejected,
+            access_log_dropped,
             totals: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }

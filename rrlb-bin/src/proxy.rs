@@ -27,7 +27,39 @@ use crate::state::{App, Local};
 use crate::upstream::{RawBody, RawRequest, RawResponse};
 
 /// The proxy's response body: a backend's answer body, or one of rrlb's own JSON answers.
-pub(crate) type ProxyBody = Either<RawBody, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<Logged, Full<Bytes>>;
+
+/// A backend's answer body, counted into its exchange's record, which writes the access line when the body
+/// is done (or dropped: the client went away).
+pub(crate) struct Logged {
+    body: RawBody,
+    record: Record<'static>,
+}
+
+impl hyper::body::Body for Logged {
+    type Data = Bytes;
+    type Error = <RawBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
+            this.record.sent(data.map_or(0, |d| d.len() as u64));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Serves a connection the fast path handed over (`stream`, and `read`, what it had read of it) on hyper's
 /// HTTP/1 + HTTP/2 server. `watcher` lets the graceful shutdown tell hyper to finish.
@@ -60,7 +92,8 @@ pub(crate) async fn handle(
         Version::HTTP_11 => Protocol::Http11,
         _ => Protocol::Http2,
     };
-    let record = Record::start(client, req.method(), || req.uri().path().to_owned());
+    let log = forward::Log::Shared(Arc::clone(&app));
+    let mut record = Record::start(log, client, req.method().as_str(), req.uri().path());
     let (parts, body) = req.into_parts();
     let client_ip = client.ip().to_string();
     let decided = {
@@ -104,27 +137,29 @@ pub(crate) async fn handle(
     };
     let (request_id, rest, declared, chunked) = match decided {
         Ok(d) => d,
-        Err((id, rejection)) => return Ok(refuse(&app, &record, &id, &rejection, protocol)),
+        Err((id, rejection)) => return Ok(refuse(&app, &mut record, &id, &rejection, protocol)),
     };
     let limits = app.config.load().limits.max_body_bytes;
     if let Err(rejection) = forward::admit(&app.limiter.load(), limits, client, declared) {
-        return Ok(refuse(&app, &record, &request_id, &rejection, protocol));
+        return Ok(refuse(&app, &mut record, &request_id, &rejection, protocol));
     }
     let body = match read_body(&app, body).await {
         Ok(body) => body,
-        Err(rejection) => return Ok(refuse(&app, &record, &request_id, &rejection, protocol)),
+        Err(rejection) => return Ok(refuse(&app, &mut record, &request_id, &rejection, protocol)),
     };
+    record.received(body.len() as u64);
     let request = RawRequest::new(parts.method, rest, body);
 
     // A chunked request that reached hyper (HTTP/1.1 after a hand-over) was framed by hyper's decoder, not
     // rrlb's: nothing after it on the connection is read as a request.
     let close = chunked && protocol != Protocol::Http2;
     let res = match app.call(request).await {
-        Ok(res) => answer(&app, &record, &request_id, res),
+        Ok(res) => answer(&app, record, &request_id, res),
         Err(e) => {
             let answer = ErrorAnswer::from_balance(&e);
             let outcome = Outcome::failed(&e, &answer);
             record.done(&app.metrics, &request_id, outcome);
+            record.sent(answer.body_len(&request_id));
             answer.to_response(&request_id).map(Either::Right)
         }
     };
@@ -135,7 +170,7 @@ pub(crate) async fn handle(
 /// back into fields, less the framing line, which hyper writes for its client itself.
 fn answer(
     app: &App,
-    record: &Record,
+    mut record: Record<'static>,
     request_id: &HeaderValue,
     res: RawResponse,
 ) -> Response<ProxyBody> {
@@ -148,7 +183,8 @@ fn answer(
     let outcome = Outcome::answered(status, &served);
     let backend = outcome.backend;
     record.done(&app.metrics, request_id, outcome);
-    let mut out = Response::new(Either::Left(RawBody::new(body)));
+    let body = RawBody::new(body);
+    let mut out = Response::new(Either::Left(Logged { body, record }));
     *out.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     let mut fields = [httparse::EMPTY_HEADER; crate::h1::answer::MAX_HEADERS + 4];
     let mut with_end = head;
@@ -224,12 +260,13 @@ async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Rejection> {
 /// so (its framing or its unread body cannot be trusted).
 fn refuse(
     app: &App,
-    record: &Record,
+    record: &mut Record<'_>,
     request_id: &HeaderValue,
     rejection: &Rejection,
     protocol: Protocol,
 ) -> Response<ProxyBody> {
     record.done(&app.metrics, request_id, Outcome::rejected(rejection));
+    record.sent(rejection.answer().body_len(request_id));
     let res = rejection
         .answer()
         .to_response(request_id)

@@ -17,6 +17,7 @@ use rrlb_tower::{
 use tokio::sync::Mutex;
 use tower::{Service, ServiceExt};
 
+use crate::access_log::AccessLog;
 use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::metrics::Metrics;
 
@@ -38,6 +39,8 @@ pub(crate) struct App {
     /// The per-client rate limiter, when `limits.rate_per_client` is set.
     pub(crate) limiter: ArcSwap<Option<ClientLimiter>>,
     pub(crate) metrics: Metrics,
+    /// The access log (its writer thread runs for as long as the state).
+    pub(crate) access_log: AccessLog,
     upstream: ArcSwap<(Duration, HttpUpstream)>,
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
@@ -165,6 +168,9 @@ pub enum ApplyError {
     /// The backend set refused the backend list.
     #[error("the backend set refused the backend list")]
     Backends(#[source] SetError),
+    /// The access log's file cannot be opened.
+    #[error("cannot open the access log")]
+    AccessLog(#[source] std::io::Error),
     /// There is no way to re-read the configuration (no file).
     #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,
@@ -196,6 +202,13 @@ impl App {
             )
         });
         let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
+        let metrics = Metrics::new();
+        let access_log = AccessLog::new(
+            &config.access_log,
+            config.log.format,
+            metrics.access_log_dropped.clone(),
+        )
+        .map_err(ApplyError::AccessLog)?;
         Ok(Arc::new(Self {
             limiter: ArcSwap::from_pointee(limiter(&config)),
             upstream: ArcSwap::from_pointee((config.timeouts.connect, up)),
@@ -203,7 +216,8 @@ impl App {
             service: ArcSwap::from_pointee(svc),
             config: ArcSwap::from_pointee(config),
             set,
-            metrics: Metrics::new(),
+            metrics,
+            access_log,
             health: std::sync::Mutex::new(health),
             _maintenance: maintenance,
             reloader,
@@ -230,8 +244,13 @@ impl App {
                 "changing this setting needs a restart; the running listener stays"
             );
         }
-        // The only step that can refuse; config validation already checked names, URLs and weights.
+        // A new access log file must open before anything changes.
+        if new.access_log.path != old.access_log.path {
+            AccessLog::check(&new.access_log).map_err(ApplyError::AccessLog)?;
+        }
+        // Config validation already checked names, URLs and weights.
         self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
+        self.access_log.apply(&new.access_log, new.log.format);
         if new.algorithm != old.algorithm {
             self.set.set_balancer(AnyBalancer::new(new.algorithm));
         }

@@ -388,3 +388,139 @@ async fn signals_right_after_start_are_handled() {
     let status = p.wait_exit().await;
     assert_eq!(status.code(), Some(0), "{status}: {}", p.stderr());
 }
+
+/// The access log goes to its file, one line per request on either request path, with every field; SIGUSR1
+/// after a rotation (the file moved away) makes rrlb write on to a new file at the configured path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_and_rotation() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = echo("a").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, log) = (dir.path().join("rrlb.toml"), dir.path().join("access.log"));
+    let toml = format!(
+        "{}[health]\nenabled = false\n[access_log]\nformat = \"json\"\npath = {:?}\n",
+        backends_toml(&[("a", &a.url(), 1)]),
+        log.to_str().expect("utf-8")
+    );
+    write_atomic(&path, &toml);
+    let mut p = Process::spawn(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let c = client();
+    let body = json!({"k": "v"}).to_string();
+    let res = send(
+        &c,
+        Method::POST,
+        &format!("http://{}/one", p.proxy),
+        &[("content-type", "application/json")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let sent_back = res.text().len() as u64;
+
+    // Rotate: move the file away, then SIGUSR1; what follows goes to a new file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    p.signal("USR1");
+    p.wait_line("the reopen", |l| l.contains("reopened the access log"))
+        .await;
+    // An HTTP/1.0 request (the hyper path) and one rrlb refuses itself.
+    let mut s = tokio::net::TcpStream::connect(p.proxy)
+        .await
+        .expect("connect");
+    let request = b"POST /two HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    s.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut s = tokio::net::TcpStream::connect(p.proxy)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /three HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // SIGTERM: the log is flushed before rrlb exits.
+    p.signal("TERM");
+    assert!(p.wait_exit().await.success());
+    let lines = |file: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(file)
+            .expect("read the log")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect()
+    };
+    let old = lines(&rotated);
+    assert_eq!(old.len(), 1, "{old:?}");
+    let one = &old[0];
+    for key in [
+        "time",
+        "request_id",
+        "client",
+        "method",
+        "path",
+        "status",
+        "backend",
+        "attempts",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+    ] {
+        assert!(!one[key].is_null(), "{key} missing from {one}");
+    }
+    assert_eq!(
+        (
+            one["method"].as_str(),
+            one["path"].as_str(),
+            one["status"].as_u64()
+        ),
+        (Some("POST"), Some("/one"), Some(200))
+    );
+    assert_eq!(
+        (
+            one["backend"].as_str(),
+            one["attempts"].as_u64(),
+            one["client"].as_str()
+        ),
+        (Some("a"), Some(1), Some("127.0.0.1"))
+    );
+    assert_eq!(one["bytes_in"].as_u64(), Some(body.len() as u64));
+    assert_eq!(one["bytes_out"].as_u64(), Some(sent_back));
+    assert_eq!(one["request_id"].as_str(), res_id(&old[0]));
+    let new = lines(&log);
+    let paths: Vec<_> = new
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap_or(""),
+                l["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // The refused request's head was not read: no method or path.
+    assert_eq!(paths, [("/two", 200), ("-", 400)]);
+    assert_eq!(new[1]["backend"], "-");
+    assert!(new[1]["bytes_out"].as_u64().unwrap_or(0) > 0);
+}
+
+fn res_id(line: &serde_json::Value) -> Option<&str> {
+    line["request_id"].as_str().filter(|id| !id.is_empty())
+}

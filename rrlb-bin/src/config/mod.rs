@@ -59,7 +59,8 @@ pub use backend::{
 pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
-    AdminConfig, AdminToken, Algorithm, CircuitBreakerConfig, Config, HealthConfig, InitialHealth,
-    InvalidToken, LimitsConfig, RetriesConfig, RetryOn, TimeoutsConfig,
+    AccessLogConfig, AdminConfig, AdminToken, Algorithm, CircuitBreakerConfig, Config,
+    HealthConfig, InitialHealth, InvalidToken, LimitsConfig, RetriesConfig, RetryOn,
+    TimeoutsConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::backend::BackendConfig;
 use super::value::{self, duration, named};
-use crate::logging::LogConfig;
+use crate::logging::{LogConfig, LogFormat};
 
 /// Declares a section of the file: its struct, with serde's `default` and `deny_unknown_fields`, and a
 /// `Default` made of each field's `= value` (as the unstable `default_field_values` would write it), so that
@@ -80,6 +80,8 @@ section! {
         pub limits: LimitsConfig = LimitsConfig::default(),
         /// Admin API.
         pub admin: AdminConfig = AdminConfig::default(),
+        /// The access log.
+        pub access_log: AccessLogConfig = AccessLogConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
@@ -263,6 +265,20 @@ section! {
         /// (only allowed when the admin listener is on a loopback address). In the file, `""` is none.
         #[serde(with = "token")]
         pub token: Option<AdminToken> = None,
+    }
+}
+
+section! {
+    /// The access log: one line per request, written off the request path (`[access_log]`).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AccessLogConfig {
+        /// Whether lines are written. Default `true`.
+        pub enabled: bool = true,
+        /// `"text"` (logfmt) or `"json"`; default: the log format (`--log-format`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub format: Option<LogFormat> = None,
+        /// `"stdout"`, or a file appended to (and reopened on `SIGUSR1`, for log rotation). Default `"stdout"`.
+        pub path: String = "stdout".to_owned(),
     }
 }
 

@@ -136,7 +136,7 @@ impl Connection {
     /// the header-read timeout (slowloris); a keep-alive connection may stay idle for [`KEEP_ALIVE_IDLE`], and
     /// has the header-read timeout from its next request's first byte.
     async fn next_head(&mut self, app: &Local) -> Next {
-        let access = forward::record::access_log_on();
+        let access = app.access_log.is_on();
         let header_read = app.config.load().timeouts.header_read;
         let now = tokio::time::Instant::now();
         let mut deadline = if self.served && self.buf.is_empty() {
@@ -195,7 +195,13 @@ impl Connection {
     /// another request.
     async fn exchange(&mut self, app: &Local, mut head: head::RequestHead) -> bool {
         let path = head.path.take();
-        let record = Record::start(self.client, &head.method, move || path.unwrap_or_default());
+        let log = forward::Log::Borrowed(&app.access_log);
+        let mut record = Record::start(
+            log,
+            self.client,
+            head.method.as_str(),
+            path.as_deref().unwrap_or(""),
+        );
         self.buf.advance(head.len);
         let id = &head.request_id;
         let declared = match head.body {
@@ -212,14 +218,14 @@ impl Connection {
             // does not.
             let keep = head.body == BodyFraming::None && !head.close;
             return self
-                .refuse(app, id, &rejection, Some((&record, keep)))
+                .refuse(app, id, &rejection, Some((&mut record, keep)))
                 .await
                 && keep;
         }
         let body = match self.read_body(app, &head).await {
             Ok(body) => body,
             Err(BodyError::Refused(rejection)) => {
-                self.refuse(app, id, &rejection, Some((&record, false)))
+                self.refuse(app, id, &rejection, Some((&mut record, false)))
                     .await;
                 return false;
             }
@@ -232,14 +238,16 @@ impl Connection {
                 return false;
             }
         };
+        record.received(body.len() as u64);
         let request = RawRequest::new(head.method.clone(), head.rest, body);
         let close = head.close;
         match app.call(request).await {
-            Ok(res) => self.answer(app, res, id, close, &record).await && !close,
+            Ok(res) => self.answer(app, res, id, close, &mut record).await && !close,
             Err(e) => {
                 let answer = ErrorAnswer::from_balance(&e);
                 let outcome = Outcome::failed(&e, &answer);
                 record.done(&app.metrics, id, outcome);
+                record.sent(answer.body_len(id));
                 self.stream
                     .write_all(&answer.to_h1(id, close))
                     .await
@@ -336,15 +344,20 @@ impl Connection {
         app: &Local,
         id: &HeaderValue,
         rejection: &Rejection,
-        record: Option<(&Record, bool)>,
+        record: Option<(&mut Record<'_>, bool)>,
     ) -> bool {
         let keep = match record {
             Some((record, keep)) => {
                 record.done(&app.metrics, id, Outcome::rejected(rejection));
+                record.sent(rejection.answer().body_len(id));
                 keep
             }
             None => {
-                app.metrics.reject(rejection.reason());
+                // A head that could not be read: no method or path to log.
+                let log = forward::Log::Borrowed(&app.access_log);
+                let mut record = Record::start(log, self.client, "-", "-");
+                record.done(&app.metrics, id, Outcome::rejected(rejection));
+                record.sent(rejection.answer().body_len(id));
                 tracing::debug!(client = %self.client, error = %rejection.answer().message, "request refused");
                 false
             }
@@ -387,7 +400,7 @@ impl Connection {
         res: RawResponse,
         id: &HeaderValue,
         close: bool,
-        record: &Record,
+        record: &mut Record<'_>,
     ) -> bool {
         let RawResponse {
             status,
@@ -405,6 +418,6 @@ impl Connection {
         }
         out.extend_from_slice(b"\r\n");
         record.done(&app.metrics, id, outcome);
-        relay::body(&mut self.stream, out, body).await
+        relay::body(&mut self.stream, out, body, record).await
     }
 }

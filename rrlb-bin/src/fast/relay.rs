@@ -6,6 +6,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::forward::Record;
 use crate::h1::chunked;
 use crate::logging::ErrorChain;
 use crate::upstream::BodySource;
@@ -14,7 +15,14 @@ use crate::upstream::BodySource;
 /// connection cannot carry another request: it broke, or the answer could not be completed (the backend broke
 /// the framing rules mid-body, or closed early); the client then sees its connection close before the framed
 /// end, never a byte of what broke the rules.
-pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodySource) -> bool {
+/// The body's bytes sent (framing included, the head not) are counted in `record`.
+pub(super) async fn body(
+    client: &mut TcpStream,
+    mut out: Vec<u8>,
+    source: BodySource,
+    record: &mut Record<'_>,
+) -> bool {
+    let mut head = out.len();
     match source {
         BodySource::Tcp(mut tcp) => {
             let first = std::mem::take(&mut tcp.first);
@@ -24,6 +32,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
                 if client.write_all(&out).await.is_err() {
                     return false;
                 }
+                record.sent((out.len() - std::mem::take(&mut head)) as u64);
                 if tcp.is_done() {
                     return true;
                 }
@@ -42,6 +51,7 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
             if client.write_all(&out).await.is_err() {
                 return false;
             }
+            record.sent((out.len() - head) as u64);
             if !chunked {
                 return true;
             }
@@ -57,11 +67,13 @@ pub(super) async fn body(client: &mut TcpStream, mut out: Vec<u8>, source: BodyS
                             if client.write_all(&out).await.is_err() {
                                 return false;
                             }
+                            record.sent(out.len() as u64);
                         }
                     }
                     Some(Err(_)) => return false,
                 }
             }
+            record.sent(chunked::LAST_CHUNK.len() as u64);
             client.write_all(chunked::LAST_CHUNK).await.is_ok()
         }
     }

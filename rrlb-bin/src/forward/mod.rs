@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-pub(crate) use self::record::{Outcome, Record};
+pub(crate) use self::record::{Log, Outcome, Record};
 pub(crate) use self::reject::{ErrorAnswer, Rejection};
 use crate::h1::{self, Connection};
 

@@ -170,6 +170,11 @@ impl ErrorAnswer {
     }
 
     /// Written as HTTP/1.1 bytes, with `connection: close` when `close`.
+    /// The length of the JSON body the client gets (for the access log).
+    pub(crate) fn body_len(&self, request_id: &HeaderValue) -> u64 {
+        self.body(request_id).len() as u64
+    }
+
     pub(crate) fn to_h1(&self, request_id: &HeaderValue, close: bool) -> Vec<u8> {
         let body = self.body(request_id);
         let mut out = Vec::with_capacity(body.len() + 256);

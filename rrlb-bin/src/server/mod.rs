@@ -116,6 +116,7 @@ pub async fn run_on_workers(
         let _ = done.await;
     }
     admin_task.abort();
+    app.access_log.flush();
     tracing::info!("drained; bye");
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! What triggers a reload besides `POST /admin/reload`: SIGHUP, and a change to the configuration file.
+//! What triggers a reload besides `POST /admin/reload`: SIGHUP, and a change to the configuration file; and
+//! SIGUSR1, which reopens the access log (log rotation).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,17 @@ pub(super) fn spawn_triggers(
             tasks.push(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     reload_and_log(&app, "SIGHUP").await;
+                }
+            }));
+        }
+        // Log rotation: the file was moved away; write on to a new one at the configured path.
+        if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+            let app = Arc::clone(app);
+            tasks.push(tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    let app = Arc::clone(&app);
+                    let _ = tokio::task::spawn_blocking(move || app.access_log.reopen()).await;
+                    tracing::info!("SIGUSR1: reopened the access log");
                 }
             }));
         }
