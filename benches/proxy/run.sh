@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
-# Proxy load benchmark: rrlb against NGINX and HAProxy over the same three echo-rs backends, with
-# a direct run as the baseline, measured with wrk in one interleaved run.
+# Proxy load benchmark: rrlb against NGINX and HAProxy over the same three backends, with a direct
+# run as the baseline, measured with wrk in one interleaved run.
 #
 # Usage: benches/proxy/run.sh [-h]
 #
 # Targets, measured in turn in every round (direct rrlb nginx haproxy, direct rrlb nginx haproxy, ...):
-#   direct   wrk -> one echo-rs backend (the baseline)
-#   rrlb     wrk -> rrlb (round robin, --log-level warn: no access log, default health checks)
-#            -> three echo-rs backends
-#   nginx    wrk -> nginx (foreground, worker_processes auto, access_log off, upstream round
-#            robin, keepalive 64, HTTP/1.1 to the backends) -> the same three backends
+#   direct   wrk -> one backend (the baseline)
+#   rrlb     wrk -> rrlb (its defaults: round robin, health checks, log level info, access log
+#            as LOG says) -> three backends
+#   nginx    wrk -> nginx (foreground, worker_processes auto, reuseport, upstream round robin,
+#            keepalive 64, HTTP/1.1 to the backends) -> the same three backends
 #   haproxy  wrk -> haproxy (foreground -db, nbthread 2, mode http, balance roundrobin,
-#            http-reuse always, no logging) -> the same three backends
+#            http-reuse always) -> the same three backends
+#
+# Logging (LOG), the same for every proxy:
+#   off      rrlb [access_log] enabled = false, nginx access_log off, haproxy no log
+#   on       one access line per request to a file: rrlb's default access log (text) with
+#            path = FILE, nginx's default access_log (combined) to a file, haproxy option httplog
+#            to stdout redirected to a file
+#
+# Backends (BACKEND):
+#   echo-rs  the project's echo service (multi-threaded tokio, validates and routes)
+#   hyper    echo-rs/examples/hyper_echo.rs: hyper on a current-thread runtime, echoes the body
 #
 # Environment (defaults in brackets):
 #   ROUNDS=3          rounds; each round measures every target once
 #   DURATION=10       seconds per measurement (wrk -d)
 #   WARMUP=2          seconds of unrecorded load per target before the first round (0: none)
 #   CONNECTIONS=64    wrk -c
-#   THREADS=2         wrk -t
+#   THREADS=1         wrk -t
+#   LOG=on            on or off (see above)
+#   BACKEND=echo-rs   echo-rs or hyper (see above)
 #   TARGETS="direct rrlb nginx haproxy"   which targets, in this order
-#   RRLB_LOG_LEVEL=warn                   rrlb --log-level (info turns the access log on)
+#   RRLB_LOG_LEVEL=info                   rrlb --log-level (its own events; the access log is LOG)
 #   RRLB_ARGS=""      extra arguments for rrlb, split on spaces
 #   BUILD=1           cargo build --release rrlb and echo-rs first (0: use the binaries as they are)
-#   RRLB_BIN, ECHO_BIN   binaries to use [target/release/rrlb, target/release/echo-rs]
+#   RRLB_BIN, ECHO_BIN   binaries to use [target/release/rrlb, target/release/echo-rs or
+#                     target/release/examples/hyper_echo]
 #   PERF_STAT=0       1: also count the proxy's system calls and context switches per request
 #                     with `perf stat` (needs perf and the rights to use it; adds a little overhead)
 #   OUT_DIR=""        if set, keep the raw results there: results.tsv, every wrk output, the
@@ -79,8 +92,12 @@ duration=${duration%s}
 warmup=${WARMUP:-2}
 warmup=${warmup%s}
 connections=${CONNECTIONS:-64}
-threads=${THREADS:-2}
-rrlb_log_level=${RRLB_LOG_LEVEL:-warn}
+threads=${THREADS:-1}
+rrlb_log_level=${RRLB_LOG_LEVEL:-info}
+log_mode=${LOG:-on}
+backend_kind=${BACKEND:-echo-rs}
+case $log_mode in on | off) ;; *) die "LOG must be on or off (got '$log_mode')" ;; esac
+case $backend_kind in echo-rs | hyper) ;; *) die "BACKEND must be echo-rs or hyper (got '$backend_kind')" ;; esac
 read -r -a rrlb_extra <<<"${RRLB_ARGS:-}"
 read -r -a targets <<<"${TARGETS:-direct rrlb nginx haproxy}"
 positive_int ROUNDS "$rounds" 1
@@ -131,11 +148,15 @@ path=$(sed -n 's/^wrk\.path = "\(.*\)"$/\1/p' "$script")
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 rrlb_bin=${RRLB_BIN:-$target_dir/release/rrlb}
-echo_bin=${ECHO_BIN:-$target_dir/release/echo-rs}
+if [[ $backend_kind == hyper ]]; then
+  echo_bin=${ECHO_BIN:-$target_dir/release/examples/hyper_echo}
+else
+  echo_bin=${ECHO_BIN:-$target_dir/release/echo-rs}
+fi
 if [[ ${BUILD:-1} != 0 ]]; then
   command -v cargo >/dev/null 2>&1 || die "cargo is required (or BUILD=0 with built binaries)"
-  log "building rrlb and echo-rs (release)"
-  (cd "$root" && cargo build --release --quiet -p rrlb-bin -p echo-rs) >&2
+  log "building rrlb, echo-rs and hyper_echo (release)"
+  (cd "$root" && cargo build --release --quiet -p rrlb-bin -p echo-rs --bins --example hyper_echo) >&2
 fi
 [[ -x $rrlb_bin ]] || die "no rrlb binary at $rrlb_bin"
 [[ -x $echo_bin ]] || die "no echo-rs binary at $echo_bin"
@@ -252,7 +273,15 @@ if wanted rrlb; then
   done < <(compgen -e | grep '^RRLB_' || true)
   port=$(free_port)
   admin_port=$(free_port)
-  start_proc rrlb env "${rrlb_unset[@]}" "$rrlb_bin" \
+  {
+    echo "[access_log]"
+    if [[ $log_mode == on ]]; then
+      echo "path = \"$work/rrlb-access.log\""
+    else
+      echo "enabled = false"
+    fi
+  } >"$work/rrlb.toml"
+  start_proc rrlb env "${rrlb_unset[@]}" "$rrlb_bin" --config "$work/rrlb.toml" \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" \
     --log-level "$rrlb_log_level" "${rrlb_args[@]}" "${rrlb_extra[@]}"
   rrlb_pid=$started_pid
@@ -280,7 +309,11 @@ if wanted nginx; then
     echo "error_log $nd/error.log warn;"
     echo "events { worker_connections 4096; }"
     echo "http {"
-    echo "  access_log off;"
+    if [[ $log_mode == on ]]; then
+      echo "  access_log $nd/access.log;"
+    else
+      echo "  access_log off;"
+    fi
     echo "  client_body_temp_path $nd/client_body;"
     echo "  proxy_temp_path $nd/proxy;"
     echo "  fastcgi_temp_path $nd/fastcgi;"
@@ -293,7 +326,7 @@ if wanted nginx; then
     echo "    keepalive 64;"
     echo "  }"
     echo "  server {"
-    echo "    listen 127.0.0.1:$port;"
+    echo "    listen 127.0.0.1:$port reuseport;"
     echo "    location / {"
     echo "      proxy_pass http://echo;"
     echo "      proxy_http_version 1.1;"
@@ -320,8 +353,15 @@ if wanted haproxy; then
     echo "global"
     echo "  nbthread 2"
     echo "  maxconn 4096"
+    if [[ $log_mode == on ]]; then
+      echo "  log stdout format raw local0"
+    fi
     echo "defaults"
     echo "  mode http"
+    if [[ $log_mode == on ]]; then
+      echo "  log global"
+      echo "  option httplog"
+    fi
     echo "  timeout connect 5s"
     echo "  timeout client 30s"
     echo "  timeout server 30s"
@@ -541,7 +581,7 @@ done
 # --- report -------------------------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 echo
-echo "## Proxy benchmark: wrk -t$threads -c$connections, ${duration}s x $rounds round(s), ~100-byte JSON POST"
+echo "## Proxy benchmark: wrk -t$threads -c$connections, ${duration}s x $rounds round(s), ~100-byte JSON POST, access logs $log_mode, $backend_kind backends"
 echo
 echo "$(nproc) cores${cpu:+ ($cpu)}, load average before the report: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC')."
 versions="$("$rrlb_bin" --version 2>/dev/null | head -n 1 || echo 'rrlb ?') (log level $rrlb_log_level${RRLB_ARGS:+, args: $RRLB_ARGS})"
@@ -551,7 +591,21 @@ fi
 if [[ -n $haproxy_bin ]]; then
   versions+=", HAProxy $("$haproxy_bin" -v | head -n 1 | cut -d' ' -f3 || true)"
 fi
-echo "$versions; three echo-rs backends on the same machine; $("$wrk_bin" -v 2>&1 | head -n 1 | cut -d' ' -f1-2 || true)."
+echo "$versions; three $backend_kind backends on the same machine; $("$wrk_bin" -v 2>&1 | head -n 1 | cut -d' ' -f1-2 || true)."
+if [[ $log_mode == on ]]; then
+  logged=""
+  for f in "$work/rrlb-access.log:rrlb" "$work/nginx/access.log:nginx" "$work/haproxy.log:haproxy"; do
+    if [[ -s ${f%:*} ]]; then
+      logged+="${logged:+, }${f##*:} $(wc -l <"${f%:*}")"
+    fi
+  done
+  dropped=""
+  if [[ -n ${admin_port:-} ]]; then
+    dropped=$("$curl_bin" -s --max-time 2 "http://127.0.0.1:$admin_port/metrics" |
+      sed -n 's/^rrlb_access_log_dropped_total \([0-9]*\).*/\1/p')
+  fi
+  echo "Access log lines written: ${logged:-none}${dropped:+; rrlb dropped $dropped}."
+fi
 echo
 awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
   function median(list,   n, x, i, j, tmp) {
