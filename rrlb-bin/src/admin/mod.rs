@@ -17,6 +17,7 @@
 //! served wherever `GET` is.
 
 mod handlers;
+mod token;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +31,7 @@ use hyper::body::Incoming;
 
 use self::handlers::error;
 pub use self::handlers::{Patch, parse_new_backend, parse_object, parse_patch};
+pub use self::token::{AdminToken, InvalidToken};
 use crate::state::App;
 
 type AdminResponse = Response<Full<Bytes>>;
