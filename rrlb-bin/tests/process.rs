@@ -7,6 +7,20 @@ use serde_json::json;
 
 use support::*;
 
+/// `rrlb --config PATH` with both listeners on ephemeral ports.
+async fn spawn_with_config(path: &std::path::Path) -> Process {
+    let path = path.to_str().expect("utf-8");
+    Process::spawn(&[
+        "--config",
+        path,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .await
+}
+
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -237,15 +251,7 @@ async fn sighup_reloads_the_config_file() {
         &path,
         &format!("{}{quiet}", backends_toml(&[("a", &a.url(), 1)])),
     );
-    let mut p = Process::spawn(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-    .await;
+    let mut p = spawn_with_config(&path).await;
     let c = client();
     let proxy = format!("http://{}/", p.proxy);
     let admin = format!("http://{}/admin/backends", p.admin);
@@ -403,15 +409,7 @@ async fn access_log_lines_and_rotation() {
         log.to_str().expect("utf-8")
     );
     write_atomic(&path, &toml);
-    let mut p = Process::spawn(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-    .await;
+    let mut p = spawn_with_config(&path).await;
     let c = client();
     let body = json!({"k": "v"}).to_string();
     let res = send(
