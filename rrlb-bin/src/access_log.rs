@@ -166,7 +166,8 @@ impl AccessLog {
         Target::of(&config.path).open().map(drop)
     }
 
-    /// Applies a reloaded configuration: on or off, the format, and a new path (opened by the writer).
+    /// Applies a reloaded configuration: on or off, the format, and a new path (opened by the writer before
+    /// this returns; the caller checked that it opens).
     pub(crate) fn apply(&self, config: &AccessLogConfig, format: LogFormat) {
         let s = &self.shared;
         s.enabled.store(config.enabled, Ordering::Relaxed);
@@ -175,9 +176,17 @@ impl AccessLog {
             Ordering::Relaxed,
         );
         let target = Target::of(&config.path);
-        let mut current = lock(&s.target);
-        if current.0 != target {
-            *current = (target, true);
+        let moved = {
+            let mut current = lock(&s.target);
+            let moved = current.0 != target;
+            if moved {
+                *current = (target, true);
+            }
+            moved
+        };
+        if moved {
+            // As for SIGUSR1: what was logged before the reload goes to the old file, what follows to the new.
+            self.flush();
         }
     }
 

@@ -375,3 +375,53 @@ async fn no_request_fails_while_the_configuration_changes() {
     let metrics = h.admin_get("/admin/metrics").await.json();
     assert!(metrics["total_requests"].as_u64().expect("total") >= total);
 }
+
+/// A reload can move the access log: lines before it stay in the old file, lines after it go to the new one;
+/// a file rrlb cannot open is refused and the running log stays. Turning the log off stops the lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_or_stops_the_access_log() {
+    let echoes = vec![echo("a").await];
+    let url = echoes[0].url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (dir.path().join("first.log"), dir.path().join("second.log"));
+    let config = |log: &str| {
+        format!(
+            "{}{QUIET}[access_log]\n{log}\n",
+            backends_toml(&[("a", &url, 1)])
+        )
+    };
+    let path = |p: &std::path::Path| format!("path = {:?}", p.display().to_string());
+    let mut h = Harness::builder()
+        .echoes(echoes)
+        .file(config(&path(&first)))
+        .start()
+        .await;
+    assert_eq!(h.hits(2).await, counts(&[("a", 2)]));
+
+    h.write_config(&config(&path(&second)));
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(h.hits(3).await, counts(&[("a", 3)]));
+
+    h.write_config(&config(&path(&dir.path().join("no/such/dir/x.log"))));
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
+    assert!(res.text().contains("access log"), "{}", res.text());
+    assert_eq!(h.hits(1).await, counts(&[("a", 1)]));
+
+    h.write_config(&config(&format!("{}\nenabled = false", path(&second))));
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(h.hits(5).await, counts(&[("a", 5)]));
+
+    h.shutdown();
+    h.join().await.expect("rrlb ended with an error");
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).expect("read").lines().count();
+    assert_eq!((lines(&first), lines(&second)), (2, 4));
+}

@@ -334,11 +334,21 @@ impl HarnessBuilder {
         argv.extend(self.args);
         let cli = Cli::try_parse_from_env(argv, env)
             .unwrap_or_else(|e| panic!("bad test arguments: {e}"));
+        // The access log goes to a file of the test's own (on stdout, which the test harness does not
+        // capture for other threads, it would flood the output), unless the test chose a path.
+        let access_log = dir.path().join("access.log").display().to_string();
+        let own_log = move |mut c: Config| {
+            if c.access_log.path == "stdout" {
+                c.access_log.path.clone_from(&access_log);
+            }
+            c
+        };
         let config = Config::load(&cli).unwrap_or_else(|e| panic!("bad test configuration: {e}"));
+        let config = own_log.clone()(config);
         let reloader: Option<rrlb::Reloader> = cli
             .config
             .is_some()
-            .then(|| Box::new(move || Config::reload(&cli)) as rrlb::Reloader);
+            .then(|| Box::new(move || Config::reload(&cli).map(&own_log)) as rrlb::Reloader);
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.expect("bind proxy"),
             admin: TcpListener::bind("127.0.0.1:0").await.expect("bind admin"),
