@@ -423,5 +423,9 @@ async fn a_reload_moves_or_stops_the_access_log() {
     h.shutdown();
     h.join().await.expect("rrlb ended with an error");
     let lines = |p: &std::path::Path| std::fs::read_to_string(p).expect("read").lines().count();
-    assert_eq!((lines(&first), lines(&second)), (2, 4));
+    // A request's line is written when rrlb is done with it, which may be a moment after the client has the
+    // answer: the last lines before a reload may land after it. Every line is in one of the files, none
+    // after the log was turned off.
+    let (before, after) = (lines(&first), lines(&second));
+    assert!(before <= 2 && before + after == 6, "{before} + {after}");
 }
