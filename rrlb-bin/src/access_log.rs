@@ -33,6 +33,8 @@ const FLUSH_BYTES: usize = 32 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Full buffers waiting for the writer; past this, buffers are dropped (and counted).
 const QUEUE: usize = 64;
+/// The longest a flush waits for the writer.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// Buffers, one per thread (threads beyond this share them).
 const SHARDS: usize = 16;
 
@@ -186,15 +188,16 @@ impl AccessLog {
         };
         if moved {
             // As for SIGUSR1: what was logged before the reload goes to the old file, what follows to the new.
-            self.flush();
+            let _ = self.flush();
         }
     }
 
     /// Reopens the file (after a log rotation moved it: `SIGUSR1`): the lines written so far go to the old file,
-    /// those written after this returns to the new one. Waits for the writer (call it off the runtime).
+    /// those written after this returns to the new one. Waits for the writer, at most [`FLUSH_WAIT`] (call it
+    /// off the runtime).
     pub(crate) fn reopen(&self) {
         lock(&self.shared.target).1 = true;
-        self.flush();
+        let _ = self.flush();
     }
 
     /// Whether lines are written.
@@ -246,12 +249,33 @@ impl AccessLog {
         }
     }
 
-    /// Waits until every line written so far is out of rrlb's hands (shutdown, tests).
-    pub(crate) fn flush(&self) {
+    /// Waits until every line written so far is out of rrlb's hands (shutdown, reopen, tests), but at most
+    /// [`FLUSH_WAIT`]: a writer stuck on a full pipe or a dead disk must not hold up a shutdown or a reload.
+    /// Whether the flush completed.
+    pub(crate) fn flush(&self) -> bool {
+        self.flush_within(FLUSH_WAIT)
+    }
+
+    fn flush_within(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
         let (done, wait) = std::sync::mpsc::sync_channel(1);
-        if self.tx.send(Msg::Flush(done)).is_ok() {
-            let _ = wait.recv();
+        let mut msg = Msg::Flush(done);
+        // The queue may be full of buffers for a slow writer: retry until there is room or time is up.
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
         }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        wait.recv_timeout(left).is_ok()
     }
 }
 
@@ -375,7 +399,9 @@ fn escape_json(out: &mut Vec<u8>, value: &[u8]) {
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
-            c if c < 0x20 || c == 0x7f => {
+            // Control characters, and any byte that is not ASCII: a line is always ASCII (and valid JSON),
+            // whatever a client managed to put in a field.
+            c if !(0x20..0x7f).contains(&c) => {
                 let _ = write!(out, "\\u{c:04x}");
             }
             c => out.push(c),
@@ -463,6 +489,29 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["duration_ms"], 1.5);
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn lines_are_ascii_whatever_the_fields_hold() {
+        let (log, data, _) = log(Some(LogFormat::Json), None);
+        request(&log, "/caf\u{e9}\n".as_bytes());
+        log.flush();
+        let out = lock(&data).clone();
+        assert!(out.is_ascii(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(out.trim_ascii_end()).unwrap();
+        assert_eq!(v["path"], "/caf\u{c3}\u{a9}\n");
+    }
+
+    /// A writer stuck on its sink (a pipe nobody reads) cannot hold up a shutdown or a reopen: the flush gives
+    /// up and says so.
+    #[test]
+    fn a_flush_gives_up_on_a_stuck_writer() {
+        let gate = Arc::new(Barrier::new(2));
+        let (log, _, _) = log(None, Some(Arc::clone(&gate)));
+        request(&log, b"/x");
+        assert!(!log.flush_within(Duration::from_millis(300)));
+        gate.wait();
+        assert!(log.flush());
     }
 
     #[test]

@@ -204,19 +204,13 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Inner {
-            kind,
-            origin,
-            key,
-            value,
-            reason,
-            location,
-        } = &*self.inner;
-        match (origin, key, value) {
+        let inner = &*self.inner;
+        let (kind, origin, reason) = (inner.kind, &inner.origin, &inner.reason);
+        match (origin, &inner.key, &inner.value) {
             (Origin::File(_), Some(key), Some(value)) => {
                 write!(f, "{origin}: {key} = {value}: {reason}")
             }
-            (Origin::File(_), Some(key), None) if *kind == ConfigErrorKind::UnknownKey => {
+            (Origin::File(_), Some(key), None) if kind == ConfigErrorKind::UnknownKey => {
                 let sep = if reason.is_empty() { "" } else { ": " };
                 write!(f, "{origin}: unknown key `{key}`{sep}{reason}")
             }
@@ -229,7 +223,7 @@ impl fmt::Display for ConfigError {
             (Origin::Default, None, None) => f.write_str(reason),
             _ => write!(f, "{origin}: {reason}"),
         }?;
-        match location {
+        match inner.location {
             Some(Location { line, column }) => write!(f, " (line {line}, column {column})"),
             None => Ok(()),
         }

@@ -116,7 +116,9 @@ pub async fn run_on_workers(
         let _ = done.await;
     }
     admin_task.abort();
-    app.access_log.flush();
+    if !app.access_log.flush() {
+        tracing::warn!("the access log's writer is stuck; its last lines may be lost");
+    }
     tracing::info!("drained; bye");
     Ok(())
 }
