@@ -92,7 +92,11 @@ pub(crate) async fn handle(
         Version::HTTP_11 => Protocol::Http11,
         _ => Protocol::Http2,
     };
-    let log = forward::Log::Shared(Arc::clone(&app));
+    // The answer's body holds the state only while the access log is on.
+    let log = match app.access_log.is_on() {
+        true => forward::Log::Shared(Arc::clone(&app)),
+        false => forward::Log::Off,
+    };
     let mut record = Record::start(log, client, req.method().as_str(), req.uri().path());
     let (parts, body) = req.into_parts();
     let client_ip = client.ip().to_string();
