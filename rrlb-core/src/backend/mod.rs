@@ -76,6 +76,20 @@ impl PartialEq for Extension {
 impl Eq for Extension {}
 
 /// One upstream: a name, an address, and its live state.
+///
+/// ```
+/// use rrlb_core::{Backend, BreakerParams, CircuitState, HealthParams};
+///
+/// let backend = Backend::new("a", "http://127.0.0.1:8081", true, BreakerParams::default(), HealthParams::default());
+/// assert!(backend.is_eligible());
+/// // Three failed active checks in a row (the default fall threshold) make it unhealthy.
+/// for _ in 0..3 {
+///     backend.record_health_check(false);
+/// }
+/// assert!(!backend.is_healthy());
+/// assert_eq!(backend.circuit(), CircuitState::Closed);
+/// assert!(!backend.is_eligible());
+/// ```
 pub struct Backend {
     name: Box<str>,
     url: Box<str>,
@@ -217,6 +231,22 @@ impl Backend {
 }
 
 /// A backend as a member of one snapshot: the shared live state plus this configuration's weight and drain flag.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081").with_weight(3)],
+/// )?;
+/// set.drain("a", true, false)?;
+/// let a = set.get("a").ok_or("a is in the set")?;
+/// assert_eq!(a.weight(), 3);
+/// assert!(a.is_draining());
+/// assert_eq!(a.backend().url(), "http://127.0.0.1:8081");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Member {
     pub(crate) backend: Arc<Backend>,

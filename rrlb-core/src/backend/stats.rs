@@ -21,6 +21,23 @@ pub(crate) const BUCKETS: usize = OCTAVES * SUBS;
 /// `failures` or `cancelled` when it ends. Calls in flight are not a counter of their own (that would cost two
 /// more atomic writes per call) but the difference of those, which [`LeastRequest`](crate::LeastRequest) reads
 /// with four loads from one cache line, kept apart from the latency figures.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081")],
+/// )?;
+/// let call = set.pick()?;
+/// let a = set.get("a").ok_or("a is in the set")?;
+/// assert_eq!(a.stats().in_flight(), 1);
+/// call.failure();
+/// let stats = a.stats().snapshot();
+/// assert_eq!((stats.requests, stats.failures, a.stats().in_flight()), (1, 1, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Stats {
     counts: Padded<Counts>,
@@ -127,6 +144,25 @@ impl Stats {
 }
 
 /// A copy of a backend's counters at one moment.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rrlb_core::{BackendSet, BackendSpec, Outcome, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081")],
+/// )?;
+/// for ms in [10, 20, 30] {
+///     set.pick()?.finish_with_latency(Outcome::Success, Duration::from_millis(ms), Instant::now());
+/// }
+/// set.pick()?.failure();
+/// let s = set.get("a").ok_or("a is in the set")?.stats().snapshot();
+/// assert_eq!((s.requests, s.successes, s.failures), (4, 3, 1));
+/// assert_eq!(s.error_rate, 0.25);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StatsSnapshot {
     /// Calls started (picks).
@@ -155,6 +191,20 @@ pub struct StatsSnapshot {
 ///
 /// Recording is one relaxed `fetch_add`; quantiles interpolate linearly inside the bucket, so estimates are
 /// within the bucket's width (at most about 19 % of the value).
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_core::backend::LatencyHistogram;
+///
+/// let histogram = LatencyHistogram::new();
+/// for ms in 1..=100 {
+///     histogram.record(Duration::from_millis(ms));
+/// }
+/// assert_eq!(histogram.count(), 100);
+/// let p50 = histogram.quantile(0.5);
+/// // Within the bucket's width (about 19 %) of the true median.
+/// assert!(p50 > Duration::from_millis(40) && p50 < Duration::from_millis(60), "{p50:?}");
+/// ```
 #[derive(Debug)]
 pub struct LatencyHistogram {
     buckets: Box<[AtomicU64]>,

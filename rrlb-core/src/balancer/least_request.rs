@@ -11,6 +11,21 @@ use crate::backend::Member;
 /// herd effect of every client sending to the same least-loaded backend, while still steering most traffic away
 /// from a backend that is slow to answer (Mitzenmacher, "The Power of Two Choices in Randomized Load
 /// Balancing"). Both draws come from one 64-bit random number: one atomic add per pick.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, LeastRequest, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     LeastRequest::with_seed(7),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// // With two backends both are always sampled: the one with fewer calls in flight wins.
+/// let held = set.pick()?;
+/// let next = set.pick()?;
+/// assert_ne!(held.backend().name(), next.backend().name());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct LeastRequest {
     rng: SharedRng,

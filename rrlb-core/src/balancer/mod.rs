@@ -50,6 +50,33 @@ use crate::backend::Member;
 ///
 /// A balancer instance belongs to one [`BackendSet`](crate::BackendSet): its counters carry on from one snapshot
 /// to the next, so a reconfiguration does not restart a rotation from the first backend.
+///
+/// ```
+/// use rrlb_core::{Balancer, BackendSet, BackendSpec, Member, SetOptions};
+///
+/// /// Always the first eligible backend: a fixed preference order.
+/// struct First;
+///
+/// impl Balancer for First {
+///     type Plan = ();
+///
+///     fn plan(&self, _eligible: &[Member]) {}
+///
+///     fn pick(&self, _plan: &(), eligible: &[Member]) -> Option<usize> {
+///         (!eligible.is_empty()).then_some(0)
+///     }
+/// }
+///
+/// let set = BackendSet::with_backends(
+///     First,
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// assert_eq!(set.pick()?.backend().name(), "a");
+/// set.drain("a", true, false)?;
+/// assert_eq!(set.pick()?.backend().name(), "b");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Balancer: Send + Sync + 'static {
     /// What the balancer precomputes from the eligible backends when a snapshot is built.
     type Plan: Send + Sync + 'static;
@@ -68,6 +95,16 @@ pub trait Balancer: Send + Sync + 'static {
 pub(crate) struct CachePadded<T>(pub(crate) T);
 
 /// The built-in algorithms, by name.
+///
+/// ```
+/// use rrlb_core::Algorithm;
+///
+/// let algorithm: Algorithm = "least-request".parse()?;
+/// assert_eq!(algorithm, Algorithm::LeastRequest);
+/// assert_eq!(algorithm.to_string(), "least-request");
+/// assert_eq!(Algorithm::default(), Algorithm::RoundRobin);
+/// # Ok::<(), rrlb_core::UnknownAlgorithm>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Algorithm {
     /// [`RoundRobin`]: `round-robin`.
@@ -118,6 +155,14 @@ impl fmt::Display for Algorithm {
 }
 
 /// The error for an unknown algorithm name.
+///
+/// ```
+/// use rrlb_core::{Algorithm, UnknownAlgorithm};
+///
+/// let error = "fastest".parse::<Algorithm>().unwrap_err();
+/// assert_eq!(error, UnknownAlgorithm("fastest".to_owned()));
+/// assert!(error.to_string().contains("fastest"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownAlgorithm(pub String);
 
@@ -145,6 +190,20 @@ impl FromStr for Algorithm {
 }
 
 /// Any of the built-in algorithms, chosen at run time (for instance from a configuration file).
+///
+/// ```
+/// use rrlb_core::{Algorithm, AnyBalancer, BackendSet, BackendSpec, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     AnyBalancer::new(Algorithm::RoundRobin),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// // The algorithm is chosen at run time, and can change without losing the backends' state.
+/// set.set_balancer(AnyBalancer::new("least-request".parse()?));
+/// assert_eq!(set.load().balancer().algorithm(), Algorithm::LeastRequest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum AnyBalancer {
     /// See [`RoundRobin`].
@@ -158,6 +217,22 @@ pub enum AnyBalancer {
 }
 
 /// The plan of an [`AnyBalancer`].
+///
+/// ```
+/// use rrlb_core::{Algorithm, AnyBalancer, AnyPlan, BackendSet, BackendSpec, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     AnyBalancer::new(Algorithm::WeightedRoundRobin),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081").with_weight(2), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// let snapshot = set.load();
+/// match snapshot.plan() {
+///     AnyPlan::Weighted(plan) => assert_eq!(plan.schedule().len(), 3),
+///     AnyPlan::None => unreachable!("weighted round robin precomputes its schedule"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum AnyPlan {
     /// The algorithm needs no plan.

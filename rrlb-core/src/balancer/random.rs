@@ -5,6 +5,24 @@ use super::rng::{SharedRng, below};
 use crate::backend::Member;
 
 /// Picks an eligible backend uniformly at random. Seed it with [`Random::with_seed`] for reproducible tests.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, Random, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     Random::with_seed(42),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// let mut a = 0;
+/// for _ in 0..1000 {
+///     let call = set.pick()?;
+///     a += usize::from(call.backend().name() == "a");
+///     call.success();
+/// }
+/// assert!((400..=600).contains(&a), "{a}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Random {
     rng: SharedRng,

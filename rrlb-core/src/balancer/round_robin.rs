@@ -9,6 +9,21 @@ use crate::backend::Member;
 /// `n` eligible backends, each gets exactly `k`.
 ///
 /// The cost of a pick is one relaxed `fetch_add` on a counter that sits on its own cache line.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// let order: Vec<String> = (0..4)
+///     .map(|_| set.pick().map(|call| call.backend().name().to_owned()))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(order, ["a", "b", "a", "b"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct RoundRobin {
     next: CachePadded<AtomicUsize>,

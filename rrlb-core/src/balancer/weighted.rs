@@ -24,6 +24,24 @@ const EXACT_BUDGET: usize = 1 << 26;
 /// be too slow to publish the schedule is built by earliest virtual deadline, which has the same per-period
 /// proportions; both cases are documented approximations that the default limits of rrlb never reach for sets
 /// under a few hundred backends.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, SetOptions, WeightedRoundRobin};
+///
+/// let set = BackendSet::with_backends(
+///     WeightedRoundRobin::new(),
+///     SetOptions::default(),
+///     [
+///         BackendSpec::new("a", "http://127.0.0.1:8081").with_weight(2),
+///         BackendSpec::new("b", "http://127.0.0.1:8082"),
+///     ],
+/// )?;
+/// let order: String = (0..6)
+///     .map(|_| set.pick().map(|call| call.backend().name().to_owned()))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(order, "abaaba");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct WeightedRoundRobin {
     next: CachePadded<AtomicUsize>,
@@ -37,6 +55,15 @@ impl WeightedRoundRobin {
 }
 
 /// One period of the smooth weighted sequence, as indices into the snapshot's eligible members.
+///
+/// ```
+/// use rrlb_core::WeightedPlan;
+///
+/// // Weights 5, 1, 1: NGINX's smooth sequence a a b a c a a, as indices.
+/// let plan = WeightedPlan::build(&[5, 1, 1]);
+/// assert_eq!(plan.schedule(), [0, 0, 1, 0, 2, 0, 0]);
+/// assert!(plan.is_exact());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightedPlan {
     schedule: Box<[u32]>,

@@ -44,6 +44,22 @@ use arc_swap::ArcSwap;
 use self::window::Window;
 
 /// Breaker configuration; the defaults are those of the `[circuit_breaker]` section of rrlb's configuration.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_core::BreakerParams;
+///
+/// let params = BreakerParams {
+///     consecutive_failures: 3,
+///     open_duration: Duration::from_secs(5),
+///     max_open_duration: Duration::from_secs(60),
+///     ..BreakerParams::default()
+/// };
+/// // Each consecutive re-opening doubles the open period, up to the cap.
+/// assert_eq!(params.open_duration_for(1), Duration::from_secs(5));
+/// assert_eq!(params.open_duration_for(3), Duration::from_secs(20));
+/// assert_eq!(params.open_duration_for(10), Duration::from_secs(60));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerParams {
     /// Open after this many failures in a row (0 = off).
@@ -94,6 +110,13 @@ impl BreakerParams {
 }
 
 /// The three states of a circuit breaker.
+///
+/// ```
+/// use rrlb_core::CircuitState;
+///
+/// assert_eq!(CircuitState::HalfOpen.as_str(), "half-open");
+/// assert_eq!(CircuitState::Open.to_string(), "open");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CircuitState {
     /// Calls flow; outcomes are counted.
@@ -143,6 +166,17 @@ impl std::fmt::Display for CircuitState {
 }
 
 /// A state change reported by the breaker.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rrlb_core::BreakerParams;
+/// use rrlb_core::breaker::{Breaker, Transition};
+///
+/// let breaker = Breaker::new(BreakerParams { consecutive_failures: 1, ..BreakerParams::default() });
+/// let now = Instant::now();
+/// let transition = breaker.record(false, Duration::from_millis(3), false, now);
+/// assert_eq!(transition, Some(Transition::Opened { until: now + Duration::from_secs(5) }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     /// The breaker opened (from closed or half-open) until the given instant.
@@ -169,6 +203,28 @@ struct Control {
 }
 
 /// A circuit breaker for one backend. See the [module docs](self).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rrlb_core::{BreakerParams, CircuitState};
+/// use rrlb_core::breaker::Breaker;
+///
+/// let params = BreakerParams { consecutive_failures: 2, half_open_max_calls: 1, ..BreakerParams::default() };
+/// let breaker = Breaker::new(params);
+/// let start = Instant::now();
+/// let ms = Duration::from_millis(1);
+/// breaker.record(false, ms, false, start);
+/// breaker.record(false, ms, false, start);
+/// assert_eq!(breaker.state(), CircuitState::Open);
+///
+/// // After the open period, one probe is let through; its success closes the breaker.
+/// breaker.refresh(start + params.open_duration);
+/// assert_eq!(breaker.state(), CircuitState::HalfOpen);
+/// assert!(breaker.try_acquire_probe());
+/// assert!(!breaker.try_acquire_probe());
+/// breaker.record(true, ms, true, start + params.open_duration);
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// ```
 #[derive(Debug)]
 pub struct Breaker {
     state: AtomicU8,

@@ -20,6 +20,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Rise and fall thresholds; the defaults are those of rrlb's `[health]` section.
+///
+/// ```
+/// use rrlb_core::HealthParams;
+/// use rrlb_core::health::HealthState;
+///
+/// let params = HealthParams { healthy_threshold: 1, unhealthy_threshold: 2 };
+/// let mut state = HealthState::new(true);
+/// assert!(!state.observe(false, params)); // one failure: not yet
+/// assert!(state.observe(false, params)); // the second flips it
+/// assert!(!state.is_healthy());
+/// assert!(state.observe(true, params)); // one pass is enough to rise
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthParams {
     /// Consecutive passing checks that make an unhealthy backend healthy (rise), at least 1.
@@ -38,6 +50,18 @@ impl Default for HealthParams {
 }
 
 /// The pure rise/fall state machine.
+///
+/// ```
+/// use rrlb_core::HealthParams;
+/// use rrlb_core::health::HealthState;
+///
+/// // The defaults: rise after 2 passes, fall after 3 failures.
+/// let params = HealthParams::default();
+/// let mut state = HealthState::new(false);
+/// assert!(!state.observe(true, params));
+/// assert!(state.observe(true, params));
+/// assert!(state.is_healthy());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthState {
     healthy: bool,
@@ -79,6 +103,18 @@ impl HealthState {
 }
 
 /// Shared health of one backend: an atomic flag for readers, the state machine behind a mutex for the checker.
+///
+/// ```
+/// use rrlb_core::HealthParams;
+/// use rrlb_core::health::Health;
+///
+/// let health = Health::new(true, HealthParams::default());
+/// assert!(!health.observe(false));
+/// assert!(!health.observe(false));
+/// assert!(health.observe(false)); // the third failure in a row flips it
+/// assert!(!health.is_healthy());
+/// assert!(health.set(true)); // an operator's override
+/// ```
 #[derive(Debug)]
 pub struct Health {
     healthy: AtomicBool,

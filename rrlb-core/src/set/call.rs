@@ -6,6 +6,20 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 
 /// How a call ended.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, Outcome, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081")],
+/// )?;
+/// let status = 503;
+/// set.pick()?.finish(if status >= 500 { Outcome::Failure } else { Outcome::Success });
+/// assert_eq!(set.get("a").ok_or("a is in the set")?.stats().snapshot().failures, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The backend answered acceptably.
@@ -24,6 +38,26 @@ pub enum Outcome {
 ///
 /// Latency is measured with a TSC-based clock (`quanta`, ~10 ns a read where `Instant::now()` costs ~25 ns on
 /// a VM); the wall-clock `Instant` the breaker needs is read only when the outcome changes the breaker's state.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rrlb_core::{BackendSet, BackendSpec, Outcome, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081")],
+/// )?;
+/// let call = set.pick()?;
+/// assert!(!call.is_probe());
+/// call.finish_with_latency(Outcome::Success, Duration::from_millis(12), Instant::now());
+///
+/// // A call dropped without an outcome is counted as cancelled, not as a failure.
+/// drop(set.pick()?);
+/// let stats = set.get("a").ok_or("a is in the set")?.stats().snapshot();
+/// assert_eq!((stats.successes, stats.failures, stats.cancelled), (1, 0, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "a call counts as in flight until it is finished or dropped"]
 pub struct Call {

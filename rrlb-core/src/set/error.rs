@@ -4,6 +4,18 @@ use std::fmt;
 use std::time::Instant;
 
 /// Why a change to a [`BackendSet`](super::BackendSet) was refused. Nothing changed.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// set.add(BackendSpec::new("a", "http://127.0.0.1:8081"))?;
+/// let error = set.add(BackendSpec::new("a2", "http://127.0.0.1:8081")).unwrap_err();
+/// assert!(error.is_duplicate());
+/// assert!(set.remove("nope").unwrap_err().is_not_found());
+/// assert!(set.set_weight("a", 0).unwrap_err().is_invalid_weight());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SetError {
@@ -61,6 +73,21 @@ impl fmt::Display for SetError {
 impl std::error::Error for SetError {}
 
 /// No backend is eligible: all are unhealthy, ejected by their breakers, or draining (or the set is empty).
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081")],
+/// )?;
+/// set.get("a").ok_or("a is in the set")?.backend().set_healthy(false);
+/// let error = set.pick().unwrap_err();
+/// assert_eq!(error.members(), 1);
+/// assert_eq!(error.next_deadline(), None); // no breaker is open, so no hint for retry-after
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoEligibleBackend {
     members: usize,

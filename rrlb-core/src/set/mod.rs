@@ -33,6 +33,19 @@ use crate::breaker::{BreakerParams, CircuitState};
 use crate::health::HealthParams;
 
 /// What a backend is configured as: name, address, weight.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// /// Whatever the embedder wants to keep with a backend, e.g. a parsed address.
+/// struct Port(u16);
+///
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// set.add(BackendSpec::new("a", "http://127.0.0.1:8081").with_weight(2).with_ext(Port(8081)))?;
+/// let call = set.pick()?;
+/// assert_eq!(call.backend().ext::<Port>().map(|p| p.0), Some(8081));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
     /// Unique name in the set.
@@ -70,6 +83,20 @@ impl BackendSpec {
 }
 
 /// Set-wide settings.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// // New backends wait for their first passing health checks before they get traffic.
+/// let options = SetOptions { start_healthy: false, ..SetOptions::default() };
+/// let set = BackendSet::with_backends(RoundRobin::new(), options, [BackendSpec::new("a", "http://127.0.0.1:8081")])?;
+/// assert!(set.pick().is_err());
+/// let a = set.get("a").ok_or("a is in the set")?;
+/// a.backend().record_health_check(true);
+/// a.backend().record_health_check(true);
+/// assert!(set.pick().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SetOptions {
     /// Circuit-breaker parameters for every backend.
@@ -95,6 +122,20 @@ impl Default for SetOptions {
 }
 
 /// The backends that an update added and removed.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// let diff = set.update([BackendSpec::new("b", "http://127.0.0.1:8082"), BackendSpec::new("c", "http://127.0.0.1:8083")])?;
+/// assert_eq!(diff.added.iter().map(|b| b.name()).collect::<Vec<_>>(), ["c"]);
+/// assert_eq!(diff.removed.iter().map(|b| b.name()).collect::<Vec<_>>(), ["a"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct Diff {
     /// Backends that are new in the set.
@@ -104,6 +145,24 @@ pub struct Diff {
 }
 
 /// One immutable view of the whole routable state.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("a", "http://127.0.0.1:8081"), BackendSpec::new("b", "http://127.0.0.1:8082")],
+/// )?;
+/// let before = set.snapshot();
+/// set.drain("a", true, false)?;
+/// let after = set.load();
+/// // A snapshot never changes: the old one still sees both backends eligible.
+/// assert_eq!(before.eligible().len(), 2);
+/// assert_eq!(after.eligible().len(), 1);
+/// assert!(after.version() > before.version());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Snapshot<B: Balancer> {
     balancer: Arc<B>,
