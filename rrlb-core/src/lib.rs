@@ -33,6 +33,63 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Write your own Balancer
+//!
+//! An algorithm implements [`Balancer`]: `plan` runs once per change of the eligible backends (precompute
+//! here), `pick` on every request and must not block or allocate.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use rrlb_core::{BackendSet, BackendSpec, Balancer, Member, SetOptions};
+//!
+//! /// Round robin over the backends with the highest weight only (the rest are spares).
+//! #[derive(Default)]
+//! struct Heaviest(AtomicUsize);
+//!
+//! impl Balancer for Heaviest {
+//!     type Plan = Vec<usize>; // indices of the heaviest eligible backends
+//!
+//!     fn plan(&self, eligible: &[Member]) -> Vec<usize> {
+//!         let top = eligible.iter().map(Member::weight).max().unwrap_or(0);
+//!         (0..eligible.len()).filter(|&i| eligible[i].weight() == top).collect()
+//!     }
+//!
+//!     fn pick(&self, plan: &Vec<usize>, _eligible: &[Member]) -> Option<usize> {
+//!         let turn = self.0.fetch_add(1, Ordering::Relaxed);
+//!         plan.get(turn % plan.len().max(1)).copied()
+//!     }
+//! }
+//!
+//! let set = BackendSet::with_backends(
+//!     Heaviest::default(),
+//!     SetOptions::default(),
+//!     [BackendSpec::new("big", "http://10.0.0.1").with_weight(10), BackendSpec::new("spare", "http://10.0.0.2")],
+//! )?;
+//! assert_eq!(set.pick()?.backend().name(), "big");
+//! set.drain("big", true, false)?;
+//! assert_eq!(set.pick()?.backend().name(), "spare");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Balance a hyper client
+//!
+//! The engine has no I/O; [`rrlb-tower`](https://docs.rs/rrlb-tower) puts it in front of any `tower::Service`,
+//! and its `http` feature brings a pooled hyper client. This is its crate example (run there as a doc test):
+//!
+//! ```ignore
+//! use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+//! use rrlb_tower::http::{HttpPolicy, HttpUpstream, UpstreamConfig};
+//! use rrlb_tower::{BalanceConfig, BalanceLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! let backends = [BackendSpec::new("one", "http://10.0.0.1:8080"), BackendSpec::new("two", "http://10.0.0.2:8080")];
+//! let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), backends)?;
+//! let client = ServiceBuilder::new()
+//!     .layer(BalanceLayer::new(set, HttpPolicy, BalanceConfig::default()))
+//!     .service(HttpUpstream::new(UpstreamConfig::default()));
+//! let response = client.oneshot(http::Request::post("/echo").body(body)?).await?;
+//! ```
+//!
 //! ## The parts
 //! * [`BackendSet`]: the whole routable state in one immutable [`Snapshot`] behind one `ArcSwap`; a pick is
 //!   one snapshot load and one atomic add, with no lock and no allocation.
@@ -44,6 +101,7 @@
 //! * [`backend`]: a backend's identity and live [`Stats`](backend::Stats) (counters and latency histogram).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(
     not(test),
@@ -67,3 +125,8 @@ pub use crate::set::{
     BackendSet, BackendSpec, Call, Diff, NoEligibleBackend, Outcome, Picker, SetError, SetOptions,
     Snapshot,
 };
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

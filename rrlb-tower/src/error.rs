@@ -6,9 +6,28 @@ use std::time::Instant;
 use rrlb_core::NoEligibleBackend;
 
 /// A boxed error, as tower uses.
+///
+/// ```
+/// use rrlb_tower::BoxError;
+///
+/// fn parse(port: &str) -> Result<u16, BoxError> {
+///     Ok(port.parse()?)
+/// }
+/// assert!(parse("80").is_ok());
+/// assert!(parse("eighty").is_err());
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why an attempt failed; retries are configured per kind (see [`RetryOn`](crate::RetryOn)).
+///
+/// ```
+/// use rrlb_tower::{FailureKind, RetryOn};
+///
+/// assert_eq!(FailureKind::Connect.as_str(), "connect-failure");
+/// // rrlb's default retries only what never reached a backend.
+/// assert!(RetryOn::default().contains(FailureKind::Connect));
+/// assert!(!RetryOn::default().contains(FailureKind::Status5xx));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
     /// The connection to the backend could not be made: nothing reached it, so any request is safe to retry.

@@ -77,6 +77,24 @@ impl Timer {
 
 pin_project! {
     /// The future of a [`Balance`](crate::Balance) call.
+    ///
+    /// ```
+    /// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+    /// use rrlb_tower::{Balance, BalanceConfig, BasicPolicy, ResponseFuture, Routed};
+    /// use tower::{Service, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("a", "http://10.0.0.1")])?;
+    /// let inner = service_fn(|r: Routed<u32>| async move { Ok::<_, std::convert::Infallible>(r.request * 2) });
+    /// let mut balance = Balance::new(inner, set, BasicPolicy, BalanceConfig::default());
+    /// balance.ready().await?;
+    /// let future: ResponseFuture<_, _, _, u32> = balance.call(21);
+    /// // Dropping the future before it completes records the call as cancelled; awaiting it records the outcome.
+    /// assert_eq!(future.await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct ResponseFuture<S, B, P, Req>
     where
         S: Service<Routed<Req>>,

@@ -17,6 +17,28 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 /// Probes one backend: `true` if it is healthy. The checker applies the timeout.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rrlb_core::{Backend, BackendSet, BackendSpec, RoundRobin, SetOptions};
+/// use rrlb_tower::{HealthCheckConfig, HealthChecker, Probe};
+///
+/// /// Any `Fn(Arc<Backend>) -> impl Future<Output = bool>` is a probe; here, a TCP connect to the backend's port.
+/// async fn tcp_probe(backend: Arc<Backend>) -> bool {
+///     let address = backend.url().trim_start_matches("http://");
+///     tokio::net::TcpStream::connect(address).await.is_ok()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("a", "http://127.0.0.1:9")])?;
+/// let backend = set.pick()?.backend().clone();
+/// assert!(!tcp_probe(backend).await);
+/// let checker = HealthChecker::spawn(set, tcp_probe, HealthCheckConfig::default());
+/// # drop(checker);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Probe: Send + Sync + 'static {
     /// Checks `backend` once.
     fn probe(&self, backend: Arc<Backend>) -> Pin<Box<dyn Future<Output = bool> + Send>>;
@@ -33,6 +55,14 @@ where
 }
 
 /// How often and how patiently to probe.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_tower::HealthCheckConfig;
+///
+/// let config = HealthCheckConfig { interval: Duration::from_millis(500), jitter: 0.0, ..HealthCheckConfig::default() };
+/// assert_eq!(config.timeout, Duration::from_secs(1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HealthCheckConfig {
     /// Time between rounds. Default 2 s.
@@ -54,6 +84,28 @@ impl Default for HealthCheckConfig {
 }
 
 /// A running health checker; dropping it stops the task.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use rrlb_core::{Backend, BackendSet, BackendSpec, HealthParams, RoundRobin, SetOptions};
+/// use rrlb_tower::{HealthCheckConfig, HealthChecker};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = SetOptions { health: HealthParams { healthy_threshold: 1, unhealthy_threshold: 1 }, ..SetOptions::default() };
+/// let set = BackendSet::with_backends(RoundRobin::new(), options, [BackendSpec::new("a", "http://127.0.0.1:9")])?;
+/// // A probe that always fails: after one round, "a" is out of the rotation.
+/// let config = HealthCheckConfig { interval: Duration::from_secs(1), jitter: 0.0, ..HealthCheckConfig::default() };
+/// let checker = HealthChecker::spawn(set.clone(), |_: Arc<Backend>| async { false }, config);
+/// while set.pick().is_ok() {
+///     tokio::time::sleep(Duration::from_millis(100)).await; // virtual time: the runtime is paused
+/// }
+/// assert!(!set.get("a").ok_or("a is in the set")?.is_healthy());
+/// drop(checker); // stops probing
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct HealthChecker {
     config: watch::Sender<HealthCheckConfig>,
@@ -155,6 +207,24 @@ fn unit(x: u64) -> f64 {
 
 /// Runs [`BackendSet::refresh`] when an open breaker's period ends (and at least every `tick`), so ejected
 /// backends go half-open on time and idle drained backends leave. Dropping it stops the task.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_core::{BackendSet, BackendSpec, BreakerParams, CircuitState, RoundRobin, SetOptions};
+/// use rrlb_tower::Maintenance;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let breaker = BreakerParams { consecutive_failures: 1, open_duration: Duration::from_secs(5), ..BreakerParams::default() };
+/// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions { breaker, ..SetOptions::default() }, [BackendSpec::new("a", "http://10.0.0.1")])?;
+/// let _maintenance = Maintenance::spawn(set.clone(), Duration::from_secs(1));
+/// set.pick()?.failure(); // opens the breaker for 5 s
+/// assert_eq!(set.get("a").ok_or("a is in the set")?.circuit(), CircuitState::Open);
+/// tokio::time::sleep(Duration::from_secs(6)).await; // virtual time
+/// assert_eq!(set.get("a").ok_or("a is in the set")?.circuit(), CircuitState::HalfOpen);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Maintenance {
     task: JoinHandle<()>,

@@ -7,6 +7,23 @@ use crate::budget::RetryBudget;
 use crate::service::{Balance, BalanceConfig};
 
 /// Builds [`Balance`] services over one shared [`BackendSet`]; use it with `tower::ServiceBuilder`.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+/// use rrlb_tower::{BalanceConfig, BalanceLayer, BasicPolicy, RetryBudget, Routed};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("a", "http://10.0.0.1")])?;
+/// let layer = BalanceLayer::new(set, BasicPolicy, BalanceConfig::default()).with_budget(RetryBudget::new(0.2, 10));
+/// let svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .service(service_fn(|r: Routed<()>| async move { Ok::<_, std::convert::Infallible>(r.backend.name().to_owned()) }));
+/// assert_eq!(svc.oneshot(()).await?, "a");
+/// # Ok(())
+/// # }
+/// ```
 pub struct BalanceLayer<B: Balancer, P> {
     set: BackendSet<B>,
     policy: P,

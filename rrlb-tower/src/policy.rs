@@ -7,6 +7,15 @@ use rrlb_core::Backend;
 use crate::error::FailureKind;
 
 /// The set of failure kinds that are retried on another backend.
+///
+/// ```
+/// use rrlb_tower::{FailureKind, RetryOn};
+///
+/// let retry_on = RetryOn::CONNECT_FAILURE | RetryOn::TIMEOUT;
+/// assert!(retry_on.contains(FailureKind::Timeout));
+/// assert!(!retry_on.contains(FailureKind::Reset));
+/// assert!(RetryOn::NONE.is_empty());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RetryOn(u8);
 
@@ -60,6 +69,23 @@ impl std::ops::BitOr for RetryOn {
 }
 
 /// Which backend answered, and after how many attempts; what [`HttpPolicy`](crate::http::HttpPolicy) puts in a response's extensions.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rrlb_core::{Backend, BreakerParams, HealthParams};
+/// use rrlb_tower::Served;
+///
+/// /// What a proxy logs from a response's extensions (with the `http` feature, `HttpPolicy` puts it there).
+/// fn describe(served: Option<&Served>) -> String {
+///     match served {
+///         Some(s) if s.attempts > 1 => format!("{} after {} attempts", s.backend.name(), s.attempts),
+///         Some(s) => s.backend.name().to_owned(),
+///         None => "-".to_owned(),
+///     }
+/// }
+/// let backend = Arc::new(Backend::new("b", "http://10.0.0.2", true, BreakerParams::default(), HealthParams::default()));
+/// assert_eq!(describe(Some(&Served { backend, attempts: 2 })), "b after 2 attempts");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Served {
     /// The backend whose answer is returned.
@@ -69,6 +95,41 @@ pub struct Served {
 }
 
 /// Classifies outcomes and copies requests for retries. [`HttpPolicy`](crate::http::HttpPolicy) is the HTTP one.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+/// use rrlb_tower::{Balance, BalanceConfig, FailureKind, Policy, RetryOn, Routed};
+/// use tower::{ServiceExt, service_fn};
+///
+/// /// Answers are status codes; 5xx are failures and are retried; requests are `Copy`.
+/// #[derive(Clone)]
+/// struct StatusPolicy;
+///
+/// impl Policy<u32, u16, std::convert::Infallible> for StatusPolicy {
+///     fn classify_response(&self, status: &u16) -> Option<FailureKind> {
+///         (*status >= 500).then_some(FailureKind::Status5xx)
+///     }
+///     fn classify_error(&self, _: &std::convert::Infallible) -> FailureKind {
+///         FailureKind::Other
+///     }
+///     fn clone_request(&self, request: &u32) -> Option<u32> {
+///         Some(*request)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("broken", "http://10.0.0.1"), BackendSpec::new("fine", "http://10.0.0.2")],
+/// )?;
+/// let inner = service_fn(|r: Routed<u32>| async move { Ok(if r.backend.name() == "broken" { 503 } else { 200 }) });
+/// let config = BalanceConfig { retry_on: RetryOn::STATUS_5XX, ..BalanceConfig::default() };
+/// assert_eq!(Balance::new(inner, set, StatusPolicy, config).oneshot(7).await?, 200);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Policy<Req, Res, E>: Clone + Send + Sync + 'static {
     /// `None` if the answer counts as a success, else the kind of failure (it is still returned to the caller
     /// when it is not retried).
@@ -87,6 +148,23 @@ pub trait Policy<Req, Res, E>: Clone + Send + Sync + 'static {
 
 /// A policy for any service: every `Ok` is a success, every `Err` a failure of kind
 /// [`Other`](FailureKind::Other) unless `classify` says otherwise, and requests are copied with `Clone`.
+///
+/// ```
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+/// use rrlb_tower::{Balance, BalanceConfig, BasicPolicy, Routed};
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("a", "http://10.0.0.1")])?;
+/// // Every inner error is a failure of kind `Other`, which is not retried.
+/// let inner = service_fn(|_: Routed<()>| async { Err::<(), _>("refused") });
+/// let error = Balance::new(inner, set.clone(), BasicPolicy, BalanceConfig::default()).oneshot(()).await.unwrap_err();
+/// assert_eq!(error.attempts(), 1);
+/// assert_eq!(set.get("a").ok_or("a is in the set")?.stats().snapshot().failures, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BasicPolicy;
 

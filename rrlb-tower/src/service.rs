@@ -13,6 +13,22 @@ use crate::future::{ResponseFuture, RetryState};
 use crate::policy::{Policy, RetryOn};
 
 /// A request on its way to the backend that was picked for it: what the inner service receives.
+///
+/// ```
+/// use rrlb_core::{Backend, BreakerParams, HealthParams};
+/// use rrlb_tower::Routed;
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), std::convert::Infallible> {
+/// // What a `Balance` hands its inner service: the request and where it goes.
+/// let backend = Backend::new("a", "http://10.0.0.1:8080", true, BreakerParams::default(), HealthParams::default());
+/// let inner = service_fn(|r: Routed<&'static str>| async move { Ok::<_, std::convert::Infallible>(format!("{} to {}", r.request, r.backend.url())) });
+/// let answer = inner.oneshot(Routed { backend: backend.into(), request: "GET /" }).await?;
+/// assert_eq!(answer, "GET / to http://10.0.0.1:8080");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Routed<R> {
     /// The picked backend (for an HTTP upstream: where to send the request).
@@ -22,6 +38,19 @@ pub struct Routed<R> {
 }
 
 /// Per-attempt timeout and retry settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_tower::{BalanceConfig, RetryOn};
+///
+/// // Up to three attempts in all, on timeouts and refused connections, 250 ms each.
+/// let config = BalanceConfig {
+///     timeout: Some(Duration::from_millis(250)),
+///     retries: 2,
+///     retry_on: RetryOn::CONNECT_FAILURE | RetryOn::TIMEOUT,
+/// };
+/// assert_ne!(config, BalanceConfig::default());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BalanceConfig {
     /// Timeout of each attempt (`None`: no timeout), counted from the attempt's first poll; the timer is only
@@ -57,6 +86,27 @@ impl Default for BalanceConfig {
 ///    circuit breaker) — or, if the response future is dropped first, records the call as cancelled;
 /// 4. on a failure the policy's [`RetryOn`] covers, if the [`RetryBudget`] allows, retries on a backend that
 ///    was not tried yet.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+/// use rrlb_tower::{Balance, BalanceConfig, BasicPolicy, Routed};
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("slow", "http://10.0.0.1")])?;
+/// let inner = service_fn(|_: Routed<()>| async {
+///     tokio::time::sleep(Duration::from_secs(10)).await;
+///     Ok::<_, std::convert::Infallible>(())
+/// });
+/// let config = BalanceConfig { timeout: Some(Duration::from_secs(1)), ..BalanceConfig::default() };
+/// let error = Balance::new(inner, set, BasicPolicy, config).oneshot(()).await.unwrap_err();
+/// assert!(error.is_timeout());
+/// assert_eq!(error.backend(), Some("slow"));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Balance<S, B: Balancer, P> {
     pub(crate) inner: S,
     /// The set and the retry budget, behind one `Arc`: a call that may be retried takes one reference to both.

@@ -29,9 +29,35 @@ mod url;
 pub use self::url::{BackendUrl, InvalidBackendUrl};
 
 /// The connector: plain HTTP, plus TLS for `https://` backends with the `https` feature.
+///
+/// ```
+/// use std::time::Duration;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use rrlb_tower::http::Connector;
+///
+/// /// A client whose connector has the same type as the one rrlb-tower's HTTP pieces use.
+/// fn client(connector: Connector) -> Client<Connector, String> {
+///     Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector)
+/// }
+/// # let _ = client;
+/// ```
 #[cfg(feature = "https")]
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// The connector: plain HTTP, plus TLS for `https://` backends with the `https` feature.
+///
+/// ```
+/// use std::time::Duration;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use rrlb_tower::http::Connector;
+///
+/// /// A client whose connector has the same type as the one rrlb-tower's HTTP pieces use.
+/// fn client(connector: Connector) -> Client<Connector, String> {
+///     Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector)
+/// }
+/// # let _ = client;
+/// ```
 #[cfg(not(feature = "https"))]
 pub type Connector = HttpConnector;
 
@@ -56,9 +82,36 @@ fn connector(connect_timeout: Duration) -> Connector {
 }
 
 /// The request type of the HTTP pieces: a fully buffered body, so that a request can be re-sent.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use rrlb_tower::http::HttpRequest;
+///
+/// // A buffered body can be sent again, so a failed attempt can be retried on another backend.
+/// let request: HttpRequest = http::Request::post("/echo").body(Full::new(Bytes::from_static(b"{}")))?;
+/// assert_eq!(request.uri().path(), "/echo");
+/// # Ok::<(), http::Error>(())
+/// ```
 pub type HttpRequest = Request<Full<Bytes>>;
 
 /// Settings of the upstream connection pool.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_tower::http::{HttpUpstream, UpstreamConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let config = UpstreamConfig {
+///     connect_timeout: Duration::from_millis(200),
+///     pool_max_idle_per_host: 32,
+///     ..UpstreamConfig::default()
+/// };
+/// let upstream = HttpUpstream::new(config);
+/// # drop(upstream);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamConfig {
     /// Connect timeout. Default 500 ms.
@@ -85,6 +138,31 @@ impl Default for UpstreamConfig {
 /// prefixed to the request's path; the `host` header is replaced by the backend's authority.
 ///
 /// Cheap to clone (one `Arc`): a [`Balance`](crate::Balance) keeps a clone in every call that may be retried.
+///
+/// ```
+/// use bytes::Bytes;
+/// use echo_rs::{Config, EchoServer};
+/// use http_body_util::{BodyExt, Full};
+/// use rrlb_core::BackendSpec;
+/// use rrlb_core::{BackendSet, RoundRobin, SetOptions};
+/// use rrlb_tower::Routed;
+/// use rrlb_tower::http::{HttpUpstream, UpstreamConfig};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let echo = EchoServer::start("127.0.0.1:0", Config::new("echo-1")).await?;
+/// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("echo-1", echo.url())])?;
+/// let backend = set.pick()?.backend().clone();
+///
+/// // Without a balancer in front, the upstream sends a request to the backend it is routed to.
+/// let request = http::Request::post("/echo").body(Full::new(Bytes::from_static(b"[1,2]")))?;
+/// let response = HttpUpstream::new(UpstreamConfig::default()).oneshot(Routed { backend, request }).await?;
+/// assert_eq!(response.headers()["x-echo-service"], "echo-1");
+/// assert_eq!(response.into_body().collect().await?.to_bytes(), "[1,2]");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct HttpUpstream(Arc<UpstreamInner>);
 
@@ -173,6 +251,25 @@ pin_project! {
 
 pin_project! {
     /// The future of an [`HttpUpstream`] call.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use rrlb_core::{Backend, BreakerParams, HealthParams};
+    /// use rrlb_tower::Routed;
+    /// use rrlb_tower::http::{HttpUpstream, UpstreamConfig, UpstreamFuture};
+    /// use tower::Service;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Nothing listens on port 9 of the loopback: the future resolves to a connect error.
+    /// let backend = Backend::new("gone", "http://127.0.0.1:9", true, BreakerParams::default(), HealthParams::default());
+    /// let request = http::Request::get("/").body(Full::new(Bytes::new())).unwrap();
+    /// let future: UpstreamFuture = HttpUpstream::new(UpstreamConfig::default()).call(Routed { backend: backend.into(), request });
+    /// let error = future.await.unwrap_err();
+    /// assert_eq!(rrlb_tower::http::classify_transport_error(&*error), rrlb_tower::FailureKind::Connect);
+    /// # }
+    /// ```
     pub struct UpstreamFuture {
         #[pin]
         state: UpstreamState,
@@ -231,6 +328,33 @@ impl Service<Routed<HttpRequest>> for HttpUpstream {
 /// The default HTTP policy: transport errors, timeouts and 5xx answers are failures, 4xx are not; requests are
 /// copied for retries (their bodies are buffered `Bytes`, so the copy is cheap); the serving backend is put in
 /// the response's extensions as [`Served`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use echo_rs::{Config, EchoServer};
+/// use http_body_util::Full;
+/// use rrlb_core::{BackendSet, BackendSpec, RoundRobin, SetOptions};
+/// use rrlb_tower::http::{HttpPolicy, HttpUpstream, UpstreamConfig};
+/// use rrlb_tower::{Balance, BalanceConfig, Served};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let echo = EchoServer::start("127.0.0.1:0", Config::new("echo-1")).await?;
+/// // The first backend refuses connections: the policy retries the attempt on the second one.
+/// let set = BackendSet::with_backends(
+///     RoundRobin::new(),
+///     SetOptions::default(),
+///     [BackendSpec::new("down", "http://127.0.0.1:9"), BackendSpec::new("echo-1", echo.url())],
+/// )?;
+/// let client = Balance::new(HttpUpstream::new(UpstreamConfig::default()), set, HttpPolicy, BalanceConfig::default());
+/// let request = http::Request::post("/echo").body(Full::new(Bytes::from_static(b"{}")))?;
+/// let response = client.oneshot(request).await?;
+/// let served = response.extensions().get::<Served>().ok_or("HttpPolicy notes the backend")?;
+/// assert_eq!((served.backend.name(), served.attempts), ("echo-1", 2));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpPolicy;
 
@@ -297,6 +421,23 @@ pub fn classify_transport_error(error: &(dyn std::error::Error + 'static)) -> Fa
 }
 
 /// An HTTP health probe: `GET <backend URL prefix><path>`, passing on any 2xx.
+///
+/// ```
+/// use std::time::Duration;
+/// use echo_rs::{Config, EchoServer};
+/// use rrlb_core::{Backend, BreakerParams, HealthParams};
+/// use rrlb_tower::Probe;
+/// use rrlb_tower::http::HttpProbe;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let echo = EchoServer::start("127.0.0.1:0", Config::new("echo-1")).await?;
+/// let backend = Backend::new("echo-1", echo.url(), true, BreakerParams::default(), HealthParams::default());
+/// let probe = HttpProbe::new("/health", Duration::from_millis(500));
+/// assert!(probe.probe(backend.into()).await);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpProbe {
     client: Client<Connector, Full<Bytes>>,

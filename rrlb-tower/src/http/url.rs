@@ -45,6 +45,15 @@ pub struct BackendUrl {
 }
 
 /// Why a backend URL was refused.
+///
+/// ```
+/// use rrlb_tower::http::{BackendUrl, InvalidBackendUrl};
+///
+/// assert_eq!("echo:8081".parse::<BackendUrl>().unwrap_err(), InvalidBackendUrl::MissingScheme("echo:8081".into()));
+/// assert_eq!("http://u:p@echo".parse::<BackendUrl>().unwrap_err(), InvalidBackendUrl::UserInfo);
+/// let error = "ftp://echo".parse::<BackendUrl>().unwrap_err();
+/// assert!(error.to_string().contains("ftp"), "{error}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidBackendUrl {
