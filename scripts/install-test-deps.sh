@@ -24,6 +24,21 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# scripts/check-crates.sh: the feature matrix, licences and sources, the declared MSRV and a nightly (docs.rs).
+for tool in cargo-hack cargo-deny; do
+    if ! cargo "${tool#cargo-}" --version >/dev/null 2>&1; then
+        log "installing $tool"
+        cargo install "$tool" --locked
+    fi
+done
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+for toolchain in "$msrv" nightly; do
+    if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
+        log "installing the $toolchain toolchain"
+        rustup toolchain install "$toolchain" --profile minimal
+    fi
+done
+
 log "fetching Rust dependencies"
 cargo fetch --locked
 

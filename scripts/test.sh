@@ -81,6 +81,12 @@ step "echo-java: mvn test"
 step "cargo test (workspace: unit, property, integration, conformance, doc tests)"
 cargo test --workspace --locked
 
+step "examples run and print what they promise (scripts/run-examples.sh)"
+bash scripts/run-examples.sh
+
+step "library crates: feature matrix, MSRV, docs.rs build, doc examples, cargo deny, packaging (scripts/check-crates.sh)"
+bash scripts/check-crates.sh
+
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     step "fuzz targets, ${FUZZ_SECONDS}s each (cargo fuzz, --sanitizer none)"
     (

@@ -7,10 +7,11 @@
 //! jitter, so that a fleet of balancers does not probe a backend in lock-step.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{Either, select};
 use rrlb_core::{Backend, BackendSet, Balancer};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -176,13 +177,9 @@ async fn run<B: Balancer>(
             while probes.join_next().await.is_some() {}
             tokio::time::sleep_until(round_end).await;
         };
-        tokio::select! {
-            () = round => {}
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return; // the checker handle is gone
-                }
-            }
+        let changed = rx.changed();
+        if let Either::Right((Err(_), _)) = select(pin!(round), pin!(changed)).await {
+            return; // the checker handle is gone
         }
     }
 }
