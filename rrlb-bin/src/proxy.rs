@@ -112,10 +112,10 @@ pub(crate) async fn handle(
         match forward::decide(
             protocol,
             &parts.method,
-            target,
-            authority,
+            (target, authority),
             &facts,
             &client_ip,
+            app.config.load().tracing.sample_ratio,
         ) {
             Ok(plan) => {
                 let mut rest = Vec::with_capacity(512);
@@ -129,8 +129,10 @@ pub(crate) async fn handle(
                     .map(|(n, v)| (n.as_str(), v.as_bytes()))
                     .chain(cookie.as_deref().map(|c| ("cookie", c)));
                 plan.write_h1(&facts, fields, &mut rest);
+                record.traced(&plan.trace);
                 Ok((
                     plan.request_id,
+                    plan.trace,
                     rest,
                     facts.declared_length(),
                     plan.body == BodyFraming::Chunked,
@@ -139,7 +141,7 @@ pub(crate) async fn handle(
             Err(r) => Err((facts.request_id(), r)),
         }
     };
-    let (request_id, rest, declared, chunked) = match decided {
+    let (request_id, trace, rest, declared, chunked) = match decided {
         Ok(d) => d,
         Err((id, rejection)) => return Ok(refuse(&app, &mut record, &id, &rejection, protocol)),
     };
@@ -152,7 +154,7 @@ pub(crate) async fn handle(
         Err(rejection) => return Ok(refuse(&app, &mut record, &request_id, &rejection, protocol)),
     };
     record.received(body.len() as u64);
-    let request = RawRequest::new(parts.method, rest, body);
+    let request = RawRequest::new(parts.method, rest, body, trace);
 
     // A chunked request that reached hyper (HTTP/1.1 after a hand-over) was framed by hyper's decoder, not
     // rrlb's: nothing after it on the connection is read as a request.

@@ -3,7 +3,8 @@
 //! request, and come back to the client as the same answer.
 //!
 //! Per request, what `TestBackend` received (method, path and query, the set of header names, `host`,
-//! `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`, `x-request-id`, `content-length`, body length)
+//! `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`, `x-request-id`, `content-length`, body length,
+//! what its `traceparent` says about the client's trace, `tracestate`)
 //! and what the client got (status, where the answer came from, the JSON error's `error` text and
 //! `request_id`, `x-request-id`, `x-rrlb-backend`, `retry-after` presence, `content-type`) are compared across
 //! the three renderings, with a diff of every difference.
@@ -35,6 +36,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rrlb_tower::trace::TraceParent;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,6 +96,88 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
     "x-drop",
 ];
+
+/// A valid `traceparent` a client sends.
+const CLIENT_TRACE: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// What the backend's `traceparent` says about the client's (W3C Trace Context): it must be exactly one valid
+/// value that continues the client's trace when the client sent exactly one valid value (same trace id and
+/// flags, rrlb's span as the parent), and a new trace otherwise.
+fn trace_shape(r: &Req, got: &[String]) -> String {
+    let sent: Vec<&[u8]> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n == "traceparent")
+        .map(|(_, v)| *v)
+        .collect();
+    let [one] = got else {
+        return format!("{} traceparent values: {got:?}", got.len());
+    };
+    let Ok(seen) = TraceParent::parse(one.as_bytes()) else {
+        return format!("an invalid traceparent {one:?}");
+    };
+    let caller = match sent.as_slice() {
+        [v] => TraceParent::parse(v).ok(),
+        _ => None,
+    };
+    match caller {
+        Some(c) if seen.trace_id() == c.trace_id() && seen.flags() == c.flags() => {
+            if seen.parent_id() == c.parent_id() {
+                "the client's traceparent unchanged".to_owned()
+            } else {
+                "continues the client's trace, with rrlb's span as the parent".to_owned()
+            }
+        }
+        Some(_) => format!("{one:?}, not the client's trace"),
+        None if sent.iter().any(|v| {
+            String::from_utf8_lossy(v)
+                .to_ascii_lowercase()
+                .contains(&seen.trace_id().to_string())
+        }) =>
+        {
+            format!("{one:?} reuses an invalid client trace id")
+        }
+        None => "a new trace".to_owned(),
+    }
+}
+
+/// The trace a request must show on every rendering: the client's continued when it sent exactly one valid
+/// `traceparent`, else a new one; `tracestate` only with a continued trace.
+fn trace_rules(r: &Req, o: &BTreeMap<String, String>) -> Vec<String> {
+    if o.get("answer: from").map(String::as_str) != Some("the backend") {
+        return Vec::new();
+    }
+    let sent: Vec<&[u8]> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n == "traceparent")
+        .map(|(_, v)| *v)
+        .collect();
+    let continued = matches!(sent.as_slice(), [v] if TraceParent::parse(v).is_ok());
+    let want_trace = if continued {
+        "continues the client's trace, with rrlb's span as the parent"
+    } else {
+        "a new trace"
+    };
+    let want_state = match r.headers.iter().find(|(n, _)| *n == "tracestate") {
+        Some((_, v)) if continued => format!("{:?}", String::from_utf8_lossy(v)),
+        _ => "(none)".to_owned(),
+    };
+    let mut errors = Vec::new();
+    if o.get("backend: traceparent").map(String::as_str) != Some(want_trace) {
+        errors.push(format!(
+            "the backend's traceparent: {:?}, expected {want_trace:?}",
+            o.get("backend: traceparent")
+        ));
+    }
+    if o.get("backend: tracestate") != Some(&want_state) {
+        errors.push(format!(
+            "the backend's tracestate: {:?}, expected {want_state}",
+            o.get("backend: tracestate")
+        ));
+    }
+    errors
+}
 
 /// The requests compared (all against a `TestBackend`, with `limits.max_body_bytes = 64`).
 fn requests() -> Vec<Req> {
@@ -222,6 +306,67 @@ fn requests() -> Vec<Req> {
             &[
                 ("x-forwarded-host", b"evil.example"),
                 ("x-forwarded-proto", b"https"),
+            ],
+            b"",
+            ok,
+        ),
+        req(
+            "a client's traceparent and tracestate",
+            "GET",
+            "/parity/trace",
+            &[
+                ("traceparent", CLIENT_TRACE),
+                ("tracestate", b"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+            ],
+            b"",
+            ok,
+        ),
+        req(
+            "a traceparent of a later version",
+            "GET",
+            "/parity/trace-later",
+            &[(
+                "traceparent",
+                b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
+            )],
+            b"",
+            ok,
+        ),
+        req(
+            "an invalid traceparent (upper-case hex) and a tracestate",
+            "GET",
+            "/parity/trace-bad",
+            &[
+                (
+                    "traceparent",
+                    b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+                ),
+                ("tracestate", b"k=v"),
+            ],
+            b"",
+            ok,
+        ),
+        req(
+            "an all-zero trace id",
+            "POST",
+            "/parity/trace-zero",
+            &[(
+                "traceparent",
+                b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )],
+            b"x",
+            ok,
+        ),
+        req(
+            "two traceparents",
+            "GET",
+            "/parity/trace-two",
+            &[
+                ("traceparent", CLIENT_TRACE),
+                (
+                    "traceparent",
+                    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
             ],
             b"",
             ok,
@@ -588,6 +733,15 @@ fn observe(r: &Req, got: &Got) -> BTreeMap<String, String> {
         (Some(backend_id.as_str()) == answer_id).to_string(),
     );
     o.insert("backend: body_len".to_owned(), view["body_len"].to_string());
+    let traceparents: Vec<String> = values("traceparent")
+        .iter()
+        .map(|v| v.trim_matches('"').to_owned())
+        .collect();
+    o.insert(
+        "backend: traceparent".to_owned(),
+        trace_shape(r, &traceparents),
+    );
+    o.insert("backend: tracestate".to_owned(), joined("tracestate"));
     o
 }
 
@@ -617,6 +771,7 @@ async fn compare(proxy: SocketAddr, h2: &H2Client, r: &Req, diffs: &mut Vec<Stri
                 diffs.extend(
                     forwarded_rules(proxy, r, &o)
                         .into_iter()
+                        .chain(trace_rules(r, &o))
                         .map(|e| format!("{:?} on the {}: {e}", r.name, rendering.name())),
                 );
                 if let Some(names) = o.get("backend: header names") {

@@ -180,7 +180,12 @@ where
                         continue;
                     };
                     let backend = Arc::clone(call.backend());
-                    let fut = retry.inner.call(Routed { backend, request });
+                    let attempt = *this.attempts + 1;
+                    let fut = retry.inner.call(Routed {
+                        backend,
+                        request,
+                        attempt,
+                    });
                     this.timer.disarm();
                     this.state.set(State::Attempt { fut });
                     continue;

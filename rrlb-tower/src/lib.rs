@@ -121,6 +121,7 @@ pub mod http;
 mod layer;
 mod policy;
 mod service;
+pub mod trace;
 
 pub use crate::budget::RetryBudget;
 pub use crate::discover::apply_changes;

@@ -24,7 +24,7 @@ use crate::policy::{Policy, RetryOn};
 /// // What a `Balance` hands its inner service: the request and where it goes.
 /// let backend = Backend::new("a", "http://10.0.0.1:8080", true, BreakerParams::default(), HealthParams::default());
 /// let inner = service_fn(|r: Routed<&'static str>| async move { Ok::<_, std::convert::Infallible>(format!("{} to {}", r.request, r.backend.url())) });
-/// let answer = inner.oneshot(Routed { backend: backend.into(), request: "GET /" }).await?;
+/// let answer = inner.oneshot(Routed { backend: backend.into(), request: "GET /", attempt: 1 }).await?;
 /// assert_eq!(answer, "GET / to http://10.0.0.1:8080");
 /// # Ok(())
 /// # }
@@ -35,6 +35,8 @@ pub struct Routed<R> {
     pub backend: Arc<Backend>,
     /// The request.
     pub request: R,
+    /// Which attempt of the call this is: 1 for the first, 2 for the first retry, and so on.
+    pub attempt: u32,
 }
 
 /// Per-attempt timeout and retry settings.
@@ -222,7 +224,11 @@ where
             None
         };
         let backend = Arc::clone(call.backend());
-        let fut = self.inner.call(Routed { backend, request });
+        let fut = self.inner.call(Routed {
+            backend,
+            request,
+            attempt: 1,
+        });
         ResponseFuture::new(fut, call, self.config.timeout, self.policy.clone(), retry)
     }
 }

@@ -61,6 +61,6 @@ pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AccessLogConfig, AdminConfig, Algorithm, CircuitBreakerConfig, Config, HealthConfig,
-    InitialHealth, LimitsConfig, RetriesConfig, RetryOn, TimeoutsConfig,
+    InitialHealth, LimitsConfig, RetriesConfig, RetryOn, TimeoutsConfig, TracingConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

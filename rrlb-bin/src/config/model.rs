@@ -83,6 +83,8 @@ section! {
         pub admin: AdminConfig = AdminConfig::default(),
         /// The access log.
         pub access_log: AccessLogConfig = AccessLogConfig::default(),
+        /// Tracing: sampling of new traces and span export.
+        pub tracing: TracingConfig = TracingConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
@@ -280,6 +282,28 @@ section! {
         pub format: Option<LogFormat> = None,
         /// `"stdout"`, or a file appended to (and reopened on `SIGUSR1`, for log rotation). Default `"stdout"`.
         pub path: String = "stdout".to_owned(),
+    }
+}
+
+section! {
+    /// Tracing (`[tracing]`). W3C trace context is always propagated; spans are exported only when
+    /// `otlp_endpoint` is set.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct TracingConfig {
+        /// OTLP/HTTP (protobuf) base URL, e.g. `http://127.0.0.1:4318`: spans go to `<url>/v1/traces`. Default:
+        /// none (no export).
+        #[serde(
+            deserialize_with = "value::otlp_endpoint",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub otlp_endpoint: Option<String> = None,
+        /// The share of new traces (requests without a valid `traceparent`) that are sampled, in `[0, 1]`; a
+        /// continued trace keeps its caller's decision. Default 0.01.
+        #[serde(deserialize_with = "value::ratio")]
+        pub sample_ratio: f64 = 0.01,
+        /// The `service.name` of exported spans. Default `"rrlb"`.
+        #[serde(deserialize_with = "value::non_empty")]
+        pub service_name: String = "rrlb".to_owned(),
     }
 }
 

@@ -135,6 +135,36 @@ pub(crate) fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
+/// An OTLP/HTTP base URL: `http` or `https`, a host, no query or fragment; `""` means none.
+pub(crate) fn otlp_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| D::Error::custom(format!("not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(D::Error::custom("the scheme must be http or https"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(D::Error::custom("the URL has no host"));
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return Err(D::Error::custom("a base URL has no query or fragment"));
+    }
+    Ok(Some(text.trim_end_matches('/').to_owned()))
+}
+
+/// Text that is not empty.
+pub(crate) fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Err(D::Error::custom("must not be empty"));
+    }
+    Ok(text)
+}
+
 /// A breaker's trip rate: a share in `(0, 1]`.
 pub(crate) fn trip_rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let x = f64::deserialize(d)?;

@@ -26,6 +26,8 @@ pub(super) struct RequestHead {
     pub(super) expect_continue: bool,
     /// The request id.
     pub(super) request_id: HeaderValue,
+    /// The request's trace.
+    pub(super) trace: forward::Trace,
     /// The path without the query, for the access log (only when it is on).
     pub(super) path: Option<String>,
     /// The origin-form target, ` HTTP/1.1`, and the header lines to forward, `x-forwarded-*` and
@@ -55,8 +57,8 @@ pub(super) enum Head {
 }
 
 /// Reads a request head from the start of `buf`. `client_ip` is the client's address as text; `access` asks
-/// for the path (the access log is on).
-pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool) -> Head {
+/// for the path (the access log is on); a new trace is sampled with probability `sample_ratio`.
+pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool, sample_ratio: f64) -> Head {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -88,7 +90,14 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool) -> Head {
         return refused(req.headers, Rejection::bad("invalid method"));
     };
     let facts = Facts::gather(req.headers.iter().map(|h| (h.name, h.value)));
-    let plan = match forward::decide(protocol, &method, target, None, &facts, client_ip) {
+    let plan = match forward::decide(
+        protocol,
+        &method,
+        (target, None),
+        &facts,
+        client_ip,
+        sample_ratio,
+    ) {
         Ok(plan) => plan,
         Err(rejection) => {
             return Head::Refused {
@@ -118,6 +127,7 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool) -> Head {
         close: plan.close,
         expect_continue: plan.expect_continue,
         request_id: plan.request_id,
+        trace: plan.trace,
         path,
         rest,
     }))
@@ -135,14 +145,14 @@ mod tests {
     use super::*;
 
     fn ready(raw: &[u8]) -> RequestHead {
-        match parse_request(raw, "10.0.0.9", true) {
+        match parse_request(raw, "10.0.0.9", true, 0.0) {
             Head::Ready(h) => *h,
             other => panic!("{other:?}"),
         }
     }
 
     fn refusal(raw: &[u8]) -> Rejection {
-        match parse_request(raw, "1.1.1.1", false) {
+        match parse_request(raw, "1.1.1.1", false, 0.0) {
             Head::Refused { rejection, .. } => rejection,
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
         }
@@ -179,12 +189,12 @@ mod tests {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
             assert!(
-                matches!(parse_request(raw, "1.1.1.1", false), Head::Hyper),
+                matches!(parse_request(raw, "1.1.1.1", false, 0.0), Head::Hyper),
                 "{raw:?}"
             );
         }
         assert!(matches!(
-            parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n", "1.1.1.1", false),
+            parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n", "1.1.1.1", false, 0.0),
             Head::Partial
         ));
         assert_eq!(
@@ -225,6 +235,7 @@ mod tests {
             b"GET / HTTP/1.1\r\nx-request-id: mine\r\n\r\n",
             "1.1.1.1",
             false,
+            0.0,
         ) {
             Head::Refused { request_id, .. } => assert_eq!(request_id, "mine"),
             other => panic!("{other:?}"),

@@ -29,7 +29,7 @@ use crate::state::Local;
 
 /// The fast path's request reader, for [`crate::testing`].
 pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
-    match head::parse_request(buf, client_ip, true) {
+    match head::parse_request(buf, client_ip, true, 0.0) {
         head::Head::Ready(h) => Some((h.len, h.rest)),
         _ => None,
     }
@@ -137,7 +137,10 @@ impl Connection {
     /// has the header-read timeout from its next request's first byte.
     async fn next_head(&mut self, app: &Local) -> Next {
         let access = app.access_log.is_on();
-        let header_read = app.config.load().timeouts.header_read;
+        let (header_read, sample_ratio) = {
+            let config = app.config.load();
+            (config.timeouts.header_read, config.tracing.sample_ratio)
+        };
         let now = tokio::time::Instant::now();
         let mut deadline = if self.served && self.buf.is_empty() {
             now + KEEP_ALIVE_IDLE
@@ -151,7 +154,7 @@ impl Connection {
                 deadline = tokio::time::Instant::now() + header_read;
             }
             if !self.buf.is_empty() {
-                match head::parse_request(&self.buf, &self.client_ip, access) {
+                match head::parse_request(&self.buf, &self.client_ip, access, sample_ratio) {
                     head::Head::Ready(h) => return Next::Request(h),
                     head::Head::Hyper => return Next::Hyper,
                     head::Head::Refused {
@@ -203,6 +206,7 @@ impl Connection {
             path.as_deref().unwrap_or(""),
         );
         self.buf.advance(head.len);
+        record.traced(&head.trace);
         let id = &head.request_id;
         let declared = match head.body {
             BodyFraming::Length(n) => Some(n),
@@ -239,7 +243,7 @@ impl Connection {
             }
         };
         record.received(body.len() as u64);
-        let request = RawRequest::new(head.method.clone(), head.rest, body);
+        let request = RawRequest::new(head.method.clone(), head.rest, body, head.trace);
         let close = head.close;
         match app.call(request).await {
             Ok(res) => self.answer(app, res, id, close, &mut record).await && !close,

@@ -26,6 +26,9 @@
 //! - `x-forwarded-host` and `x-forwarded-proto` are rrlb's: a client's never pass. `x-forwarded-for` is the
 //!   client's valid values (visible ASCII, joined in order with `, `), then the client's address.
 //! - `x-request-id` is kept when it is 1 to 128 characters from a safe set, else a new UUID v4 is made.
+//! - `traceparent` is rrlb's: a client's single valid one is continued (its trace id and flags, rrlb's span as
+//!   the parent), anything else starts a new trace, and each attempt sends its own span id
+//!   ([`rrlb_tower::trace`] has the rules). `tracestate` passes only with a continued trace.
 
 pub(crate) mod record;
 pub(crate) mod reject;
@@ -35,6 +38,7 @@ use std::net::SocketAddr;
 
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use rrlb_tower::trace::{SpanId, TraceParent};
 
 pub(crate) use self::record::{Log, Outcome, Record};
 pub(crate) use self::reject::{ErrorAnswer, Rejection};
@@ -69,6 +73,8 @@ pub(crate) struct Facts<'a> {
     expects: usize,
     expect: Option<&'a [u8]>,
     request_id: Option<&'a [u8]>,
+    traceparents: usize,
+    traceparent: Option<&'a [u8]>,
     forwarded_for: Vec<&'a [u8]>,
     connection: Connection<'a>,
 }
@@ -89,6 +95,10 @@ impl<'a> Facts<'a> {
                     f.expect = Some(value);
                 }
                 10 if name.eq_ignore_ascii_case("connection") => f.connection.add(value),
+                11 if name.eq_ignore_ascii_case("traceparent") => {
+                    f.traceparents += 1;
+                    f.traceparent.get_or_insert(value);
+                }
                 12 if name.eq_ignore_ascii_case("x-request-id") => {
                     f.request_id.get_or_insert(value);
                 }
@@ -112,9 +122,10 @@ impl<'a> Facts<'a> {
 
     /// Whether the client's field `name` goes to the backend as it is. Not: hop-by-hop fields (and those
     /// `connection` names), framing (`content-length`, `transfer-encoding`, `expect`: rrlb reads the body
-    /// and frames it anew), `host` (the backend's), and the fields rrlb sets itself.
+    /// and frames it anew), `host` (the backend's), the fields rrlb sets itself, and a `tracestate` whose
+    /// trace was not continued.
     pub(crate) fn forwards(&self, name: &str) -> bool {
-        const OWN: [&str; 8] = [
+        const OWN: [&str; 9] = [
             "host",
             "content-length",
             "transfer-encoding",
@@ -123,8 +134,31 @@ impl<'a> Facts<'a> {
             "x-forwarded-for",
             "x-forwarded-proto",
             "x-forwarded-host",
+            "traceparent",
         ];
-        !(OWN.iter().any(|o| name.eq_ignore_ascii_case(o)) || self.connection.is_hop_by_hop(name))
+        !(OWN.iter().any(|o| name.eq_ignore_ascii_case(o))
+            || self.connection.is_hop_by_hop(name)
+            || (name.eq_ignore_ascii_case("tracestate") && self.caller_trace().is_none()))
+    }
+
+    /// The client's trace, when it sent exactly one valid `traceparent`.
+    fn caller_trace(&self) -> Option<TraceParent> {
+        let value = self.traceparent.filter(|_| self.traceparents == 1)?;
+        TraceParent::parse(value).ok()
+    }
+
+    /// The request's place in a trace: the client's continued, or a new one sampled with `sample_ratio`.
+    pub(crate) fn trace(&self, sample_ratio: f64) -> Trace {
+        match self.caller_trace() {
+            Some(caller) => Trace {
+                server: caller.child(),
+                caller: Some(caller.parent_id()),
+            },
+            None => Trace {
+                server: TraceParent::new_root(rrlb_tower::trace::sample(sample_ratio)),
+                caller: None,
+            },
+        }
     }
 
     /// The body length the client announced, if it did.
@@ -139,6 +173,16 @@ impl<'a> Facts<'a> {
             .and_then(|v| HeaderValue::from_bytes(v).ok())
             .unwrap_or_else(new_request_id)
     }
+}
+
+/// A request's place in a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trace {
+    /// The trace id and flags, with rrlb's span for the request (the server span) as the parent: each attempt
+    /// sends a child of it.
+    pub(crate) server: TraceParent,
+    /// The client's span, the server span's parent, when the request continued a trace.
+    pub(crate) caller: Option<SpanId>,
 }
 
 /// How the request body arrives.
@@ -165,19 +209,22 @@ pub(crate) struct Plan<'a> {
     pub(crate) close: bool,
     /// The client waits for `100 Continue` before sending the body.
     pub(crate) expect_continue: bool,
+    /// The request's trace.
+    pub(crate) trace: Trace,
     forwarded_for: Vec<u8>,
     forwarded_host: Option<&'a [u8]>,
 }
 
 /// Decides what to do with a request. `target` is the request target as received (or, from hyper, the path
-/// and query), `authority` the one hyper parsed out of an absolute URI or HTTP/2's `:authority`.
+/// and query), `authority` the one hyper parsed out of an absolute URI or HTTP/2's `:authority`; a new trace is
+/// sampled with probability `sample_ratio`.
 pub(crate) fn decide<'a>(
     protocol: Protocol,
     method: &Method,
-    target: &'a str,
-    authority: Option<&'a str>,
+    (target, authority): (&'a str, Option<&'a str>),
     facts: &Facts<'a>,
     client_ip: &str,
+    sample_ratio: f64,
 ) -> Result<Plan<'a>, Rejection> {
     if method == Method::CONNECT {
         return Err(Rejection::Connect);
@@ -255,6 +302,7 @@ pub(crate) fn decide<'a>(
         body,
         close,
         expect_continue,
+        trace: facts.trace(sample_ratio),
         forwarded_for: forwarded_for(&facts.forwarded_for, client_ip),
         forwarded_host,
     })
@@ -505,7 +553,7 @@ mod tests {
         fields: &[(&'static str, &'static [u8])],
     ) -> Result<Plan<'static>, Rejection> {
         let f = Box::leak(Box::new(facts(fields)));
-        decide(protocol, &Method::GET, target, None, f, "10.0.0.9")
+        decide(protocol, &Method::GET, (target, None), f, "10.0.0.9", 0.0)
     }
 
     /// The fields rrlb adds.
@@ -555,10 +603,18 @@ mod tests {
             assert!(plan(Http11, bad, &[("host", b"a")]).is_err(), "{bad}");
         }
         let f = Box::leak(Box::new(facts(&[])));
-        let p = decide(Http2, &Method::GET, "/x", Some("h2.example"), f, "::1").unwrap();
+        let p = decide(
+            Http2,
+            &Method::GET,
+            ("/x", Some("h2.example")),
+            f,
+            "::1",
+            0.0,
+        )
+        .unwrap();
         assert!(added(&p).contains("x-forwarded-host: h2.example\r\n"));
         assert_eq!(
-            decide(Http11, &Method::CONNECT, "a:443", None, f, "::1").err(),
+            decide(Http11, &Method::CONNECT, ("a:443", None), f, "::1", 0.0).err(),
             Some(Rejection::Connect)
         );
     }

@@ -93,6 +93,7 @@ impl Log<'_> {
 pub(crate) struct Record<'a> {
     started: quanta::Instant,
     line: Option<(Log<'a>, Line)>,
+    trace: Option<super::Trace>,
     bytes_in: u64,
     bytes_out: u64,
 }
@@ -113,9 +114,15 @@ impl<'a> Record<'a> {
         Self {
             started,
             line,
+            trace: None,
             bytes_in: 0,
             bytes_out: 0,
         }
+    }
+
+    /// The request's trace, once it is known (a request refused before it was read has none).
+    pub(crate) fn traced(&mut self, trace: &super::Trace) {
+        self.trace = Some(*trace);
     }
 
     /// The request body's length.
@@ -147,6 +154,10 @@ impl<'a> Record<'a> {
         }
         if let Some((_, line)) = &mut self.line {
             line.str("request_id", request_id.as_bytes());
+            match &self.trace {
+                Some(t) => line.str("trace_id", &t.server.trace_id().to_hex()),
+                None => line.str("trace_id", b"-"),
+            }
             line.num("status", outcome.status);
             line.str("backend", outcome.backend.unwrap_or("-").as_bytes());
             line.num("attempts", outcome.attempts);

@@ -7,6 +7,7 @@ use http::Method;
 use http_body_util::Full;
 use rrlb_core::Backend;
 use rrlb_tower::http::HttpUpstream;
+use rrlb_tower::trace::{TRACEPARENT, TraceParent};
 use rrlb_tower::{FailureKind, Routed};
 use tower::Service;
 
@@ -27,6 +28,7 @@ pub(super) async fn via_hyper(
     mut tls: HttpUpstream,
     backend: Arc<Backend>,
     request: RawRequest,
+    (span, attempt): (TraceParent, u32),
 ) -> Result<RawResponse, RawError> {
     let other = |m: String| RawError::new(FailureKind::Other, m);
     let (target, headers) = split_rest(&request.rest)
@@ -49,10 +51,15 @@ pub(super) async fn via_hyper(
             req.headers_mut().append(name, value);
         }
     }
+    // Always 55 bytes of lower-case hex and '-'.
+    if let Ok(value) = http::HeaderValue::from_bytes(&span.encode()) {
+        req.headers_mut().insert(TRACEPARENT, value);
+    }
     let res = tls
         .call(Routed {
             backend,
             request: req,
+            attempt,
         })
         .await
         .map_err(|e| RawError::client(rrlb_tower::http::classify_transport_error(&*e), e))?;

@@ -52,12 +52,19 @@ pub(crate) struct RawRequest {
     pub rest: Bytes,
     /// The body (its `content-length` line is in `rest` when needed).
     pub body: Bytes,
+    /// The request's trace: each attempt sends a `traceparent` naming a new child of its server span.
+    pub trace: forward::Trace,
 }
 
 impl RawRequest {
     /// A request whose head (`rest`, as `forward::Plan::write_h1` wrote it) gets its `content-length` line
     /// for `body` when the forwarding core says it needs one.
-    pub(crate) fn new(method: Method, mut rest: Vec<u8>, body: Bytes) -> Self {
+    pub(crate) fn new(
+        method: Method,
+        mut rest: Vec<u8>,
+        body: Bytes,
+        trace: forward::Trace,
+    ) -> Self {
         if forward::sends_length(&method, body.len() as u64) {
             h1::push_header(
                 &mut rest,
@@ -69,6 +76,7 @@ impl RawRequest {
             method,
             rest: rest.into(),
             body,
+            trace,
         }
     }
 }
@@ -201,19 +209,30 @@ impl Service<Routed<RawRequest>> for RawUpstream {
     }
 
     fn call(&mut self, routed: Routed<RawRequest>) -> Self::Future {
-        let Routed { backend, request } = routed;
+        let Routed {
+            backend,
+            request,
+            attempt,
+        } = routed;
+        // This attempt's span: its id is the parent the backend sees.
+        let span = request.trace.server.child();
         let (target, idle) = match pool::checkout(&backend) {
             Ok(t) => t,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         if target.https {
-            return Box::pin(https::via_hyper(self.tls.clone(), backend, request));
+            return Box::pin(https::via_hyper(
+                self.tls.clone(),
+                backend,
+                request,
+                (span, attempt),
+            ));
         }
         Box::pin(send::send(
             backend,
             target,
             idle,
-            request,
+            (request, span),
             self.connect_timeout,
         ))
     }

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::Method;
 use rrlb_core::Backend;
 use rrlb_tower::FailureKind;
+use rrlb_tower::trace::TraceParent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -20,11 +21,11 @@ pub(super) async fn send(
     backend: Arc<Backend>,
     target: Arc<Target>,
     mut idle: Option<TcpStream>,
-    request: RawRequest,
+    (request, span): (RawRequest, TraceParent),
     connect_timeout: Duration,
 ) -> Result<RawResponse, RawError> {
     let head_only = request.method == Method::HEAD;
-    let (wire, inline) = encode(&request, &target);
+    let (wire, inline) = encode(&request, &target, &span);
     let body = (!inline).then_some(&request.body);
     loop {
         let reused = idle.is_some();
@@ -53,11 +54,15 @@ pub(super) async fn send(
     }
 }
 
+/// `traceparent: ` + the value + CRLF.
+const TRACEPARENT_LINE: usize = 13 + TraceParent::LEN + 2;
+
 /// Bodies up to this size are sent in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
 
-/// The request's head for `target`, with the body appended when it is small (then `true`).
-fn encode(request: &RawRequest, target: &Target) -> (Vec<u8>, bool) {
+/// The request's head for `target`, with this attempt's `traceparent` (`span`), and the body appended when it
+/// is small (then `true`).
+fn encode(request: &RawRequest, target: &Target, span: &TraceParent) -> (Vec<u8>, bool) {
     let inline_body = request.body.len() <= INLINE_BODY;
     let mut wire = Vec::with_capacity(
         request.method.as_str().len()
@@ -65,6 +70,7 @@ fn encode(request: &RawRequest, target: &Target) -> (Vec<u8>, bool) {
             + target.prefix.len()
             + request.rest.len()
             + target.host_line.len()
+            + TRACEPARENT_LINE
             + 2
             + if inline_body { request.body.len() } else { 0 },
     );
@@ -73,6 +79,7 @@ fn encode(request: &RawRequest, target: &Target) -> (Vec<u8>, bool) {
     wire.extend_from_slice(&target.prefix);
     wire.extend_from_slice(&request.rest);
     wire.extend_from_slice(&target.host_line);
+    crate::h1::push_header(&mut wire, b"traceparent", &span.encode());
     wire.extend_from_slice(b"\r\n");
     if inline_body {
         wire.extend_from_slice(&request.body);

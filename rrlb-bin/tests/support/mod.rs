@@ -434,6 +434,11 @@ impl Harness {
         HarnessBuilder::default()
     }
 
+    /// The access log's file (unless the test's configuration chose another path).
+    pub fn access_log(&self) -> PathBuf {
+        self._dir.path().join("access.log")
+    }
+
     /// `http://<proxy><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)

@@ -157,7 +157,7 @@ impl Default for UpstreamConfig {
 ///
 /// // Without a balancer in front, the upstream sends a request to the backend it is routed to.
 /// let request = http::Request::post("/echo").body(Full::new(Bytes::from_static(b"[1,2]")))?;
-/// let response = HttpUpstream::new(UpstreamConfig::default()).oneshot(Routed { backend, request }).await?;
+/// let response = HttpUpstream::new(UpstreamConfig::default()).oneshot(Routed { backend, request, attempt: 1 }).await?;
 /// assert_eq!(response.headers()["x-echo-service"], "echo-1");
 /// assert_eq!(response.into_body().collect().await?.to_bytes(), "[1,2]");
 /// # Ok(())
@@ -265,7 +265,7 @@ pin_project! {
     /// // Nothing listens on port 9 of the loopback: the future resolves to a connect error.
     /// let backend = Backend::new("gone", "http://127.0.0.1:9", true, BreakerParams::default(), HealthParams::default());
     /// let request = http::Request::get("/").body(Full::new(Bytes::new())).unwrap();
-    /// let future: UpstreamFuture = HttpUpstream::new(UpstreamConfig::default()).call(Routed { backend: backend.into(), request });
+    /// let future: UpstreamFuture = HttpUpstream::new(UpstreamConfig::default()).call(Routed { backend: backend.into(), request, attempt: 1 });
     /// let error = future.await.unwrap_err();
     /// assert_eq!(rrlb_tower::http::classify_transport_error(&*error), rrlb_tower::FailureKind::Connect);
     /// # }
@@ -299,7 +299,9 @@ impl Service<Routed<HttpRequest>> for HttpUpstream {
     }
 
     fn call(&mut self, routed: Routed<HttpRequest>) -> Self::Future {
-        let Routed { backend, request } = routed;
+        let Routed {
+            backend, request, ..
+        } = routed;
         let (mut parts, body) = request.into_parts();
         let url = BackendUrl::of(&backend);
         match url.and_then(|url| Ok((url.uri_for(parts.uri.path_and_query())?, url))) {
