@@ -52,6 +52,7 @@ mod metrics;
 mod proxy;
 mod server;
 mod state;
+mod telemetry;
 mod upstream;
 
 /// What the fuzz targets drive: the HTTP/1 wire-format state machines, without sockets. Not a stable API.
@@ -60,3 +61,4 @@ pub mod testing;
 
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
 pub use crate::state::{ApplyError, Reloader};
+pub use crate::telemetry::TelemetryError;

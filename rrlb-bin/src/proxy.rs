@@ -129,7 +129,11 @@ pub(crate) async fn handle(
                     .map(|(n, v)| (n.as_str(), v.as_bytes()))
                     .chain(cookie.as_deref().map(|c| ("cookie", c)));
                 plan.write_h1(&facts, fields, &mut rest);
-                record.traced(&plan.trace);
+                record.traced(
+                    &plan.trace,
+                    app.telemetry.load().as_ref().as_ref(),
+                    (&parts.method, &plan.target, protocol.version()),
+                );
                 Ok((
                     plan.request_id,
                     plan.trace,

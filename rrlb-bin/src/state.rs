@@ -20,6 +20,7 @@ use tower::{Service, ServiceExt};
 use crate::access_log::AccessLog;
 use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 
 pub(crate) use crate::upstream::ProxyService;
 
@@ -41,6 +42,8 @@ pub(crate) struct App {
     pub(crate) metrics: Metrics,
     /// The access log (its writer thread runs for as long as the state).
     pub(crate) access_log: AccessLog,
+    /// Span export, when `tracing.otlp_endpoint` is set.
+    pub(crate) telemetry: ArcSwap<Option<Telemetry>>,
     upstream: ArcSwap<(Duration, HttpUpstream)>,
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
@@ -128,11 +131,12 @@ fn service(
     set: &BackendSet<AnyBalancer>,
     upstream: &HttpUpstream,
     budget: &RetryBudget,
+    telemetry: Option<Telemetry>,
 ) -> ProxyService {
     crate::upstream::service(
         set,
         c.timeouts.connect,
-        upstream.clone(),
+        (upstream.clone(), telemetry),
         balance_config(c),
         budget.clone(),
     )
@@ -171,6 +175,9 @@ pub enum ApplyError {
     /// The access log's file cannot be opened.
     #[error("cannot open the access log")]
     AccessLog(#[source] std::io::Error),
+    /// Span export cannot be set up.
+    #[error("cannot set up span export")]
+    Telemetry(#[source] crate::telemetry::TelemetryError),
     /// There is no way to re-read the configuration (no file).
     #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,
@@ -193,7 +200,9 @@ impl App {
         .map_err(ApplyError::Backends)?;
         let up = upstream(&config, per_thread);
         let budget = retry_budget(&config);
-        let svc = service(&config, &set, &up, &budget);
+        let telemetry = Telemetry::new(&config.tracing, config.timeouts.connect)
+            .map_err(ApplyError::Telemetry)?;
+        let svc = service(&config, &set, &up, &budget, telemetry.clone());
         let health = config.health.enabled.then(|| {
             HealthChecker::spawn(
                 set.clone(),
@@ -214,6 +223,7 @@ impl App {
             upstream: ArcSwap::from_pointee((config.timeouts.connect, up)),
             budget: std::sync::Mutex::new((budget_params(&config), budget)),
             service: ArcSwap::from_pointee(svc),
+            telemetry: ArcSwap::from_pointee(telemetry),
             config: ArcSwap::from_pointee(config),
             set,
             metrics,
@@ -248,8 +258,21 @@ impl App {
         if new.access_log.path != old.access_log.path {
             AccessLog::check(&new.access_log).map_err(ApplyError::AccessLog)?;
         }
+        // So must new span export.
+        let telemetry = match &**self.telemetry.load() {
+            Some(t) if t.is_for(&new.tracing) => None,
+            None if new.tracing.otlp_endpoint.is_none() => None,
+            _ => Some(
+                Telemetry::new(&new.tracing, new.timeouts.connect)
+                    .map_err(ApplyError::Telemetry)?,
+            ),
+        };
         // Config validation already checked names, URLs and weights.
         self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
+        if let Some(telemetry) = telemetry {
+            let old = self.telemetry.swap(Arc::new(telemetry));
+            shut_down(old);
+        }
         self.access_log.apply(&new.access_log, new.log.format);
         if new.algorithm != old.algorithm {
             self.set.set_balancer(AnyBalancer::new(new.algorithm));
@@ -276,8 +299,13 @@ impl App {
             }
             b.1.clone()
         };
-        self.service
-            .store(Arc::new(service(&new, &self.set, &up, &budget)));
+        self.service.store(Arc::new(service(
+            &new,
+            &self.set,
+            &up,
+            &budget,
+            (*self.telemetry.load_full()).clone(),
+        )));
         if new.limits.rate_per_client != old.limits.rate_per_client
             || new.limits.burst != old.limits.burst
         {
@@ -316,6 +344,14 @@ impl App {
     pub(crate) fn is_ready(&self) -> bool {
         let snap = self.set.load();
         !snap.eligible().is_empty() || !snap.probing().is_empty()
+    }
+}
+
+/// Stops span export that a reload (or the end) replaced, off the runtime's threads: the last batch is sent
+/// within the exporter's timeout, and nothing waits for it.
+pub(crate) fn shut_down(telemetry: Arc<Option<Telemetry>>) {
+    if let Some(t) = (*telemetry).clone() {
+        tokio::task::spawn_blocking(move || t.shutdown());
     }
 }
 

@@ -922,3 +922,54 @@ fn a_bad_file_value_is_an_error_even_when_a_flag_overrides_it() {
     let ok = Config::from_toml_str("rrlb.toml", "[timeouts]\nrequest = \"9s\"\n", &flags).unwrap();
     assert_eq!(ok.timeouts.request, Duration::from_secs(3));
 }
+
+#[test]
+fn tracing_section_is_checked() {
+    let c = parse("").unwrap();
+    assert_eq!(c.tracing.otlp_endpoint, None);
+    assert_eq!(c.tracing.sample_ratio, 0.01);
+    assert_eq!(c.tracing.service_name, "rrlb");
+    let c = parse(
+        "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/\"\nsample_ratio = 1\nservice_name = \"edge\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.tracing.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+    assert_eq!(
+        (c.tracing.sample_ratio, c.tracing.service_name.as_str()),
+        (1.0, "edge")
+    );
+    assert_eq!(
+        parse("[tracing]\notlp_endpoint = \"\"\n")
+            .unwrap()
+            .tracing
+            .otlp_endpoint,
+        None
+    );
+    for (text, key, why) in [
+        (
+            "otlp_endpoint = \"ftp://collector\"",
+            "tracing.otlp_endpoint",
+            "http or https",
+        ),
+        (
+            "otlp_endpoint = \"collector:4318\"",
+            "tracing.otlp_endpoint",
+            "http or https",
+        ),
+        (
+            "otlp_endpoint = \"http://c:4318/?x=1\"",
+            "tracing.otlp_endpoint",
+            "no query",
+        ),
+        ("sample_ratio = 1.5", "tracing.sample_ratio", "0..=1"),
+        ("sample_ratio = -0.1", "tracing.sample_ratio", "0..=1"),
+        ("service_name = \" \"", "tracing.service_name", "empty"),
+        ("sampler = \"always\"", "tracing.sampler", "unknown"),
+    ] {
+        let e = parse_err(&format!("[tracing]\n{text}\n")).to_string();
+        assert!(e.contains(key) && e.contains(why), "{text}: {e}");
+    }
+}

@@ -174,7 +174,7 @@ fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
 fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     let d = |d| humantime::format_duration(d);
     let (h, b, l) = (&c.health, &c.circuit_breaker, &c.limits);
-    let rules: [(bool, &[&str], String); 5] = [
+    let rules: [(bool, &[&str], String); 6] = [
         (
             h.timeout > h.interval,
             &["health.timeout", "health.interval"],
@@ -215,6 +215,11 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
             &["limits.burst"],
             "must be at least 1 while limits.rate_per_client is on (0 would refuse every request)"
                 .to_owned(),
+        ),
+        (
+            !cfg!(feature = "otel") && c.tracing.otlp_endpoint.is_some(),
+            &["tracing.otlp_endpoint"],
+            "this rrlb was built without the `otel` feature: it cannot export spans".to_owned(),
         ),
     ];
     match rules.into_iter().find(|(broken, _, _)| *broken) {

@@ -206,7 +206,16 @@ impl Connection {
             path.as_deref().unwrap_or(""),
         );
         self.buf.advance(head.len);
-        record.traced(&head.trace);
+        {
+            let target = std::str::from_utf8(&head.rest).unwrap_or("");
+            let target = target.split(' ').next().unwrap_or("");
+            let telemetry = app.telemetry.load();
+            record.traced(
+                &head.trace,
+                telemetry.as_ref().as_ref(),
+                (&head.method, target, "1.1"),
+            );
+        }
         let id = &head.request_id;
         let declared = match head.body {
             BodyFraming::Length(n) => Some(n),

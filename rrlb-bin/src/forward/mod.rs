@@ -60,6 +60,17 @@ pub(crate) enum Protocol {
     Http2,
 }
 
+impl Protocol {
+    /// The version as OpenTelemetry's `network.protocol.version` writes it.
+    pub(crate) fn version(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "1.0",
+            Protocol::Http11 => "1.1",
+            Protocol::Http2 => "2",
+        }
+    }
+}
+
 /// What a request's header fields say, as far as rrlb decides on it.
 #[derive(Debug, Default)]
 pub(crate) struct Facts<'a> {

@@ -4,11 +4,15 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use std::time::SystemTime;
+
+use http::Method;
 use http::header::HeaderValue;
 
 use crate::access_log::{AccessLog, Line};
 use crate::metrics::Metrics;
 use crate::state::Local;
+use crate::telemetry::{ServerSpan, Telemetry};
 use rrlb_core::Backend;
 use std::sync::Arc;
 
@@ -93,7 +97,10 @@ impl Log<'_> {
 pub(crate) struct Record<'a> {
     started: quanta::Instant,
     line: Option<(Log<'a>, Line)>,
+    client: SocketAddr,
     trace: Option<super::Trace>,
+    /// The request's SERVER span, when it is sampled and spans are exported.
+    span: Option<Box<(Telemetry, ServerSpan)>>,
     bytes_in: u64,
     bytes_out: u64,
 }
@@ -114,15 +121,40 @@ impl<'a> Record<'a> {
         Self {
             started,
             line,
+            client,
             trace: None,
+            span: None,
             bytes_in: 0,
             bytes_out: 0,
         }
     }
 
-    /// The request's trace, once it is known (a request refused before it was read has none).
-    pub(crate) fn traced(&mut self, trace: &super::Trace) {
+    /// The request's trace, once it is known (a request refused before it was read has none); with
+    /// `telemetry`, a sampled request's SERVER span is exported when the record ends. `path` is the request's
+    /// path (without the query), `protocol` its HTTP version (`1.0`, `1.1`, `2`).
+    pub(crate) fn traced(
+        &mut self,
+        trace: &super::Trace,
+        telemetry: Option<&Telemetry>,
+        (method, path, protocol): (&Method, &str, &'static str),
+    ) {
         self.trace = Some(*trace);
+        if let Some(telemetry) = telemetry.filter(|_| trace.server.is_sampled()) {
+            let start = SystemTime::now()
+                .checked_sub(self.started.elapsed())
+                .unwrap_or_else(SystemTime::now);
+            let span = ServerSpan {
+                trace: *trace,
+                start,
+                method: method.clone(),
+                path: path.split('?').next().unwrap_or(path).to_owned(),
+                client: self.client.ip(),
+                protocol,
+                status: 0,
+                backend: None,
+            };
+            self.span = Some(Box::new((telemetry.clone(), span)));
+        }
     }
 
     /// The request body's length.
@@ -152,6 +184,10 @@ impl<'a> Record<'a> {
                 outcome.attempts.saturating_sub(1),
             ),
         }
+        if let Some(span) = &mut self.span {
+            span.1.status = outcome.status;
+            span.1.backend = outcome.backend.map(str::to_owned);
+        }
         if let Some((_, line)) = &mut self.line {
             line.str("request_id", request_id.as_bytes());
             match &self.trace {
@@ -167,6 +203,10 @@ impl<'a> Record<'a> {
 
 impl Drop for Record<'_> {
     fn drop(&mut self) {
+        if let Some(span) = self.span.take() {
+            let (telemetry, span) = *span;
+            telemetry.server(span, SystemTime::now());
+        }
         if let Some((log, mut line)) = self.line.take() {
             line.num("bytes_in", self.bytes_in);
             line.num("bytes_out", self.bytes_out);

@@ -119,6 +119,10 @@ pub async fn run_on_workers(
     if !app.access_log.flush() {
         tracing::warn!("the access log's writer is stuck; its last lines may be lost");
     }
+    // The last spans leave within the exporter's timeout.
+    if let Some(t) = (*app.telemetry.swap(Arc::new(None))).clone() {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
     tracing::info!("drained; bye");
     Ok(())
 }

@@ -20,18 +20,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Method;
 use hyper::body::Incoming;
 use rrlb_core::{AnyBalancer, Backend};
 use rrlb_tower::http::HttpUpstream;
+use rrlb_tower::trace::TraceParent;
 use rrlb_tower::{Balance, BoxError, FailureKind, Routed};
 use tower::Service;
 
 use crate::forward;
 use crate::h1::{self, answer};
+use crate::telemetry::{ClientSpan, Telemetry};
 
 mod body;
 mod https;
@@ -184,14 +186,21 @@ impl std::error::Error for RawError {
 pub(crate) struct RawUpstream {
     connect_timeout: Duration,
     tls: HttpUpstream,
+    telemetry: Option<Telemetry>,
 }
 
 impl RawUpstream {
-    /// Connects within `connect_timeout`; `tls` serves `https://` backends.
-    pub(crate) fn new(connect_timeout: Duration, tls: HttpUpstream) -> Self {
+    /// Connects within `connect_timeout`; `tls` serves `https://` backends; with `telemetry`, each attempt
+    /// of a sampled request is exported as a CLIENT span.
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        tls: HttpUpstream,
+        telemetry: Option<Telemetry>,
+    ) -> Self {
         Self {
             connect_timeout,
             tls,
+            telemetry,
         }
     }
 }
@@ -216,6 +225,39 @@ impl Service<Routed<RawRequest>> for RawUpstream {
         } = routed;
         // This attempt's span: its id is the parent the backend sees.
         let span = request.trace.server.child();
+        if let Some(telemetry) = self.telemetry.clone().filter(|_| span.is_sampled()) {
+            let trace = request.trace;
+            let method = request.method.clone();
+            let start = SystemTime::now();
+            let exchange = self.exchange(Arc::clone(&backend), request, span, attempt);
+            return Box::pin(async move {
+                let result = exchange.await;
+                let client = ClientSpan {
+                    trace: &trace,
+                    span: span.parent_id(),
+                    attempt,
+                    backend: &backend,
+                    method: &method,
+                    start,
+                    result: result.as_ref().map(|r| r.status).map_err(|e| e.kind),
+                };
+                telemetry.client(client, SystemTime::now());
+                result
+            });
+        }
+        self.exchange(backend, request, span, attempt)
+    }
+}
+
+impl RawUpstream {
+    /// One attempt: `request` to `backend`, with `span` as its `traceparent`.
+    fn exchange(
+        &self,
+        backend: Arc<Backend>,
+        request: RawRequest,
+        span: TraceParent,
+        attempt: u32,
+    ) -> RawFuture {
         let (target, idle) = match pool::checkout(&backend) {
             Ok(t) => t,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
@@ -245,12 +287,12 @@ pub(crate) type ProxyService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
 pub(crate) fn service(
     set: &rrlb_core::BackendSet<AnyBalancer>,
     connect_timeout: Duration,
-    tls: HttpUpstream,
+    (tls, telemetry): (HttpUpstream, Option<Telemetry>),
     config: rrlb_tower::BalanceConfig,
     budget: rrlb_tower::RetryBudget,
 ) -> ProxyService {
     Balance::new(
-        RawUpstream::new(connect_timeout, tls),
+        RawUpstream::new(connect_timeout, tls, telemetry),
         set.clone(),
         RawPolicy,
         config,

@@ -61,7 +61,23 @@ pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[cfg(not(feature = "https"))]
 pub type Connector = HttpConnector;
 
-fn connector(connect_timeout: Duration) -> Connector {
+/// A connector as the upstream and the probe use it: `connect_timeout`, `TCP_NODELAY`, and with the `https`
+/// feature TLS (rustls, Mozilla roots) for `https://` URLs. For other hyper clients of an embedding program
+/// that should connect the same way.
+///
+/// ```
+/// use std::time::Duration;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let client: Client<_, String> =
+///     Client::builder(TokioExecutor::new()).build(rrlb_tower::http::connector(Duration::from_millis(500)));
+/// # drop(client);
+/// # }
+/// ```
+pub fn connector(connect_timeout: Duration) -> Connector {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
