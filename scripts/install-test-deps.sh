@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what scripts/test.sh needs on a fresh Debian 12 machine that already has Rust,
-# Go, Node.js 20, Java 17 and Maven: rustfmt/clippy components, cargo-fuzz, Maven's dependencies, and the
-# deployment tools (scripts/install-deploy-tools.sh).
+# Go, Node.js 20, Java 17 and Maven: rustfmt/clippy components, cargo-fuzz, Maven's dependencies, Chromium (the
+# dashboard's browser test), and the deployment tools (scripts/install-deploy-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,17 @@ for toolchain in "$msrv" nightly; do
         rustup toolchain install "$toolchain" --profile minimal
     fi
 done
+
+# The dashboard's browser test (rrlb-bin/tests/dashboard_browser.rs) drives Debian's headless Chromium; in CI
+# (CI=true) it fails without it. A font package, so that the page's text renders in its screenshot.
+if ! command -v chromium >/dev/null 2>&1; then
+    log "installing chromium (the dashboard's browser test)"
+    sudo=()
+    [[ "$(id -u)" -ne 0 ]] && sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        chromium fonts-dejavu-core >/dev/null
+fi
 
 log "fetching Rust dependencies"
 cargo fetch --locked

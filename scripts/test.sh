@@ -80,6 +80,8 @@ step "echo-java: mvn test"
 
 step "cargo test (workspace: unit, property, integration, conformance, doc tests)"
 cargo test --workspace --locked
+# The dashboard's browser test (rrlb-bin/tests/dashboard_browser.rs) leaves its screenshot, a CI artifact.
+if [[ -f target/dashboard.png ]]; then echo "dashboard screenshot: target/dashboard.png"; fi
 
 step "examples run and print what they promise (scripts/run-examples.sh)"
 bash scripts/run-examples.sh

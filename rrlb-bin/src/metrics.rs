@@ -55,6 +55,8 @@ pub(crate) struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     /// Access log lines dropped because its writer could not keep up.
     pub(crate) access_log_dropped: Counter,
+    /// Dashboard event streams (`GET /admin/events`) open on the admin listener.
+    pub(crate) event_streams: Gauge,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
@@ -135,6 +137,7 @@ impl Metrics {
         let retries = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
         let access_log_dropped = Counter::default();
+        let event_streams = Gauge::default();
         registry.register(
             "rrlb_requests",
             "Requests answered, by backend and status code",
@@ -175,6 +178,11 @@ impl Metrics {
             "Access log lines dropped because the log's writer could not keep up",
             access_log_dropped.clone(),
         );
+        registry.register(
+            "rrlb_admin_event_streams",
+            "Dashboard event streams (GET /admin/events) open on the admin listener",
+            event_streams.clone(),
+        );
         Self {
             registry,
             requests,
@@ -185,6 +193,7 @@ impl Metrics {
             retries,
             rejected,
             access_log_dropped,
+            event_streams,
             totals: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }

@@ -23,8 +23,13 @@ fn bad_weight() -> String {
 /// Admin request bodies larger than this are refused.
 pub(crate) const MAX_ADMIN_BODY: usize = 64 * 1024;
 
+/// A whole (not streamed) admin body.
+pub(super) fn whole(bytes: impl Into<Bytes>) -> super::AdminBody {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
 pub(super) fn respond(status: StatusCode, body: &Value) -> AdminResponse {
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut res = Response::new(whole(body.to_string()));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -82,7 +87,8 @@ pub(super) fn health(app: &App) -> AdminResponse {
     respond(code, &body)
 }
 
-fn metrics_json(app: &App) -> Value {
+/// `GET /admin/metrics`' body (also each `GET /admin/events` snapshot's).
+pub(super) fn metrics_json(app: &App) -> Value {
     let snap = app.set.load();
     let mut counts = serde_json::Map::new();
     let mut backends = Vec::new();
@@ -240,7 +246,7 @@ pub(super) fn readiness(app: &App) -> AdminResponse {
 
 /// `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 pub(super) fn prometheus(app: &App) -> AdminResponse {
-    let mut res = Response::new(Full::new(Bytes::from(app.metrics.render(&app.set))));
+    let mut res = Response::new(whole(app.metrics.render(&app.set)));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -269,7 +275,7 @@ pub(super) fn delete_backend(app: &App, key: &str) -> AdminResponse {
         Some(m) => match app.set.remove(m.name()) {
             Ok(_) => {
                 tracing::info!(backend = m.name(), "backend removed by the admin API");
-                let mut res = Response::new(Full::new(Bytes::new()));
+                let mut res = Response::new(whole(Bytes::new()));
                 *res.status_mut() = StatusCode::NO_CONTENT;
                 res
             }

@@ -15,10 +15,15 @@
 //! rest of the path, slashes included (a backend's name, or its percent-encoded URL). A collection that has
 //! such a `{parameter}` route under it is also served with a trailing slash (`/admin/backends/`). `HEAD` is
 //! served wherever `GET` is.
+//!
+//! The live dashboard (`dashboard.rs`) is three read rows of the same table: the page, and the Server-Sent
+//! Events stream it is fed by, which ends when the client goes away or rrlb shuts down.
 
+mod dashboard;
 mod handlers;
 mod token;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,21 +31,27 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
+use tokio::sync::watch;
 
 use self::handlers::error;
 pub use self::handlers::{Patch, parse_new_backend, parse_object, parse_patch};
 pub use self::token::{AdminToken, InvalidToken};
 use crate::state::App;
 
-type AdminResponse = Response<Full<Bytes>>;
+/// An admin answer's body: a whole one, or (`GET /admin/events`) a stream.
+type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 
-/// What a handler gets: the app, the request, and the path's `{parameter}` (empty when the pattern has none).
+type AdminResponse = Response<AdminBody>;
+
+/// What a handler gets: the app, the request, the path's `{parameter}` (empty when the pattern has none), and
+/// the stop flag (set when rrlb shuts down; a streaming answer ends then).
 struct Call<'a> {
-    app: &'a App,
+    app: &'a Arc<App>,
     req: Request<Incoming>,
     param: &'a str,
+    stop: &'a watch::Receiver<bool>,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = AdminResponse> + Send + 'a>>;
@@ -112,6 +123,13 @@ static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/admin/reload", Access::Mutate, |c| {
         Box::pin(handlers::reload(c.app))
     }),
+    Route::new(Method::GET, "/", Access::Read, |_| now(dashboard::page())),
+    Route::new(Method::GET, "/admin/dashboard", Access::Read, |_| {
+        now(dashboard::page())
+    }),
+    Route::new(Method::GET, "/admin/events", Access::Read, |c| {
+        now(dashboard::events(c.app, c.stop))
+    }),
 ];
 
 impl Route {
@@ -145,20 +163,28 @@ pub(crate) fn operations() -> Vec<(&'static str, &'static str, bool)> {
         .collect()
 }
 
-/// Handles one admin request. Never fails: every problem is a JSON answer.
+/// Handles one admin request; a streaming answer ends once `stop` is set. Never fails: every problem is a
+/// JSON answer.
 pub(crate) async fn handle(
     app: Arc<App>,
+    stop: watch::Receiver<bool>,
     req: Request<Incoming>,
-) -> Result<AdminResponse, std::convert::Infallible> {
+) -> Result<AdminResponse, Infallible> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let res = dispatch(&app, req, &path, &method).await;
+    let res = dispatch(&app, &stop, req, &path, &method).await;
     tracing::debug!(target: "rrlb::admin", %method, path, status = res.status().as_u16());
     Ok(res)
 }
 
 /// Route, `405`, the authorization gate, then the handler: the only place that decides who may call what.
-async fn dispatch(app: &App, req: Request<Incoming>, path: &str, method: &Method) -> AdminResponse {
+async fn dispatch(
+    app: &Arc<App>,
+    stop: &watch::Receiver<bool>,
+    req: Request<Incoming>,
+    path: &str,
+    method: &Method,
+) -> AdminResponse {
     let (route, param) = match find(path, method) {
         Routed::To(route, param) => (route, param),
         Routed::NoSuchPath => {
@@ -172,7 +198,13 @@ async fn dispatch(app: &App, req: Request<Incoming>, path: &str, method: &Method
     if route.access == Access::Mutate && !authorized(app, &req) {
         return unauthorized();
     }
-    (route.handler)(Call { app, req, param }).await
+    (route.handler)(Call {
+        app,
+        req,
+        param,
+        stop,
+    })
+    .await
 }
 
 /// What the table says about a path and method.

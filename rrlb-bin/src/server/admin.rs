@@ -25,8 +25,8 @@ pub(super) async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch:
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
-                let app = Arc::clone(&app);
-                let svc = service_fn(move |req| crate::admin::handle(Arc::clone(&app), req));
+                let (app, stop) = (Arc::clone(&app), stop.clone());
+                let svc = service_fn(move |req| crate::admin::handle(Arc::clone(&app), stop.clone(), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;
