@@ -12,6 +12,8 @@
 #            keepalive 64, HTTP/1.1 to the backends) -> the same three backends
 #   haproxy  wrk -> haproxy (foreground -db, nbthread 2, mode http, balance roundrobin,
 #            http-reuse always) -> the same three backends
+#   rrlb-otel  rrlb as above, exporting spans: [tracing] otlp_endpoint = a local OTLP/HTTP sink
+#            (benches/proxy/otlp_sink.py, answers 200 and counts), sample_ratio = 0.01
 #
 # Logging (LOG), the same for every proxy:
 #   off      rrlb [access_log] enabled = false, nginx access_log off, haproxy no log
@@ -109,8 +111,8 @@ positive_int THREADS "$threads" 1
 [[ ${#targets[@]} -gt 0 ]] || die "TARGETS is empty"
 for t in "${targets[@]}"; do
   case $t in
-    direct | rrlb | nginx | haproxy) ;;
-    *) die "unknown target '$t' (expected direct, rrlb, nginx or haproxy)" ;;
+    direct | rrlb | rrlb-otel | nginx | haproxy) ;;
+    *) die "unknown target '$t' (expected direct, rrlb, rrlb-otel, nginx or haproxy)" ;;
   esac
 done
 
@@ -261,39 +263,51 @@ url[direct]="http://127.0.0.1:${backend_ports[0]}$path"
 proxy_pids[direct]=""
 
 # --- rrlb -----------------------------------------------------------------------------------
-if wanted rrlb; then
-  rrlb_args=()
+# start_rrlb NAME [TOML...]: rrlb over the backends as target NAME, with extra config lines.
+start_rrlb() {
+  local name=$1 rrlb_args=() rrlb_unset=() p port admin v i
+  shift
   for p in "${backend_ports[@]}"; do
     rrlb_args+=(-b "http://127.0.0.1:$p")
   done
   # Flags beat RRLB_* variables, but unset them anyway so that nothing else leaks in.
-  rrlb_unset=()
   while IFS= read -r v; do
     rrlb_unset+=(-u "$v")
   done < <(compgen -e | grep '^RRLB_' || true)
   port=$(free_port)
-  admin_port=$(free_port)
+  admin=$(free_port)
   {
     echo "[access_log]"
     if [[ $log_mode == on ]]; then
-      echo "path = \"$work/rrlb-access.log\""
+      echo "path = \"$work/$name-access.log\""
     else
       echo "enabled = false"
     fi
-  } >"$work/rrlb.toml"
-  start_proc rrlb env "${rrlb_unset[@]}" "$rrlb_bin" --config "$work/rrlb.toml" \
-    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" \
+    printf '%s\n' "$@"
+  } >"$work/$name.toml"
+  start_proc "$name" env "${rrlb_unset[@]}" "$rrlb_bin" --config "$work/$name.toml" \
+    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --log-level "$rrlb_log_level" "${rrlb_args[@]}" "${rrlb_extra[@]}"
-  rrlb_pid=$started_pid
-  wait_http rrlb "$rrlb_pid" "http://127.0.0.1:$admin_port/healthz"
+  wait_http "$name" "$started_pid" "http://127.0.0.1:$admin/healthz"
   # Ready once the health checker has found an eligible backend.
   for ((i = 0; i < 150; i++)); do
-    "$curl_bin" -sf -o /dev/null --max-time 1 "http://127.0.0.1:$admin_port/readyz" && break
+    "$curl_bin" -sf -o /dev/null --max-time 1 "http://127.0.0.1:$admin/readyz" && break
     sleep 0.1
   done
-  url[rrlb]="http://127.0.0.1:$port$path"
-  proxy_pids[rrlb]=$rrlb_pid
-  log "rrlb on 127.0.0.1:$port, admin 127.0.0.1:$admin_port (pid $rrlb_pid)"
+  url[$name]="http://127.0.0.1:$port$path"
+  proxy_pids[$name]=$started_pid
+  admin_ports[$name]=$admin
+  log "$name on 127.0.0.1:$port, admin 127.0.0.1:$admin (pid $started_pid)"
+}
+declare -A admin_ports
+if wanted rrlb; then
+  start_rrlb rrlb
+fi
+if wanted rrlb-otel; then
+  sink_port=$(free_port)
+  start_proc otlp-sink "${PYTHON:-python3}" "$here/otlp_sink.py" "$sink_port" "$work/otlp-sink.count"
+  wait_http otlp-sink "$started_pid" "http://127.0.0.1:$sink_port/"
+  start_rrlb rrlb-otel "[tracing]" "otlp_endpoint = \"http://127.0.0.1:$sink_port\"" "sample_ratio = 0.01"
 fi
 
 # --- nginx ----------------------------------------------------------------------------------
@@ -594,17 +608,21 @@ fi
 echo "$versions; three $backend_kind backends on the same machine; $("$wrk_bin" -v 2>&1 | head -n 1 | cut -d' ' -f1-2 || true)."
 if [[ $log_mode == on ]]; then
   logged=""
-  for f in "$work/rrlb-access.log:rrlb" "$work/nginx/access.log:nginx" "$work/haproxy.log:haproxy"; do
+  for f in "$work/rrlb-access.log:rrlb" "$work/rrlb-otel-access.log:rrlb-otel" "$work/nginx/access.log:nginx" "$work/haproxy.log:haproxy"; do
     if [[ -s ${f%:*} ]]; then
       logged+="${logged:+, }${f##*:} $(wc -l <"${f%:*}")"
     fi
   done
   dropped=""
-  if [[ -n ${admin_port:-} ]]; then
-    dropped=$("$curl_bin" -s --max-time 2 "http://127.0.0.1:$admin_port/metrics" |
+  for t in "${!admin_ports[@]}"; do
+    n=$("$curl_bin" -s --max-time 2 "http://127.0.0.1:${admin_ports[$t]}/metrics" |
       sed -n 's/^rrlb_access_log_dropped_total \([0-9]*\).*/\1/p')
-  fi
-  echo "Access log lines written: ${logged:-none}${dropped:+; rrlb dropped $dropped}."
+    dropped+="${dropped:+, }$t ${n:-?}"
+  done
+  echo "Access log lines written: ${logged:-none}${dropped:+; dropped: $dropped}."
+fi
+if [[ -s $work/otlp-sink.count ]]; then
+  echo "OTLP sink (rrlb-otel's span export): $(<"$work/otlp-sink.count")."
 fi
 echo
 awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
