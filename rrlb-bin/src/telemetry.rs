@@ -187,23 +187,20 @@ mod otel {
             } else {
                 Status::Unset
             };
-            self.queue(SpanData {
-                span_context: context(&s.trace, s.trace.server.parent_id()),
-                parent_span_id: s.trace.caller.map_or(OtelSpanId::INVALID, |c| {
-                    OtelSpanId::from_bytes(c.to_bytes())
-                }),
-                parent_span_is_remote: s.trace.caller.is_some(),
-                span_kind: SpanKind::Server,
-                name: Cow::Owned(s.method.as_str().to_owned()),
-                start_time: s.start,
-                end_time: end,
-                attributes,
-                dropped_attributes_count: 0,
-                events: SpanEvents::default(),
-                links: SpanLinks::default(),
-                status,
-                instrumentation_scope: self.0.scope.clone(),
+            let parent = s.trace.caller.map_or(OtelSpanId::INVALID, |c| {
+                OtelSpanId::from_bytes(c.to_bytes())
             });
+            self.queue(
+                SpanKind::Server,
+                (
+                    context(&s.trace, s.trace.server.parent_id()),
+                    parent,
+                    s.trace.caller.is_some(),
+                ),
+                &s.method,
+                (s.start, end),
+                (attributes, status),
+            );
         }
 
         /// Queues the CLIENT span of a finished attempt.
@@ -233,13 +230,33 @@ mod otel {
                     Status::error(kind.as_str())
                 }
             };
-            self.queue(SpanData {
-                span_context: context(c.trace, c.span),
-                parent_span_id: OtelSpanId::from_bytes(c.trace.server.parent_id().to_bytes()),
-                parent_span_is_remote: false,
-                span_kind: SpanKind::Client,
-                name: Cow::Owned(c.method.as_str().to_owned()),
-                start_time: c.start,
+            let parent = OtelSpanId::from_bytes(c.trace.server.parent_id().to_bytes());
+            self.queue(
+                SpanKind::Client,
+                (context(c.trace, c.span), parent, false),
+                c.method,
+                (c.start, end),
+                (attributes, status),
+            );
+        }
+
+        /// Hands a finished span to the processor: a full queue drops it (the processor counts and logs
+        /// drops). `span` is its context, its parent's id and whether the parent is remote.
+        fn queue(
+            &self,
+            kind: SpanKind,
+            (span, parent, remote): (SpanContext, OtelSpanId, bool),
+            method: &Method,
+            (start, end): (SystemTime, SystemTime),
+            (attributes, status): (Vec<KeyValue>, Status),
+        ) {
+            self.0.processor.on_end(SpanData {
+                span_context: span,
+                parent_span_id: parent,
+                parent_span_is_remote: remote,
+                span_kind: kind,
+                name: Cow::Owned(method.as_str().to_owned()),
+                start_time: start,
                 end_time: end,
                 attributes,
                 dropped_attributes_count: 0,
@@ -248,11 +265,6 @@ mod otel {
                 status,
                 instrumentation_scope: self.0.scope.clone(),
             });
-        }
-
-        /// Hands a span to the processor: a full queue drops it (the processor counts and logs drops).
-        fn queue(&self, span: SpanData) {
-            self.0.processor.on_end(span);
         }
 
         /// Sends what is queued and stops, within [`EXPORT_TIMEOUT`]. Blocks: call it off the runtime's threads

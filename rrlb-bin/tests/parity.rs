@@ -100,16 +100,20 @@ const HOP_BY_HOP: [&str; 7] = [
 /// A valid `traceparent` a client sends.
 const CLIENT_TRACE: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+/// The `traceparent` values the client sends.
+fn sent_traceparents(r: &Req) -> Vec<&[u8]> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| *n == "traceparent")
+        .map(|(_, v)| *v)
+        .collect()
+}
+
 /// What the backend's `traceparent` says about the client's (W3C Trace Context): it must be exactly one valid
 /// value that continues the client's trace when the client sent exactly one valid value (same trace id and
 /// flags, rrlb's span as the parent), and a new trace otherwise.
 fn trace_shape(r: &Req, got: &[String]) -> String {
-    let sent: Vec<&[u8]> = r
-        .headers
-        .iter()
-        .filter(|(n, _)| *n == "traceparent")
-        .map(|(_, v)| *v)
-        .collect();
+    let sent = sent_traceparents(r);
     let [one] = got else {
         return format!("{} traceparent values: {got:?}", got.len());
     };
@@ -147,12 +151,7 @@ fn trace_rules(r: &Req, o: &BTreeMap<String, String>) -> Vec<String> {
     if o.get("answer: from").map(String::as_str) != Some("the backend") {
         return Vec::new();
     }
-    let sent: Vec<&[u8]> = r
-        .headers
-        .iter()
-        .filter(|(n, _)| *n == "traceparent")
-        .map(|(_, v)| *v)
-        .collect();
+    let sent = sent_traceparents(r);
     let continued = matches!(sent.as_slice(), [v] if TraceParent::parse(v).is_ok());
     let want_trace = if continued {
         "continues the client's trace, with rrlb's span as the parent"

@@ -47,6 +47,23 @@ async fn resetting_backend() -> (
     (url, rx, task)
 }
 
+/// The access line of the request for `path`, once the log's writer has written it.
+async fn access_line(h: &Harness, path: &str) -> String {
+    let log = h.access_log();
+    let field = format!("path={path} ");
+    eventually("the access line", || {
+        let (log, field) = (log.clone(), field.clone());
+        async move {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .lines()
+                .find(|l| l.contains(&field))
+                .map(str::to_owned)
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_is_a_child_of_the_request_span() {
     let (broken, mut seen_by_broken, broken_task) = resetting_backend().await;
@@ -100,18 +117,7 @@ async fn every_attempt_is_a_child_of_the_request_span() {
     );
 
     // The access line has the trace id, and the two attempts.
-    let log = h.access_log();
-    let line = eventually("the access line", || {
-        let log = log.clone();
-        async move {
-            std::fs::read_to_string(&log)
-                .ok()?
-                .lines()
-                .find(|l| l.contains("path=/traced"))
-                .map(str::to_owned)
-        }
-    })
-    .await;
+    let line = access_line(&h, "/traced").await;
     assert!(
         line.contains(&format!("trace_id={}", client.trace_id())),
         "{line}"
@@ -139,18 +145,7 @@ async fn a_request_without_a_trace_starts_one_and_logs_it() {
         sent.is_sampled(),
         "sample_ratio = 1.0 samples every new trace"
     );
-    let log = h.access_log();
-    let line = eventually("the access line", || {
-        let log = log.clone();
-        async move {
-            std::fs::read_to_string(&log)
-                .ok()?
-                .lines()
-                .find(|l| l.contains("path=/untraced"))
-                .map(str::to_owned)
-        }
-    })
-    .await;
+    let line = access_line(&h, "/untraced").await;
     assert!(
         line.contains(&format!("trace_id={}", sent.trace_id())),
         "{line}"
