@@ -68,6 +68,7 @@ fn set_options(c: &Config) -> SetOptions {
         },
         start_healthy: !c.health.enabled || c.health.initial == config::InitialHealth::Healthy,
         panic_threshold: c.panic_threshold,
+        ..SetOptions::default()
     }
 }
 

@@ -9,8 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use rrlb_core::{
-    Algorithm, AnyBalancer, BackendSet, BackendSpec, Balancer, LeastRequest, Random, RoundRobin,
-    SetOptions, WeightedRoundRobin,
+    Algorithm, AnyBalancer, BackendSet, BackendSpec, Balancer, LeastRequest, PeakEwma, Random,
+    RoundRobin, SetOptions, WeightedRoundRobin,
 };
 
 struct Counting;
@@ -106,6 +106,11 @@ fn picking_and_recording_allocate_nothing() {
         allocations_of_picks(&set_of(Random::with_seed(1))),
         0,
         "random"
+    );
+    assert_eq!(
+        allocations_of_picks(&set_of(PeakEwma::with_seed(1))),
+        0,
+        "peak-ewma"
     );
     for a in Algorithm::ALL {
         assert_eq!(allocations_of_picks(&set_of(AnyBalancer::new(a))), 0, "{a}");
