@@ -28,15 +28,16 @@ pub struct Stats {
     counts: Padded<Counts>,
     latency_sum_us: AtomicU64,
     histogram: LatencyHistogram,
-    ewma: Padded<LatencyEwma>,
 }
 
-#[derive(Debug, Default)]
+/// What a picker reads, on one cache line: the in-flight arithmetic and the latency estimate (56 bytes).
+#[derive(Debug)]
 struct Counts {
     requests: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
     cancelled: AtomicU64,
+    ewma: LatencyEwma,
 }
 
 #[derive(Debug, Default)]
@@ -53,10 +54,15 @@ impl Stats {
     /// Zeroed statistics.
     pub fn new() -> Self {
         Self {
-            counts: Padded(Counts::default()),
+            counts: Padded(Counts {
+                requests: AtomicU64::new(0),
+                successes: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                cancelled: AtomicU64::new(0),
+                ewma: LatencyEwma::new(DEFAULT_DECAY),
+            }),
             latency_sum_us: AtomicU64::new(0),
             histogram: LatencyHistogram::new(),
-            ewma: Padded(LatencyEwma::new(DEFAULT_DECAY)),
         }
     }
 
@@ -81,7 +87,7 @@ impl Stats {
     /// Records a call that finished with an answer (success or failure) after `latency`, ending at `at`.
     #[inline]
     pub(crate) fn finish(&self, success: bool, latency: Duration, at: Timestamp) {
-        self.ewma.0.observe(latency, at);
+        self.counts.0.ewma.observe(latency, at);
         let c = &self.counts.0;
         if success {
             c.successes.fetch_add(1, Relaxed);
@@ -101,7 +107,7 @@ impl Stats {
     /// The peak-EWMA latency estimate that [`PeakEwma`](crate::PeakEwma) balances on (fed by every answered call,
     /// whatever the algorithm, so a switch to it starts warm).
     pub fn ewma(&self) -> &LatencyEwma {
-        &self.ewma.0
+        &self.counts.0.ewma
     }
 
     /// The latency histogram.

@@ -70,6 +70,10 @@ pub struct BreakerParams {
     pub max_open_duration: Duration,
     /// Probe calls admitted while half-open; all must succeed to close (at least 1).
     pub half_open_max_calls: u32,
+    /// At most this percentage (`0..=100`) of a set's backends may have a breaker open or half-open at once; a
+    /// breaker that would pass it stays closed (default 100: no limit). A set-wide rule, applied by the
+    /// [`BackendSet`](crate::BackendSet) through an [`EjectionLimit`]; a lone breaker ignores it.
+    pub max_ejection_percent: u8,
 }
 
 impl Default for BreakerParams {
@@ -84,6 +88,7 @@ impl Default for BreakerParams {
             open_duration: Duration::from_secs(5),
             max_open_duration: Duration::from_secs(120),
             half_open_max_calls: 3,
+            max_ejection_percent: 100,
         }
     }
 }
@@ -525,6 +530,7 @@ mod tests {
             open_duration: Duration::from_secs(1),
             max_open_duration: Duration::from_secs(5),
             half_open_max_calls: 2,
+            max_ejection_percent: 100,
         }
     }
 

@@ -99,10 +99,6 @@ pub struct SetOptions {
     /// its share to all of it. It applies to a backend that becomes eligible (added, healthy again, breaker
     /// closed, undrained) while others already are, with every algorithm; the initial backends do not ramp.
     pub slow_start: Duration,
-    /// At most this percentage of the set's backends may have a breaker open (or half-open) at once; a breaker
-    /// that would pass it stays closed (default 100: no limit). See
-    /// [`EjectionLimit`](crate::breaker::EjectionLimit).
-    pub max_ejection_percent: u8,
 }
 
 impl Default for SetOptions {
@@ -114,7 +110,6 @@ impl Default for SetOptions {
             panic_threshold: 0,
             ewma_decay: crate::backend::DEFAULT_DECAY,
             slow_start: Duration::ZERO,
-            max_ejection_percent: 100,
         }
     }
 }
@@ -580,13 +575,13 @@ impl<B: Balancer> BackendSet<B> {
             writer: Mutex::new(Writer { options }),
             clock,
             ramp_rng: rng,
-            ejections: Arc::new(EjectionLimit::new(options.max_ejection_percent)),
+            ejections: Arc::new(EjectionLimit::new(options.breaker.max_ejection_percent)),
             me: me.clone(),
         });
         Self { inner }
     }
 
-    /// The set's [ejection limit](SetOptions::max_ejection_percent): how many breakers eject now, and how many
+    /// The set's [ejection limit](BreakerParams::max_ejection_percent): how many breakers eject now, and how many
     /// ejections it refused.
     pub fn ejections(&self) -> &EjectionLimit {
         &self.inner.ejections
@@ -817,7 +812,7 @@ impl<B: Balancer> BackendSet<B> {
         }
         self.inner
             .ejections
-            .set_max_percent(options.max_ejection_percent);
+            .set_max_percent(options.breaker.max_ejection_percent);
         w.options = options;
         self.inner
             .publish(&w, Arc::clone(&cur.balancer), cur.members.clone());

@@ -430,9 +430,9 @@ fn the_ejection_limit_counts_the_set_and_lets_go_of_removed_backends() {
     let options = SetOptions {
         breaker: BreakerParams {
             consecutive_failures: 1,
+            max_ejection_percent: 50,
             ..BreakerParams::default()
         },
-        max_ejection_percent: 50,
         ..SetOptions::default()
     };
     let set = BackendSet::with_backends(
