@@ -191,6 +191,17 @@ impl AnyBalancer {
         }
     }
 
+    /// A fresh balancer of the given algorithm whose random draws (if it makes any) come from `seed`, for
+    /// reproducible runs such as simulations.
+    pub fn with_seed(algorithm: Algorithm, seed: u64) -> Self {
+        match algorithm {
+            Algorithm::LeastRequest => AnyBalancer::LeastRequest(LeastRequest::with_seed(seed)),
+            Algorithm::Random => AnyBalancer::Random(Random::with_seed(seed)),
+            Algorithm::PeakEwma => AnyBalancer::PeakEwma(PeakEwma::with_seed(seed)),
+            Algorithm::RoundRobin | Algorithm::WeightedRoundRobin => AnyBalancer::new(algorithm),
+        }
+    }
+
     /// Which algorithm this is.
     pub fn algorithm(&self) -> Algorithm {
         match self {
@@ -245,6 +256,7 @@ mod tests {
         for a in Algorithm::ALL {
             assert_eq!(a.as_str().parse::<Algorithm>(), Ok(a));
             assert_eq!(AnyBalancer::new(a).algorithm(), a);
+            assert_eq!(AnyBalancer::with_seed(a, 7).algorithm(), a);
         }
         let err = "fastest".parse::<Algorithm>().unwrap_err();
         assert!(err.to_string().contains("fastest"));
