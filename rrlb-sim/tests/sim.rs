@@ -24,13 +24,20 @@ fn the_same_seed_gives_the_same_report() {
 
 #[test]
 fn peak_ewma_cuts_the_tail_where_a_backend_is_slow() {
-    for s in [short(scenarios::heterogeneous()), short(scenarios::degrading())] {
+    for s in [
+        short(scenarios::heterogeneous()),
+        short(scenarios::degrading()),
+    ] {
         let rr = run(&s, Algorithm::RoundRobin);
         let ewma = run(&s, Algorithm::PeakEwma);
         let table = markdown_table(&[rr.clone(), ewma.clone()]);
         assert!(ewma.p99 * 2 < rr.p99, "{}\n{table}", s.name);
         let slowest = &s.backends.last().expect("backends").name;
-        assert!(ewma.share(slowest) < rr.share(slowest), "{}\n{table}", s.name);
+        assert!(
+            ewma.share(slowest) < rr.share(slowest),
+            "{}\n{table}",
+            s.name
+        );
     }
 }
 
@@ -47,7 +54,10 @@ fn round_robins_split_exactly_and_the_report_adds_up() {
     }
     let expected = s.arrival_rate * s.duration.as_secs_f64();
     let requests = rr.requests as f64;
-    assert!((requests - expected).abs() < expected * 0.03, "{requests} of ~{expected}");
+    assert!(
+        (requests - expected).abs() < expected * 0.03,
+        "{requests} of ~{expected}"
+    );
     assert_eq!(rr.error_rate(), 0.0);
     assert!(rr.p50 <= rr.p99 && rr.p99 <= rr.p999);
 }
@@ -60,5 +70,9 @@ fn failures_are_counted_as_errors() {
     assert!(r.failed > 0);
     // Errors come only from d, at 20 % of what it answered.
     let expected = share_d * 0.2;
-    assert!((r.error_rate() - expected).abs() < 0.003, "{} vs {expected}", r.error_rate());
+    assert!(
+        (r.error_rate() - expected).abs() < 0.003,
+        "{} vs {expected}",
+        r.error_rate()
+    );
 }
