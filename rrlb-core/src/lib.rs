@@ -40,7 +40,9 @@
 //!   [`LeastRequest`] (power of two choices), [`PeakEwma`] (power of two choices over latency × load) and
 //!   [`Random`], and [`AnyBalancer`] to choose one at run time.
 //! * [`Call`]: the guard a pick returns; it counts the call in flight and records its outcome and latency.
-//! * [`breaker`]: closed → open → half-open, on consecutive failures, failure rate and slow-call rate.
+//! * [`breaker`]: closed → open → half-open, on consecutive failures, failure rate and slow-call rate; a set
+//!   never holds more than [`max_ejection_percent`](BreakerParams::max_ejection_percent) of its backends open.
+//! * Slow start ([`SetOptions::slow_start`]): a backend that becomes eligible ramps from 10 % to its full share.
 //! * [`health`]: rise/fall over active-check results.
 //! * [`backend`]: a backend's identity and live [`Stats`](backend::Stats) (counters and latency histogram).
 
