@@ -124,3 +124,22 @@ fn the_counter_sees_allocations() {
     std::hint::black_box(vec![1u8; 64]);
     assert!(allocations() > before);
 }
+
+#[test]
+fn picks_while_a_backend_ramps_up_allocate_nothing() {
+    for a in Algorithm::ALL {
+        let set = BackendSet::with_backends(
+            AnyBalancer::new(a),
+            SetOptions {
+                slow_start: std::time::Duration::from_secs(3_600),
+                ..SetOptions::default()
+            },
+            (0..10).map(|i| BackendSpec::new(format!("b{i}"), format!("http://10.0.0.{i}:80"))),
+        )
+        .unwrap();
+        set.add(BackendSpec::new("new", "http://10.0.1.1:80"))
+            .unwrap();
+        assert!(set.load().is_ramping(), "{a}");
+        assert_eq!(allocations_of_picks(&set), 0, "{a} while ramping");
+    }
+}
