@@ -12,6 +12,15 @@ use serde_json::json;
 
 use support::*;
 
+/// Backend `name`'s entry in `GET /admin/metrics`.
+async fn metrics_of(h: &Harness, name: &str) -> serde_json::Value {
+    let m = h.admin_get("/admin/metrics").await.json();
+    m["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("{name} in /admin/metrics: {m}"))
+}
+
 /// Health checks off: only what the test does moves backends in and out.
 const NO_HEALTH: &str = "[health]\nenabled = false\n";
 
@@ -39,6 +48,8 @@ async fn peak_ewma_gives_a_slow_backend_under_a_tenth_of_the_traffic() {
     let served = h.hits(200).await;
     let slow = served.get("slow").copied().unwrap_or(0);
     assert!(slow < 20, "slow backend got {slow} of 200: {served:?}");
+    let ewma = metrics_of(&h, "slow").await["ewma_ms"].as_f64();
+    assert!(ewma.is_some_and(|ms| ms >= 50.0), "its estimate: {ewma:?}");
     assert_eq!(served.values().sum::<u64>(), 200);
     for fast in ["a", "b", "c"] {
         assert!(served.get(fast).copied().unwrap_or(0) > 30, "{served:?}");
@@ -70,6 +81,8 @@ async fn a_backend_added_through_the_admin_api_ramps_up_over_the_slow_start_wind
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
 
+    assert_eq!(metrics_of(&h, "d").await["slow_start"], true);
+
     // Right after the add its share is 10 % of a quarter and rising: far below the 25 it gets later.
     let first = h.hits(100).await;
     let early = first.get("d").copied().unwrap_or(0);
@@ -78,13 +91,15 @@ async fn a_backend_added_through_the_admin_api_ramps_up_over_the_slow_start_wind
         "d got {early} of 100 right after it was added: {first:?}"
     );
 
-    // As the window passes it becomes one of four in the rotation again: a quarter of a batch of 40.
+    // Once its window has passed (the admin API says so), it is one of four in the rotation again: exactly a
+    // quarter of every batch of 40.
     let hr = &h;
-    eventually("d at its full share", || async move {
-        let batch = hr.hits(40).await;
-        (batch.get("d") == Some(&10)).then_some(())
+    eventually("d's ramp to end", || async move {
+        (metrics_of(hr, "d").await["slow_start"] == false).then_some(())
     })
     .await;
+    assert_eq!(h.hits(40).await.get("d"), Some(&10));
+    assert_eq!(h.hits(40).await.get("d"), Some(&10));
     drop(d);
 }
 

@@ -178,7 +178,7 @@ pub fn run(scenario: &Scenario, algorithm: Algorithm) -> Report {
                         Outcome::Success
                     };
                     p.call.finish_with_latency(outcome, latency, instant);
-                    report.record(b, latency, failed);
+                    report.record(latency, failed);
                 }
                 let q = &mut queues[b];
                 match q.waiting.pop_front() {

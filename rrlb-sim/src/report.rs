@@ -65,7 +65,7 @@ impl Report {
         r
     }
 
-    pub(crate) fn record(&mut self, _backend: usize, latency: Duration, failed: bool) {
+    pub(crate) fn record(&mut self, latency: Duration, failed: bool) {
         self.latencies
             .push(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
         if failed {
