@@ -78,7 +78,7 @@ if have shellcheck; then
 fi
 # The operations scripts, and only those: running another script with -h could run it for real.
 OPS_SCRIPTS=(local-up local-down integration-test load-test add-latency fail kill restore cpu-stress
-    check-deploy check-api install-deploy-tools)
+    check-deploy check-api install-deploy-tools compare-algorithms)
 usage_ok() {
     local name s rc=0
     for name in "${OPS_SCRIPTS[@]}"; do

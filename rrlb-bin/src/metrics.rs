@@ -57,6 +57,8 @@ pub(crate) struct Metrics {
     pub(crate) access_log_dropped: Counter,
     /// Dashboard event streams (`GET /admin/events`) open on the admin listener.
     pub(crate) event_streams: Gauge,
+    /// Breaker openings refused by `circuit_breaker.max_ejection_percent` (mirrors the set's count).
+    ejections_skipped: Counter,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
@@ -138,6 +140,7 @@ impl Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let access_log_dropped = Counter::default();
         let event_streams = Gauge::default();
+        let ejections_skipped = Counter::default();
         registry.register(
             "rrlb_requests",
             "Requests answered, by backend and status code",
@@ -183,6 +186,11 @@ impl Metrics {
             "Dashboard event streams (GET /admin/events) open on the admin listener",
             event_streams.clone(),
         );
+        registry.register(
+            "rrlb_ejections_skipped",
+            "Breaker openings refused because circuit_breaker.max_ejection_percent of the backends were ejected",
+            ejections_skipped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -194,6 +202,7 @@ impl Metrics {
             rejected,
             access_log_dropped,
             event_streams,
+            ejections_skipped,
             totals: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }
@@ -272,6 +281,12 @@ impl Metrics {
             self.in_flight
                 .get_or_create(&label)
                 .set(i64::try_from(m.stats().in_flight()).unwrap_or(i64::MAX));
+        }
+        // The set counts skips; the counter catches up with it (one set per process, so both only grow).
+        let skipped = set.ejections().skipped();
+        let exported = self.ejections_skipped.get();
+        if skipped > exported {
+            self.ejections_skipped.inc_by(skipped - exported);
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

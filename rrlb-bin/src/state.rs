@@ -71,6 +71,8 @@ fn set_options(c: &Config) -> SetOptions {
         },
         start_healthy: !c.health.enabled || c.health.initial == config::InitialHealth::Healthy,
         panic_threshold: c.panic_threshold,
+        ewma_decay: c.balancer.ewma_decay,
+        slow_start: c.slow_start.window,
     }
 }
 

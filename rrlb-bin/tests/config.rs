@@ -973,3 +973,80 @@ fn tracing_section_is_checked() {
         assert!(e.contains(key) && e.contains(why), "{text}: {e}");
     }
 }
+
+#[test]
+fn balancing_additions_parse_print_and_refuse_bad_values() {
+    use ConfigErrorKind::*;
+    let c = parse(
+        r#"
+algorithm = "peak-ewma"
+[balancer]
+ewma_decay = "30s"
+[slow_start]
+window = "1m"
+[circuit_breaker]
+max_ejection_percent = 50
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.algorithm.as_str(), "peak-ewma");
+    assert_eq!(c.balancer.ewma_decay, Duration::from_secs(30));
+    assert_eq!(c.slow_start.window, Duration::from_secs(60));
+    assert_eq!(c.circuit_breaker.max_ejection_percent, 50);
+    let printed = c.to_toml_string();
+    assert!(
+        printed.contains("[slow_start]\nwindow = \"1m\""),
+        "{printed}"
+    );
+    assert!(printed.contains("ewma_decay = \"30s\""), "{printed}");
+    assert!(printed.contains("max_ejection_percent = 50"), "{printed}");
+    assert_eq!(
+        Config::from_toml_str("rrlb.toml", &printed, &Cli::default()).unwrap(),
+        c
+    );
+
+    let d = parse("").unwrap();
+    assert_eq!(d.balancer.ewma_decay, Duration::from_secs(10));
+    assert_eq!(d.slow_start.window, Duration::ZERO, "off by default");
+    assert_eq!(d.circuit_breaker.max_ejection_percent, 100);
+    assert_eq!(
+        parse("[slow_start]\nwindow = \"0s\"")
+            .unwrap()
+            .slow_start
+            .window,
+        Duration::ZERO
+    );
+
+    assert_error(
+        "[balancer]\newma_decay = \"0s\"",
+        InvalidValue,
+        "balancer.ewma_decay",
+        Some("\"0s\""),
+    );
+    assert_error(
+        "[slow_start]\nwindow = \"soon\"",
+        InvalidValue,
+        "slow_start.window",
+        Some("\"soon\""),
+    );
+    assert_error(
+        "[slow_start]\nwindow = \"2d\"",
+        InvalidValue,
+        "slow_start.window",
+        Some("\"2d\""),
+    );
+    assert_error(
+        "[circuit_breaker]\nmax_ejection_percent = 101",
+        InvalidValue,
+        "circuit_breaker.max_ejection_percent",
+        Some("101"),
+    );
+    assert_error(
+        "[balancer]\ndecay = \"1s\"",
+        UnknownKey,
+        "balancer.decay",
+        None,
+    );
+    let flags = cli(&["--algorithm", "peak-ewma"], &[]);
+    assert_eq!(flags.algorithm.map(|a| a.as_str()), Some("peak-ewma"));
+}

@@ -6,12 +6,15 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use rrlb_core::backend::Timestamp;
 use rrlb_core::{Algorithm, AnyBalancer, Backend, BackendSet, BackendSpec, SetOptions};
 
 const SIZES: [usize; 3] = [3, 100, 10_000];
 
+/// A set of `n` backends, each with one answered call behind it (latencies 1..=7 ms), so that peak-EWMA
+/// compares real estimates rather than the no-estimate shortcut.
 fn set(algorithm: Algorithm, n: usize) -> BackendSet<AnyBalancer> {
-    BackendSet::with_backends(
+    let set = BackendSet::with_backends(
         AnyBalancer::new(algorithm),
         SetOptions::default(),
         (0..n).map(|i| {
@@ -19,7 +22,15 @@ fn set(algorithm: Algorithm, n: usize) -> BackendSet<AnyBalancer> {
                 .with_weight(1 + (i % 3) as u32)
         }),
     )
-    .expect("valid backends")
+    .expect("valid backends");
+    let now = Instant::now();
+    for (i, m) in set.load().members().iter().enumerate() {
+        m.backend().stats().ewma().observe(
+            Duration::from_millis(1 + (i % 7) as u64),
+            Timestamp::from_instant(now),
+        );
+    }
+    set
 }
 
 /// Selection only: snapshot load + the algorithm.

@@ -94,9 +94,12 @@
 //! * [`BackendSet`]: the whole routable state in one immutable [`Snapshot`] behind one `ArcSwap`; a pick is
 //!   one snapshot load and one atomic add, with no lock and no allocation.
 //! * [`Balancer`]: the algorithm trait, with [`RoundRobin`], [`WeightedRoundRobin`] (smooth, NGINX-exact),
-//!   [`LeastRequest`] (power of two choices) and [`Random`], and [`AnyBalancer`] to choose one at run time.
+//!   [`LeastRequest`] (power of two choices), [`PeakEwma`] (power of two choices over latency × load) and
+//!   [`Random`], and [`AnyBalancer`] to choose one at run time.
 //! * [`Call`]: the guard a pick returns; it counts the call in flight and records its outcome and latency.
-//! * [`breaker`]: closed → open → half-open, on consecutive failures, failure rate and slow-call rate.
+//! * [`breaker`]: closed → open → half-open, on consecutive failures, failure rate and slow-call rate; a set
+//!   never holds more than [`max_ejection_percent`](BreakerParams::max_ejection_percent) of its backends open.
+//! * Slow start ([`SetOptions::slow_start`]): a backend that becomes eligible ramps from 10 % to its full share.
 //! * [`health`]: rise/fall over active-check results.
 //! * [`backend`]: a backend's identity and live [`Stats`](backend::Stats) (counters and latency histogram).
 
@@ -116,8 +119,8 @@ mod set;
 
 pub use crate::backend::{Backend, Member};
 pub use crate::balancer::{
-    Algorithm, AnyBalancer, AnyPlan, Balancer, LeastRequest, Random, RoundRobin, UnknownAlgorithm,
-    WeightedPlan, WeightedRoundRobin,
+    Algorithm, AnyBalancer, AnyPlan, Balancer, LeastRequest, PeakEwma, Random, RoundRobin,
+    UnknownAlgorithm, WeightedPlan, WeightedRoundRobin,
 };
 pub use crate::breaker::{BreakerParams, CircuitState};
 pub use crate::health::HealthParams;

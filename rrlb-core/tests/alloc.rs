@@ -9,8 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use rrlb_core::{
-    Algorithm, AnyBalancer, BackendSet, BackendSpec, Balancer, LeastRequest, Random, RoundRobin,
-    SetOptions, WeightedRoundRobin,
+    Algorithm, AnyBalancer, BackendSet, BackendSpec, Balancer, LeastRequest, PeakEwma, Random,
+    RoundRobin, SetOptions, WeightedRoundRobin,
 };
 
 struct Counting;
@@ -107,6 +107,11 @@ fn picking_and_recording_allocate_nothing() {
         0,
         "random"
     );
+    assert_eq!(
+        allocations_of_picks(&set_of(PeakEwma::with_seed(1))),
+        0,
+        "peak-ewma"
+    );
     for a in Algorithm::ALL {
         assert_eq!(allocations_of_picks(&set_of(AnyBalancer::new(a))), 0, "{a}");
     }
@@ -118,4 +123,23 @@ fn the_counter_sees_allocations() {
     let before = allocations();
     std::hint::black_box(vec![1u8; 64]);
     assert!(allocations() > before);
+}
+
+#[test]
+fn picks_while_a_backend_ramps_up_allocate_nothing() {
+    for a in Algorithm::ALL {
+        let set = BackendSet::with_backends(
+            AnyBalancer::new(a),
+            SetOptions {
+                slow_start: std::time::Duration::from_secs(3_600),
+                ..SetOptions::default()
+            },
+            (0..10).map(|i| BackendSpec::new(format!("b{i}"), format!("http://10.0.0.{i}:80"))),
+        )
+        .unwrap();
+        set.add(BackendSpec::new("new", "http://10.0.1.1:80"))
+            .unwrap();
+        assert!(set.load().is_ramping(), "{a}");
+        assert_eq!(allocations_of_picks(&set), 0, "{a} while ramping");
+    }
 }

@@ -220,6 +220,7 @@ fn params() -> impl Strategy<Value = BreakerParams> {
             open_duration: Duration::from_millis(500),
             max_open_duration: Duration::from_millis(3_000),
             half_open_max_calls: half,
+            max_ejection_percent: 100,
         })
 }
 

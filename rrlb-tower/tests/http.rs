@@ -392,3 +392,36 @@ async fn health_checks_eject_an_unhealthy_backend_and_restore_it() {
     assert_eq!(err.retry_at(), None, "no breaker is open");
     fleet.stop().await;
 }
+
+/// Through the tower service, peak-EWMA learns from the outcomes it records: of 60 sequential requests over
+/// three echo servers, the one that answers 100 ms late gets under a tenth (round robin would give it 20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_ewma_through_the_service_avoids_a_slow_backend() {
+    let mut fleet = Fleet::start(&["a", "b", "slow"]).await;
+    fleet.chaos("slow").set_delay(Duration::from_millis(100));
+    let set = BackendSet::with_backends(rrlb_core::PeakEwma::new(), trip_after(5), fleet.specs())
+        .unwrap();
+    let client = Balance::new(
+        HttpUpstream::new(UpstreamConfig::default()),
+        set.clone(),
+        HttpPolicy,
+        BalanceConfig::default(),
+    );
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for i in 0..60 {
+        let response = client.clone().oneshot(post(i)).await.expect("answered");
+        let answer = read(response).await;
+        assert_eq!(answer.status, 200);
+        *served.entry(answer.service).or_insert(0) += 1;
+    }
+    let slow = served.get("slow").copied().unwrap_or(0);
+    assert!(slow < 6, "{served:?}");
+    let estimate = set.get("slow").unwrap().stats().ewma().estimate(
+        rrlb_core::backend::Timestamp::from_instant(std::time::Instant::now()),
+    );
+    assert!(
+        estimate.is_some_and(|e| e >= Duration::from_millis(50)),
+        "the slow answers fed its estimate: {estimate:?}"
+    );
+    fleet.stop().await;
+}

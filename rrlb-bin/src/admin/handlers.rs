@@ -92,8 +92,10 @@ pub(super) fn metrics_json(app: &App) -> Value {
     let snap = app.set.load();
     let mut counts = serde_json::Map::new();
     let mut backends = Vec::new();
+    let now = rrlb_core::backend::Timestamp::from_instant(std::time::Instant::now());
     for m in snap.members() {
         let s = m.stats().snapshot();
+        let ewma = m.stats().ewma().estimate(now).map(ms);
         counts.insert(m.name().to_owned(), json!(s.requests));
         backends.push(json!({
             "name": m.name(),
@@ -112,6 +114,8 @@ pub(super) fn metrics_json(app: &App) -> Value {
             "circuit": m.circuit().as_str(),
             "healthy": m.is_healthy(),
             "weight": m.weight(),
+            "ewma_ms": ewma,
+            "slow_start": m.slow_start_since().is_some(),
         }));
     }
     json!({

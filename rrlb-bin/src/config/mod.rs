@@ -60,7 +60,8 @@ pub use backend::{
 pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
-    AccessLogConfig, AdminConfig, Algorithm, CircuitBreakerConfig, Config, HealthConfig,
-    InitialHealth, LimitsConfig, RetriesConfig, RetryOn, TimeoutsConfig, TracingConfig,
+    AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CircuitBreakerConfig, Config,
+    HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryOn, SlowStartConfig,
+    TimeoutsConfig, TracingConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

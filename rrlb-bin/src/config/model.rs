@@ -85,13 +85,18 @@ section! {
         pub access_log: AccessLogConfig = AccessLogConfig::default(),
         /// Tracing: sampling of new traces and span export.
         pub tracing: TracingConfig = TracingConfig::default(),
+        /// Settings of the balancing algorithms (`[balancer]`).
+        pub balancer: BalancerConfig = BalancerConfig::default(),
+        /// Slow start of backends that become eligible (`[slow_start]`).
+        pub slow_start: SlowStartConfig = SlowStartConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
     }
 }
 
-/// The balancing algorithm: `round-robin`, `weighted-round-robin`, `least-request` or `random` (the engine's own
+/// The balancing algorithm: `round-robin`, `weighted-round-robin`, `least-request`, `random` or `peak-ewma` (the
+/// engine's own
 /// type: its names, parsing and errors are the configuration's).
 pub use rrlb_core::Algorithm;
 
@@ -186,6 +191,30 @@ struct Breaker {
     max_open_duration: Duration,
     #[serde(deserialize_with = "value::int::<_, _, 1, 1_000>")]
     half_open_max_calls: u32,
+    #[serde(deserialize_with = "value::percent")]
+    max_ejection_percent: u8,
+}
+
+section! {
+    /// Settings of the balancing algorithms.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct BalancerConfig {
+        /// The time constant of the peak-EWMA latency estimate that `peak-ewma` balances on: how fast a
+        /// backend's estimate forgets a slow answer. Default 10s.
+        #[serde(with = "duration")]
+        pub ewma_decay: Duration = rrlb_core::backend::DEFAULT_DECAY,
+    }
+}
+
+section! {
+    /// Slow start: a backend that becomes eligible (added, discovered, healthy again, breaker closed) while
+    /// others are ramps from 10 % to its full share over `window`, with every algorithm.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SlowStartConfig {
+        /// The ramp's length, `0s` (off, the default) up to 1 day.
+        #[serde(with = "value::duration_or_zero")]
+        pub window: Duration = Duration::ZERO,
+    }
 }
 
 section! {

@@ -60,6 +60,33 @@ pub(crate) mod duration {
     }
 }
 
+/// Durations where `"0s"` means off (`slow_start.window`).
+pub(crate) mod duration_or_zero {
+    use super::*;
+
+    pub(crate) use super::duration::serialize;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a duration string with a unit, such as "0s", "30s" or "2m""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                let d = humantime::parse_duration(v.trim())
+                    .map_err(|e| E::custom(format!("invalid duration: {e}")))?;
+                if d > MAX_DURATION {
+                    Err(E::custom("at most 1 day"))
+                } else {
+                    Ok(d)
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Values written as their names (`algorithm`), through `FromStr` and `Display`.
 pub(crate) mod named {
     use super::*;

@@ -6,12 +6,15 @@
 //! histograms, breakers and health are never reset by a weight change, a drain or a reload. What can change
 //! with the configuration (the weight, draining) lives in the snapshot's [`Member`] instead.
 
+mod ewma;
 mod stats;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
+pub(crate) use self::ewma::relative_decay;
+pub use self::ewma::{DEFAULT_DECAY, LatencyEwma, Timestamp};
 pub use self::stats::{LatencyHistogram, Stats, StatsSnapshot};
 use crate::breaker::{Breaker, BreakerParams, CircuitState, Transition};
 use crate::health::{Health, HealthParams};
@@ -213,6 +216,13 @@ impl Backend {
         t
     }
 
+    /// Leaves the set: no more eligibility notifications, and an open breaker stops counting against the set's
+    /// ejection limit.
+    pub(crate) fn detach(&self) {
+        self.set_owner(None);
+        self.breaker.set_ejection_limit(None);
+    }
+
     pub(crate) fn set_owner(&self, owner: Option<Weak<dyn Owner>>) {
         *self.owner.lock().unwrap_or_else(PoisonError::into_inner) = owner;
     }
@@ -253,6 +263,10 @@ pub struct Member {
     pub(crate) weight: u32,
     pub(crate) draining: bool,
     pub(crate) remove_when_idle: bool,
+    /// Whether it was eligible when the snapshot it belongs to was built.
+    pub(crate) was_eligible: bool,
+    /// When it became eligible, while it is still ramping up under slow start.
+    pub(crate) ramp_from: Option<Instant>,
 }
 
 impl Member {
@@ -274,6 +288,23 @@ impl Member {
     /// Whether it will be removed from the set once it has no call in flight.
     pub fn removes_when_idle(&self) -> bool {
         self.remove_when_idle
+    }
+
+    /// When it became eligible, if it is still in its slow-start window (see
+    /// [`SetOptions::slow_start`](crate::SetOptions::slow_start)).
+    pub fn slow_start_since(&self) -> Option<Instant> {
+        self.ramp_from
+    }
+
+    pub(crate) fn new(backend: Arc<Backend>, weight: u32) -> Self {
+        Self {
+            backend,
+            weight,
+            draining: false,
+            remove_when_idle: false,
+            was_eligible: false,
+            ramp_from: None,
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use super::ewma::{DEFAULT_DECAY, LatencyEwma, Timestamp};
+
 /// Sub-buckets per power of two; 4 gives a worst-case relative error of about 19 % per bucket.
 const SUB_BITS: u32 = 2;
 const SUBS: usize = 1 << SUB_BITS;
@@ -45,12 +47,14 @@ pub struct Stats {
     histogram: LatencyHistogram,
 }
 
-#[derive(Debug, Default)]
+/// What a picker reads, on one cache line: the in-flight arithmetic and the latency estimate (56 bytes).
+#[derive(Debug)]
 struct Counts {
     requests: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
     cancelled: AtomicU64,
+    ewma: LatencyEwma,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +71,13 @@ impl Stats {
     /// Zeroed statistics.
     pub fn new() -> Self {
         Self {
-            counts: Padded(Counts::default()),
+            counts: Padded(Counts {
+                requests: AtomicU64::new(0),
+                successes: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                cancelled: AtomicU64::new(0),
+                ewma: LatencyEwma::new(DEFAULT_DECAY),
+            }),
             latency_sum_us: AtomicU64::new(0),
             histogram: LatencyHistogram::new(),
         }
@@ -91,9 +101,10 @@ impl Stats {
         self.counts.0.requests.fetch_add(1, Relaxed);
     }
 
-    /// Records a call that finished with an answer (success or failure) after `latency`.
+    /// Records a call that finished with an answer (success or failure) after `latency`, ending at `at`.
     #[inline]
-    pub(crate) fn finish(&self, success: bool, latency: Duration) {
+    pub(crate) fn finish(&self, success: bool, latency: Duration, at: Timestamp) {
+        self.counts.0.ewma.observe(latency, at);
         let c = &self.counts.0;
         if success {
             c.successes.fetch_add(1, Relaxed);
@@ -108,6 +119,12 @@ impl Stats {
     /// Records a call that was abandoned before it had an outcome.
     pub(crate) fn cancel(&self) {
         self.counts.0.cancelled.fetch_add(1, Relaxed);
+    }
+
+    /// The peak-EWMA latency estimate that [`PeakEwma`](crate::PeakEwma) balances on (fed by every answered call,
+    /// whatever the algorithm, so a switch to it starts warm).
+    pub fn ewma(&self) -> &LatencyEwma {
+        &self.counts.0.ewma
     }
 
     /// The latency histogram.
@@ -328,8 +345,9 @@ mod tests {
         s.start();
         s.start();
         assert_eq!(s.in_flight(), 3);
-        s.finish(true, Duration::from_millis(10));
-        s.finish(false, Duration::from_millis(30));
+        let t = Timestamp::from_instant(std::time::Instant::now());
+        s.finish(true, Duration::from_millis(10), t);
+        s.finish(false, Duration::from_millis(30), t);
         s.cancel();
         let snap = s.snapshot();
         assert_eq!(snap.requests, 3);

@@ -1,10 +1,10 @@
-//! The [`Balancer`] trait and the four built-in algorithms.
+//! The [`Balancer`] trait and the five built-in algorithms.
 //!
 //! # Why "plan, then pick"
 //! Work that depends only on the set of eligible backends (the smooth weighted schedule, for one) is done once,
 //! when a snapshot is built, and stored in that snapshot as the balancer's [`Plan`](Balancer::Plan). Picking then
 //! reads the plan and touches one atomic: a rotating counter for the round robins, a random-number state for
-//! [`LeastRequest`] and [`Random`]. Nothing on the pick path locks, allocates or walks the backend list.
+//! [`LeastRequest`], [`PeakEwma`] and [`Random`]. Nothing on the pick path locks, allocates or walks the backend list.
 //!
 //! # Writing your own
 //! Implement [`Balancer`]: build whatever you need in [`plan`](Balancer::plan) from the eligible members and
@@ -32,8 +32,9 @@
 //! ```
 
 mod least_request;
+mod peak_ewma;
 mod random;
-mod rng;
+pub(crate) mod rng;
 mod round_robin;
 mod weighted;
 
@@ -41,6 +42,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use self::least_request::LeastRequest;
+pub use self::peak_ewma::PeakEwma;
 pub use self::random::Random;
 pub use self::round_robin::RoundRobin;
 pub use self::weighted::{MAX_SCHEDULE, WeightedPlan, WeightedRoundRobin};
@@ -116,24 +118,28 @@ pub enum Algorithm {
     LeastRequest,
     /// [`Random`]: `random`.
     Random,
+    /// [`PeakEwma`]: `peak-ewma`.
+    PeakEwma,
 }
 
 impl Algorithm {
     /// Every algorithm, in documentation order.
-    pub const ALL: [Algorithm; 4] = [
+    pub const ALL: [Algorithm; 5] = [
         Algorithm::RoundRobin,
         Algorithm::WeightedRoundRobin,
         Algorithm::LeastRequest,
         Algorithm::Random,
+        Algorithm::PeakEwma,
     ];
 
-    /// The configuration name (`round-robin`, `weighted-round-robin`, `least-request`, `random`).
+    /// The configuration name (`round-robin`, `weighted-round-robin`, `least-request`, `random`, `peak-ewma`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Algorithm::RoundRobin => "round-robin",
             Algorithm::WeightedRoundRobin => "weighted-round-robin",
             Algorithm::LeastRequest => "least-request",
             Algorithm::Random => "random",
+            Algorithm::PeakEwma => "peak-ewma",
         }
     }
 
@@ -144,6 +150,9 @@ impl Algorithm {
             Algorithm::WeightedRoundRobin => "Smooth weighted round robin over the weights",
             Algorithm::LeastRequest => "The backend with the fewest requests in flight",
             Algorithm::Random => "Uniformly at random",
+            Algorithm::PeakEwma => {
+                "Of two random backends, the lower peak-EWMA latency x (in flight + 1)"
+            }
         }
     }
 }
@@ -170,7 +179,7 @@ impl fmt::Display for UnknownAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown algorithm {:?} (expected round-robin, weighted-round-robin, least-request or random)",
+            "unknown algorithm {:?} (expected round-robin, weighted-round-robin, least-request, random or peak-ewma)",
             self.0
         )
     }
@@ -214,6 +223,8 @@ pub enum AnyBalancer {
     LeastRequest(LeastRequest),
     /// See [`Random`].
     Random(Random),
+    /// See [`PeakEwma`].
+    PeakEwma(PeakEwma),
 }
 
 /// The plan of an [`AnyBalancer`].
@@ -251,6 +262,18 @@ impl AnyBalancer {
             }
             Algorithm::LeastRequest => AnyBalancer::LeastRequest(LeastRequest::new()),
             Algorithm::Random => AnyBalancer::Random(Random::new()),
+            Algorithm::PeakEwma => AnyBalancer::PeakEwma(PeakEwma::new()),
+        }
+    }
+
+    /// A fresh balancer of the given algorithm whose random draws (if it makes any) come from `seed`, for
+    /// reproducible runs such as simulations.
+    pub fn with_seed(algorithm: Algorithm, seed: u64) -> Self {
+        match algorithm {
+            Algorithm::LeastRequest => AnyBalancer::LeastRequest(LeastRequest::with_seed(seed)),
+            Algorithm::Random => AnyBalancer::Random(Random::with_seed(seed)),
+            Algorithm::PeakEwma => AnyBalancer::PeakEwma(PeakEwma::with_seed(seed)),
+            Algorithm::RoundRobin | Algorithm::WeightedRoundRobin => AnyBalancer::new(algorithm),
         }
     }
 
@@ -261,6 +284,7 @@ impl AnyBalancer {
             AnyBalancer::WeightedRoundRobin(_) => Algorithm::WeightedRoundRobin,
             AnyBalancer::LeastRequest(_) => Algorithm::LeastRequest,
             AnyBalancer::Random(_) => Algorithm::Random,
+            AnyBalancer::PeakEwma(_) => Algorithm::PeakEwma,
         }
     }
 }
@@ -288,6 +312,7 @@ impl Balancer for AnyBalancer {
             (AnyBalancer::WeightedRoundRobin(b), AnyPlan::Weighted(p)) => b.pick(p, eligible),
             (AnyBalancer::LeastRequest(b), _) => b.pick(&(), eligible),
             (AnyBalancer::Random(b), _) => b.pick(&(), eligible),
+            (AnyBalancer::PeakEwma(b), _) => b.pick(&(), eligible),
             // A plan built by another algorithm cannot reach here (plan and balancer live in one snapshot);
             // answer something sane rather than nothing.
             (AnyBalancer::WeightedRoundRobin(_), AnyPlan::None) => {
@@ -306,6 +331,7 @@ mod tests {
         for a in Algorithm::ALL {
             assert_eq!(a.as_str().parse::<Algorithm>(), Ok(a));
             assert_eq!(AnyBalancer::new(a).algorithm(), a);
+            assert_eq!(AnyBalancer::with_seed(a, 7).algorithm(), a);
         }
         let err = "fastest".parse::<Algorithm>().unwrap_err();
         assert!(err.to_string().contains("fastest"));

@@ -13,6 +13,12 @@
 //! `max_open_duration`. Then it is half-open: at most `half_open_max_calls` probe calls are let through; when
 //! they have all succeeded the breaker closes, and any failed (or slow) probe re-opens it.
 //!
+//! # The ejection limit
+//! Breakers of one set share an [`EjectionLimit`] (Envoy's `max_ejection_percent`): at most that share of the
+//! set's backends may have a breaker that is not closed at once. A breaker that would pass the limit stays
+//! closed and the skip is counted, so a fleet-wide problem (a bad deploy of a shared dependency) cannot eject
+//! every backend and turn slow answers into no answers.
+//!
 //! # Design
 //! The success path of a closed breaker is lock-free: a relaxed counter reset and one slot of a count-based
 //! ring of atomics. Transitions (rare) take a small mutex. Time is always passed in, so every transition can be
@@ -35,7 +41,7 @@
 
 mod window;
 
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -80,6 +86,10 @@ pub struct BreakerParams {
     pub max_open_duration: Duration,
     /// Probe calls admitted while half-open; all must succeed to close (at least 1).
     pub half_open_max_calls: u32,
+    /// At most this percentage (`0..=100`) of a set's backends may have a breaker open or half-open at once; a
+    /// breaker that would pass it stays closed (default 100: no limit). A set-wide rule, applied by the
+    /// [`BackendSet`](crate::BackendSet) through an [`EjectionLimit`]; a lone breaker ignores it.
+    pub max_ejection_percent: u8,
 }
 
 impl Default for BreakerParams {
@@ -94,6 +104,7 @@ impl Default for BreakerParams {
             open_duration: Duration::from_secs(5),
             max_open_duration: Duration::from_secs(120),
             half_open_max_calls: 3,
+            max_ejection_percent: 100,
         }
     }
 }
@@ -200,6 +211,93 @@ struct Control {
     probes_admitted: u32,
     /// Probes that succeeded in the current half-open period.
     probe_successes: u32,
+    /// The set-wide limit this breaker counts against while it is not closed.
+    limit: Option<Arc<EjectionLimit>>,
+}
+
+/// How many of a set's breakers may be open (or half-open) at once. See the [module docs](self#the-ejection-limit).
+///
+/// ```
+/// use rrlb_core::breaker::EjectionLimit;
+///
+/// let limit = EjectionLimit::new(50);
+/// assert_eq!((limit.ejected(), limit.skipped()), (0, 0));
+/// ```
+#[derive(Debug)]
+pub struct EjectionLimit {
+    max_percent: AtomicU8,
+    members: AtomicUsize,
+    ejected: AtomicUsize,
+    skipped: AtomicU64,
+}
+
+impl EjectionLimit {
+    /// A limit of `max_percent` (capped at 100) of the set's members.
+    pub fn new(max_percent: u8) -> Self {
+        Self {
+            max_percent: AtomicU8::new(max_percent.min(100)),
+            members: AtomicUsize::new(0),
+            ejected: AtomicUsize::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
+    /// The limit in percent.
+    pub fn max_percent(&self) -> u8 {
+        self.max_percent.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit; breakers already open stay open (a lower limit only stops new ejections).
+    pub fn set_max_percent(&self, max_percent: u8) {
+        self.max_percent
+            .store(max_percent.min(100), Ordering::Relaxed);
+    }
+
+    /// Sets the number of backends the percentage is taken of.
+    pub(crate) fn set_members(&self, members: usize) {
+        self.members.store(members, Ordering::Relaxed);
+    }
+
+    /// Breakers counted as ejecting their backend now (open or half-open).
+    pub fn ejected(&self) -> usize {
+        self.ejected.load(Ordering::Acquire)
+    }
+
+    /// Ejections refused because they would have passed the limit, since the set was made.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// The number of ejections the limit allows now: `max_percent` of the members, rounded down.
+    pub fn allowed(&self) -> usize {
+        usize::from(self.max_percent()) * self.members.load(Ordering::Relaxed) / 100
+    }
+
+    /// Takes one ejection if the limit allows it; counts a skip if not.
+    fn try_eject(&self) -> bool {
+        let allowed = self.allowed();
+        let taken = self
+            .ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                (e < allowed).then_some(e + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Takes one ejection whatever the limit (a breaker that is already open joins the set).
+    fn force_eject(&self) {
+        self.ejected.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn release(&self) {
+        let _ = self
+            .ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| e.checked_sub(1));
+    }
 }
 
 /// A circuit breaker for one backend. See the [module docs](self).
@@ -245,8 +343,23 @@ impl Breaker {
                 until: None,
                 probes_admitted: 0,
                 probe_successes: 0,
+                limit: None,
             }),
         }
+    }
+
+    /// Makes this breaker count against `limit` (or against none): a breaker that is not closed moves its
+    /// ejection from the old limit to the new one.
+    pub(crate) fn set_ejection_limit(&self, limit: Option<Arc<EjectionLimit>>) {
+        let mut control = self.lock();
+        let ejecting = self.state() != CircuitState::Closed;
+        if ejecting && let Some(old) = &control.limit {
+            old.release();
+        }
+        if ejecting && let Some(new) = &limit {
+            new.force_eject();
+        }
+        control.limit = limit;
     }
 
     /// The current state.
@@ -352,6 +465,9 @@ impl Breaker {
         if control.probe_successes >= params.half_open_max_calls.max(1) {
             control.opens = 0;
             control.until = None;
+            if let Some(limit) = &control.limit {
+                limit.release();
+            }
             self.consecutive.store(0, Ordering::Relaxed);
             self.window.store(Arc::new(Window::new(params)));
             self.set_state(CircuitState::Closed);
@@ -365,6 +481,12 @@ impl Breaker {
         let mut control = self.lock();
         if self.state() != from {
             return None; // another thread got here first
+        }
+        if from == CircuitState::Closed
+            && let Some(limit) = &control.limit
+            && !limit.try_eject()
+        {
+            return None; // over the set's ejection limit: stay closed (counted as a skip)
         }
         Some(self.open_locked(&mut control, params, now))
     }
@@ -464,6 +586,7 @@ mod tests {
             open_duration: Duration::from_secs(1),
             max_open_duration: Duration::from_secs(5),
             half_open_max_calls: 2,
+            max_ejection_percent: 100,
         }
     }
 
@@ -590,6 +713,47 @@ mod tests {
         assert!(b.try_acquire_probe());
         let r = b.record(true, Duration::from_millis(500), true, t);
         assert!(matches!(r, Some(Transition::Opened { .. })));
+    }
+
+    #[test]
+    fn the_ejection_limit_keeps_a_breaker_closed_and_counts_the_skip() {
+        let limit = Arc::new(EjectionLimit::new(50));
+        limit.set_members(3);
+        let p = params();
+        let breakers: Vec<Breaker> = (0..3).map(|_| Breaker::new(p)).collect();
+        for b in &breakers {
+            b.set_ejection_limit(Some(Arc::clone(&limit)));
+        }
+        let t = Instant::now();
+        for b in &breakers {
+            for _ in 0..3 {
+                b.record(false, MS, false, t);
+            }
+        }
+        let states: Vec<CircuitState> = breakers.iter().map(Breaker::state).collect();
+        assert_eq!(
+            states,
+            [
+                CircuitState::Open,
+                CircuitState::Closed,
+                CircuitState::Closed
+            ],
+            "50 % of 3 allows one"
+        );
+        assert_eq!((limit.ejected(), limit.skipped()), (1, 2));
+        // The first recovers (half-open, probes pass, closes): its ejection is handed back.
+        breakers[0].on_health_check_passed();
+        for _ in 0..2 {
+            assert!(breakers[0].try_acquire_probe());
+            breakers[0].record(true, MS, true, t);
+        }
+        assert_eq!(breakers[0].state(), CircuitState::Closed);
+        assert_eq!(limit.ejected(), 0);
+        assert!(breakers[1].record(false, MS, false, t).is_some());
+        assert_eq!(limit.ejected(), 1);
+        // Leaving the set hands the ejection back too.
+        breakers[1].set_ejection_limit(None);
+        assert_eq!(limit.ejected(), 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Timestamp};
 
 /// How a call ended.
 ///
@@ -116,29 +116,37 @@ impl Call {
     /// Records the outcome now but keeps the guard (and its backend) for the caller; dropping it afterwards
     /// changes nothing. A second outcome is ignored.
     pub fn complete(&mut self, outcome: Outcome) {
-        let latency = self.started.elapsed();
-        self.record(outcome, latency, Instant::now);
+        let end = quanta::Instant::now();
+        let latency = end.saturating_duration_since(self.started);
+        self.record(outcome, latency, Timestamp::from_quanta(end), Instant::now);
     }
 
     /// Finishes the call with `now` as the time the breaker sees (for tests that step through time); the
     /// latency is still measured from the start of the call.
     pub fn finish_at(mut self, outcome: Outcome, now: Instant) {
         let latency = self.started.elapsed();
-        self.record(outcome, latency, || now);
+        self.record(outcome, latency, Timestamp::from_instant(now), || now);
     }
 
-    /// Finishes the call with an explicitly measured latency, at `now`.
+    /// Finishes the call with an explicitly measured latency, at `now` (the breaker's time and the end of the
+    /// call for the latency estimate: a simulation in virtual time passes both).
     pub fn finish_with_latency(mut self, outcome: Outcome, latency: Duration, now: Instant) {
-        self.record(outcome, latency, || now);
+        self.record(outcome, latency, Timestamp::from_instant(now), || now);
     }
 
-    fn record(&mut self, outcome: Outcome, latency: Duration, now: impl FnOnce() -> Instant) {
+    fn record(
+        &mut self,
+        outcome: Outcome,
+        latency: Duration,
+        end: Timestamp,
+        now: impl FnOnce() -> Instant,
+    ) {
         if self.finished {
             return;
         }
         self.finished = true;
         let success = outcome == Outcome::Success;
-        self.backend.stats().finish(success, latency);
+        self.backend.stats().finish(success, latency, end);
         if self
             .backend
             .breaker()

@@ -15,12 +15,22 @@
 //! A backend whose breaker is half-open is not in the eligible view. It is listed in the snapshot's probe list,
 //! and a pick first offers the call to it as a probe, up to the breaker's `half_open_max_calls`; the other
 //! backends' shares are untouched. When the list is empty (the normal case) this costs one length check.
+//!
+//! # Slow start
+//! With [`SetOptions::slow_start`] set, a backend that becomes eligible while others already were (added,
+//! healthy again, its breaker closed, undrained) gets a share that ramps linearly from 10 % to 100 % of what the
+//! balancer gives it over the window (Envoy's `slow_start_config`, HAProxy's `slowstart`). A pick that lands on
+//! a ramping backend is admitted with that probability, otherwise the balancer picks again: for the random and
+//! two-choice algorithms the result is their own distribution with the ramping backend's share scaled down,
+//! for the round robins the refused turn passes to the next in the rotation, which gives the same shares. When
+//! no backend ramps (the normal case) this costs one branch; while one does, a clock read and a random draw.
+//! [`Snapshot::next_deadline`] includes the end of each ramp, so [`BackendSet::refresh`] clears it on time.
 
 mod call;
 mod error;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::cache::Cache;
 use arc_swap::{ArcSwap, Guard};
@@ -29,7 +39,8 @@ pub use self::call::{Call, Outcome};
 pub use self::error::{NoEligibleBackend, SetError};
 use crate::backend::{Backend, Extension, MAX_WEIGHT, MIN_WEIGHT, Member, Owner};
 use crate::balancer::Balancer;
-use crate::breaker::{BreakerParams, CircuitState};
+use crate::balancer::rng::SharedRng;
+use crate::breaker::{BreakerParams, CircuitState, EjectionLimit};
 use crate::health::HealthParams;
 
 /// What a backend is configured as: name, address, weight.
@@ -108,6 +119,13 @@ pub struct SetOptions {
     /// Panic threshold in percent (0 = off, the default): when fewer than this share of the non-draining
     /// backends is eligible, balance over all of them, as Envoy does, rather than overload the few.
     pub panic_threshold: u8,
+    /// The time constant of every backend's [peak-EWMA latency estimate](crate::backend::LatencyEwma), which
+    /// [`PeakEwma`](crate::PeakEwma) balances on (default 10 s).
+    pub ewma_decay: Duration,
+    /// Slow start (zero = off, the default): how long a backend that becomes eligible takes to ramp from 10 % of
+    /// its share to all of it. It applies to a backend that becomes eligible (added, healthy again, breaker
+    /// closed, undrained) while others already are, with every algorithm; the initial backends do not ramp.
+    pub slow_start: Duration,
 }
 
 impl Default for SetOptions {
@@ -117,6 +135,8 @@ impl Default for SetOptions {
             health: HealthParams::default(),
             start_healthy: true,
             panic_threshold: 0,
+            ewma_decay: crate::backend::DEFAULT_DECAY,
+            slow_start: Duration::ZERO,
         }
     }
 }
@@ -173,6 +193,41 @@ pub struct Snapshot<B: Balancer> {
     panic: bool,
     version: u64,
     next_deadline: Option<Instant>,
+    slow_start: Option<SlowStart>,
+}
+
+/// What a pick needs while some eligible backend ramps up.
+struct SlowStart {
+    window: Duration,
+    /// The earliest end of a ramp.
+    deadline: Instant,
+    clock: Clock,
+    rng: Arc<SharedRng>,
+}
+
+impl std::fmt::Debug for SlowStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlowStart")
+            .field("window", &self.window)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The set's source of time (writers and ramping picks only): `Instant::now`, or a virtual clock.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// Draws before a pick gives up refusing ramping backends and takes the last one drawn.
+const RAMP_DRAWS: usize = 16;
+/// The share a backend starts its ramp with.
+const RAMP_FLOOR: f64 = 0.1;
+
+/// The share of its full traffic that a backend ramping since `elapsed` gets: 10 % rising linearly to 100 %.
+fn ramp_share(elapsed: Duration, window: Duration) -> f64 {
+    if elapsed >= window || window.is_zero() {
+        return 1.0;
+    }
+    RAMP_FLOOR + (1.0 - RAMP_FLOOR) * (elapsed.as_secs_f64() / window.as_secs_f64())
 }
 
 impl<B: Balancer> Snapshot<B> {
@@ -211,9 +266,18 @@ impl<B: Balancer> Snapshot<B> {
         &self.plan
     }
 
-    /// The earliest end of an open breaker's period, if any breaker is open: when something may change.
+    /// The earliest end of an open breaker's period or of a slow-start ramp: when something may change.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.next_deadline
+        match (&self.slow_start, self.next_deadline) {
+            (Some(s), Some(d)) => Some(d.min(s.deadline)),
+            (Some(s), None) => Some(s.deadline),
+            (None, d) => d,
+        }
+    }
+
+    /// Whether some eligible backend is ramping up under slow start.
+    pub fn is_ramping(&self) -> bool {
+        self.slow_start.is_some()
     }
 
     /// The member with this name.
@@ -269,9 +333,28 @@ impl<B: Balancer> Snapshot<B> {
     /// Picks an eligible member with the balancer, without starting a call.
     #[inline]
     pub fn select(&self) -> Option<&Member> {
-        self.balancer
-            .pick(&self.plan, &self.eligible)
-            .and_then(|i| self.eligible.get(i))
+        let i = self.balancer.pick(&self.plan, &self.eligible)?;
+        match &self.slow_start {
+            None => self.eligible.get(i),
+            Some(ramp) => self.admit(ramp, i),
+        }
+    }
+
+    /// Slow start's admission: a pick of a ramping backend stands with the probability of its ramp share.
+    fn admit(&self, ramp: &SlowStart, first: usize) -> Option<&Member> {
+        let now = (ramp.clock)();
+        let mut i = first;
+        for _ in 0..RAMP_DRAWS {
+            let m = self.eligible.get(i)?;
+            let share = m.ramp_from.map_or(1.0, |from| {
+                ramp_share(now.saturating_duration_since(from), ramp.window)
+            });
+            if share >= 1.0 || unit(ramp.rng.next_u64()) < share {
+                return Some(m);
+            }
+            i = self.balancer.pick(&self.plan, &self.eligible)?;
+        }
+        self.eligible.get(i)
     }
 }
 
@@ -381,9 +464,17 @@ impl<B: Balancer> std::ops::Deref for Current<B> {
     }
 }
 
+/// A uniform draw in `[0, 1)` from 53 random bits.
+fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 struct Inner<B: Balancer> {
     current: ArcSwap<Snapshot<B>>,
     writer: Mutex<Writer>,
+    clock: Clock,
+    ramp_rng: Arc<SharedRng>,
+    ejections: Arc<EjectionLimit>,
     /// The `Weak<dyn Owner>` handed to backends; set once at construction.
     me: Weak<Inner<B>>,
 }
@@ -412,17 +503,58 @@ impl<B: Balancer> Inner<B> {
     /// Builds and stores a snapshot from these members; the caller holds the writer lock.
     fn publish(&self, w: &Writer, balancer: Arc<B>, members: Vec<Member>) {
         let version = self.current.load().version + 1;
-        self.current
-            .store(Arc::new(build(balancer, members, w.options, version)));
+        self.ejections.set_members(members.len());
+        let context = Context {
+            now: (self.clock)(),
+            clock: &self.clock,
+            rng: &self.ramp_rng,
+        };
+        self.current.store(Arc::new(build(
+            balancer, members, w.options, version, &context,
+        )));
     }
+}
+
+/// What a snapshot build reads besides the members.
+struct Context<'a> {
+    now: Instant,
+    clock: &'a Clock,
+    rng: &'a Arc<SharedRng>,
+}
+
+/// Starts, carries on or ends each member's slow-start ramp; returns the earliest end of a ramp in progress.
+fn ramp(members: &mut [Member], window: Duration, now: Instant) -> Option<Instant> {
+    // Slow start protects a backend from a share the others built up; with none eligible before there is none.
+    let others_were_eligible = members.iter().any(|m| m.was_eligible);
+    let mut deadline: Option<Instant> = None;
+    for m in members.iter_mut() {
+        let eligible = !m.draining && m.backend.is_eligible();
+        if !eligible || window.is_zero() {
+            m.ramp_from = None;
+        } else if !m.was_eligible && others_were_eligible {
+            m.ramp_from = Some(now);
+        }
+        if let Some(from) = m.ramp_from {
+            let end = from + window;
+            if now >= end {
+                m.ramp_from = None;
+            } else {
+                deadline = Some(deadline.map_or(end, |d| d.min(end)));
+            }
+        }
+        m.was_eligible = eligible;
+    }
+    deadline
 }
 
 fn build<B: Balancer>(
     balancer: Arc<B>,
-    members: Vec<Member>,
+    mut members: Vec<Member>,
     options: SetOptions,
     version: u64,
+    context: &Context<'_>,
 ) -> Snapshot<B> {
+    let ramp_deadline = ramp(&mut members, options.slow_start, context.now);
     let mut eligible: Vec<Member> = members
         .iter()
         .filter(|m| !m.draining && m.backend.is_eligible())
@@ -446,6 +578,12 @@ fn build<B: Balancer>(
         .filter_map(|m| m.backend.breaker().open_until())
         .min();
     let plan = balancer.plan(&eligible);
+    let slow_start = ramp_deadline.filter(|_| !panic).map(|deadline| SlowStart {
+        window: options.slow_start,
+        deadline,
+        clock: Arc::clone(context.clock),
+        rng: Arc::clone(context.rng),
+    });
     Snapshot {
         balancer,
         plan,
@@ -455,6 +593,7 @@ fn build<B: Balancer>(
         panic,
         version,
         next_deadline,
+        slow_start,
     }
 }
 
@@ -472,12 +611,39 @@ fn check_weight(name: &str, weight: u32) -> Result<(), SetError> {
 impl<B: Balancer> BackendSet<B> {
     /// An empty set.
     pub fn new(balancer: B, options: SetOptions) -> Self {
+        Self::with_clock(balancer, options, Instant::now)
+    }
+
+    /// An empty set that reads the time from `clock` (slow start's ramps; `Instant::now` for [`new`](Self::new)),
+    /// so that a simulation or a test can run it in virtual time.
+    pub fn with_clock(
+        balancer: B,
+        options: SetOptions,
+        clock: impl Fn() -> Instant + Send + Sync + 'static,
+    ) -> Self {
+        let clock: Clock = Arc::new(clock);
+        let rng = Arc::new(SharedRng::with_seed(0x5105_7A27_5EED_0001));
+        let context = Context {
+            now: clock(),
+            clock: &clock,
+            rng: &rng,
+        };
+        let first = build(Arc::new(balancer), Vec::new(), options, 0, &context);
         let inner = Arc::new_cyclic(|me| Inner {
-            current: ArcSwap::from_pointee(build(Arc::new(balancer), Vec::new(), options, 0)),
+            current: ArcSwap::from_pointee(first),
             writer: Mutex::new(Writer { options }),
+            clock,
+            ramp_rng: rng,
+            ejections: Arc::new(EjectionLimit::new(options.breaker.max_ejection_percent)),
             me: me.clone(),
         });
         Self { inner }
+    }
+
+    /// The set's [ejection limit](BreakerParams::max_ejection_percent): how many breakers eject now, and how many
+    /// ejections it refused.
+    pub fn ejections(&self) -> &EjectionLimit {
+        &self.inner.ejections
     }
 
     /// A set holding these backends.
@@ -563,7 +729,10 @@ impl<B: Balancer> BackendSet<B> {
             )
             .with_ext(spec.ext.clone()),
         );
+        b.stats().ewma().set_decay(w.options.ewma_decay);
         b.set_owner(Some(self.inner.owner()));
+        b.breaker()
+            .set_ejection_limit(Some(Arc::clone(&self.inner.ejections)));
         b
     }
 
@@ -580,12 +749,7 @@ impl<B: Balancer> BackendSet<B> {
                 });
             }
             let backend = self.new_backend(w, &spec);
-            members.push(Member {
-                backend: Arc::clone(&backend),
-                weight: spec.weight,
-                draining: false,
-                remove_when_idle: false,
-            });
+            members.push(Member::new(Arc::clone(&backend), spec.weight));
             Ok(backend)
         })
     }
@@ -596,7 +760,7 @@ impl<B: Balancer> BackendSet<B> {
             let i = position(members, name)?;
             Ok(members.remove(i).backend)
         })?;
-        backend.set_owner(None);
+        backend.detach();
         Ok(backend)
     }
 
@@ -629,7 +793,7 @@ impl<B: Balancer> BackendSet<B> {
             Ok(None)
         })?;
         if let Some(b) = idle_removed {
-            b.set_owner(None);
+            b.detach();
         }
         Ok(())
     }
@@ -656,20 +820,20 @@ impl<B: Balancer> BackendSet<B> {
                 let kept = members
                     .iter()
                     .find(|m| m.backend.name() == spec.name && m.backend.url() == spec.url);
-                let backend = match kept {
-                    Some(m) => Arc::clone(&m.backend),
+                let member = match kept {
+                    Some(m) => Member {
+                        weight: spec.weight,
+                        draining: false,
+                        remove_when_idle: false,
+                        ..m.clone()
+                    },
                     None => {
                         let b = self.new_backend(w, spec);
                         diff.added.push(Arc::clone(&b));
-                        b
+                        Member::new(b, spec.weight)
                     }
                 };
-                next.push(Member {
-                    backend,
-                    weight: spec.weight,
-                    draining: false,
-                    remove_when_idle: false,
-                });
+                next.push(member);
             }
             diff.removed = members
                 .iter()
@@ -680,7 +844,7 @@ impl<B: Balancer> BackendSet<B> {
             Ok(diff)
         })?;
         for b in &diff.removed {
-            b.set_owner(None);
+            b.detach();
         }
         Ok(diff)
     }
@@ -703,19 +867,23 @@ impl<B: Balancer> BackendSet<B> {
                 m.backend.breaker().set_params(options.breaker);
             }
             m.backend.health().set_params(options.health);
+            m.backend.stats().ewma().set_decay(options.ewma_decay);
         }
+        self.inner
+            .ejections
+            .set_max_percent(options.breaker.max_ejection_percent);
         w.options = options;
         self.inner
             .publish(&w, Arc::clone(&cur.balancer), cur.members.clone());
     }
 
     /// Housekeeping, to be called periodically (rrlb-tower does, and at [`next_deadline`](Snapshot::next_deadline)):
-    /// open breakers whose period ended go half-open, and idle draining backends marked for removal leave.
-    /// Returns `true` if a new snapshot was published.
+    /// open breakers whose period ended go half-open, idle draining backends marked for removal leave, and
+    /// finished slow-start ramps are cleared. Returns `true` if a new snapshot was published.
     pub fn refresh(&self, now: Instant) -> bool {
         let w = self.inner.lock();
         let cur = self.inner.current.load_full();
-        let mut changed = false;
+        let mut changed = cur.slow_start.as_ref().is_some_and(|s| now >= s.deadline);
         for m in &cur.members {
             changed |= m.backend.breaker().refresh(now).is_some();
         }
@@ -728,7 +896,7 @@ impl<B: Balancer> BackendSet<B> {
             self.inner.publish(&w, Arc::clone(&cur.balancer), members);
             drop(w);
             for m in gone {
-                m.backend.set_owner(None);
+                m.backend.detach();
             }
             return true;
         }

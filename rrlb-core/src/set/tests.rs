@@ -320,3 +320,152 @@ fn a_backend_carries_the_extension_of_its_spec() {
     assert!(Arc::ptr_eq(set.get("a").unwrap().backend(), a.backend()));
     assert_eq!(set.get("a").unwrap().ext::<Port>(), Some(&Port(81)));
 }
+
+/// A clock that tests move by hand.
+#[derive(Clone)]
+struct VirtualClock {
+    base: Instant,
+    offset_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl VirtualClock {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            offset_ms: Arc::default(),
+        }
+    }
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.offset_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+    fn set(&self, ms: u64) {
+        self.offset_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn slow_start_set(algorithm: Algorithm, clock: &VirtualClock) -> BackendSet<AnyBalancer> {
+    let c = clock.clone();
+    let set = BackendSet::with_clock(
+        AnyBalancer::new(algorithm),
+        SetOptions {
+            slow_start: Duration::from_secs(10),
+            ..SetOptions::default()
+        },
+        move || c.now(),
+    );
+    set.update(["a", "b", "c"].map(|n| BackendSpec::new(n, format!("http://{n}:80"))))
+        .unwrap();
+    set
+}
+
+/// `d`'s picks per pick of an average other backend, over `n` picks that all take 1 ms (so that peak-EWMA's
+/// estimates are equal and its own shares uniform).
+fn ramp_ratio<B: Balancer>(set: &BackendSet<B>, n: usize) -> f64 {
+    let now = Instant::now();
+    let d = (0..n)
+        .filter(|_| {
+            let call = set.pick().unwrap();
+            let is_d = call.backend().name() == "d";
+            call.finish_with_latency(Outcome::Success, Duration::from_millis(1), now);
+            is_d
+        })
+        .count() as f64;
+    d / ((n as f64 - d) / 3.0)
+}
+
+#[test]
+fn the_initial_backends_do_not_ramp_but_an_added_one_does_for_every_algorithm() {
+    for algorithm in Algorithm::ALL {
+        let clock = VirtualClock::new();
+        let set = slow_start_set(algorithm, &clock);
+        assert!(
+            !set.load().is_ramping(),
+            "{algorithm}: nothing to protect at start"
+        );
+        set.add(BackendSpec::new("d", "http://d:80")).unwrap();
+        assert!(set.load().is_ramping());
+        let start = ramp_ratio(&set, 20_000);
+        clock.set(5_000);
+        let middle = ramp_ratio(&set, 20_000);
+        clock.set(10_000);
+        let end = ramp_ratio(&set, 20_000);
+        assert!((0.07..0.13).contains(&start), "{algorithm}: {start}");
+        assert!((0.48..0.62).contains(&middle), "{algorithm}: {middle}");
+        assert!((0.93..1.07).contains(&end), "{algorithm}: {end}");
+    }
+}
+
+#[test]
+fn a_backend_back_from_unhealthy_or_an_open_breaker_ramps_and_refresh_ends_the_ramp() {
+    let clock = VirtualClock::new();
+    let set = slow_start_set(Algorithm::RoundRobin, &clock);
+    set.add(BackendSpec::new("d", "http://d:80")).unwrap();
+    clock.set(10_000);
+    let deadline = set.load().next_deadline().unwrap();
+    assert_eq!(deadline, clock.now(), "the ramp's end is a deadline");
+    assert!(set.refresh(clock.now()));
+    assert!(!set.load().is_ramping());
+    assert_eq!(set.load().next_deadline(), None);
+
+    let d = set.get("d").unwrap().backend().clone();
+    d.set_healthy(false);
+    d.set_healthy(true);
+    assert!(set.load().is_ramping(), "healthy again: ramps");
+    assert_eq!(set.get("d").unwrap().slow_start_since(), Some(clock.now()));
+    assert!(ramp_ratio(&set, 20_000) < 0.13);
+}
+
+#[test]
+fn a_set_without_slow_start_never_ramps() {
+    let set = three();
+    set.add(BackendSpec::new("d", "http://d:80")).unwrap();
+    assert!(!set.load().is_ramping());
+    let picks = names(&set, 400);
+    assert_eq!(picks.iter().filter(|n| *n == "d").count(), 100);
+}
+
+#[test]
+fn the_ejection_limit_counts_the_set_and_lets_go_of_removed_backends() {
+    let options = SetOptions {
+        breaker: BreakerParams {
+            consecutive_failures: 1,
+            max_ejection_percent: 50,
+            ..BreakerParams::default()
+        },
+        ..SetOptions::default()
+    };
+    let set = BackendSet::with_backends(
+        RoundRobin::new(),
+        options,
+        ["a", "b", "c", "d"].map(|n| BackendSpec::new(n, format!("http://{n}:80"))),
+    )
+    .unwrap();
+    for _ in 0..8 {
+        if let Ok(call) = set.pick() {
+            call.failure();
+        }
+    }
+    let open = set
+        .load()
+        .members()
+        .iter()
+        .filter(|m| m.circuit() != CircuitState::Closed)
+        .count();
+    assert_eq!(open, 2);
+    assert_eq!(set.ejections().ejected(), 2);
+    assert!(set.ejections().skipped() >= 2);
+    let ejected = set
+        .load()
+        .members()
+        .iter()
+        .find(|m| m.circuit() == CircuitState::Open)
+        .map(|m| m.name().to_owned())
+        .unwrap();
+    set.remove(&ejected).unwrap();
+    assert_eq!(
+        set.ejections().ejected(),
+        1,
+        "a removed backend's ejection is handed back"
+    );
+}
