@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# For each example, extended regular expressions that must each match a whole line of its output.
-declare -A EXPECT
+# For each example, its arguments (if it needs any) and extended regular expressions that must each match a
+# line of its output.
+declare -A ARGS EXPECT
 EXPECT[pick]='^weighted sequence: +abacbaabacba$
 ^c.s circuit: +open
 ^after the ejection: +[ab]{10}$
@@ -23,6 +24,12 @@ EXPECT[tower_client]='^ 0: echo-1 \(attempts: 1\) echoed \{"request":0\}$
 ^  echo-1: 10 requests
 ^  echo-2: 10 requests
 ^  echo-3: 10 requests'
+ARGS[compare]='--seconds 20 fast:exp:2 fast2:exp:2 slow:exp:20'
+EXPECT[compare]='^3 backends, 1000 req/s, 20 s simulated, seed 1$
+^\| round-robin \|.*\| 33\.3 % \| 33\.3 % \| 33\.3 % \|$
+^\| least-request \|
+^\| random \|
+^\| peak-ewma \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 0\.00 % \| (4[5-9]|5[0-4])\.[0-9] % \| (4[5-9]|5[0-4])\.[0-9] % \| [0-4]\.[0-9] % \|$'
 EXPECT[health_checked]='=> echo-2 ejected by the health checks
 => echo-2 restored
 => echo-3 ejected after .*requests kept succeeding
@@ -51,7 +58,8 @@ for name in "${names[@]}"; do
     fi
     out=$(mktemp)
     rc=0
-    timeout 120 "$target_dir/debug/examples/$name" >"$out" 2>&1 || rc=$?
+    read -r -a args <<<"${ARGS[$name]:-}"
+    timeout 120 "$target_dir/debug/examples/$name" "${args[@]}" >"$out" 2>&1 || rc=$?
     missing=()
     while IFS= read -r pattern; do
         grep -Eq -- "$pattern" "$out" || missing+=("$pattern")
