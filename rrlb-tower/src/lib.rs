@@ -45,6 +45,7 @@
 
 mod budget;
 mod discover;
+pub mod discovery;
 mod error;
 mod future;
 mod health;
