@@ -19,6 +19,7 @@ use tower::{Service, ServiceExt};
 
 use crate::access_log::AccessLog;
 use crate::config::{self, BackendConfig, Config, ConfigError};
+use crate::discovery::{self, DiscoveryError, Groups};
 use crate::metrics::Metrics;
 
 pub(crate) use crate::upstream::ProxyService;
@@ -45,6 +46,8 @@ pub(crate) struct App {
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
     health: std::sync::Mutex<Option<HealthChecker>>,
+    /// The discovery tasks of the `[[backends]]` entries with a `discovery` key.
+    discovery: std::sync::Mutex<Groups>,
     _maintenance: Maintenance,
     reloader: Option<Reloader>,
     reload_lock: Mutex<()>,
@@ -71,8 +74,13 @@ fn set_options(c: &Config) -> SetOptions {
     }
 }
 
+/// The configured backends (discovered groups' members are added by their tasks).
 fn specs(c: &Config) -> Vec<BackendSpec> {
-    c.backends.iter().map(BackendConfig::spec).collect()
+    c.backends
+        .iter()
+        .filter(|b| b.discovery.is_static())
+        .map(BackendConfig::spec)
+        .collect()
 }
 
 fn balance_config(c: &Config) -> BalanceConfig {
@@ -171,6 +179,9 @@ pub enum ApplyError {
     /// The access log's file cannot be opened.
     #[error("cannot open the access log")]
     AccessLog(#[source] std::io::Error),
+    /// Service discovery cannot start (no usable DNS resolver).
+    #[error("service discovery cannot start")]
+    Discovery(#[source] DiscoveryError),
     /// There is no way to re-read the configuration (no file).
     #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,
@@ -203,6 +214,9 @@ impl App {
         });
         let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
         let metrics = Metrics::new();
+        let mut groups = Groups::default();
+        groups.apply(&config, &set).map_err(ApplyError::Discovery)?;
+        metrics.set_discovery_groups(groups.stats());
         let access_log = AccessLog::new(
             &config.access_log,
             config.log.format,
@@ -219,6 +233,7 @@ impl App {
             metrics,
             access_log,
             health: std::sync::Mutex::new(health),
+            discovery: std::sync::Mutex::new(groups),
             _maintenance: maintenance,
             reloader,
             reload_lock: Mutex::new(()),
@@ -248,8 +263,21 @@ impl App {
         if new.access_log.path != old.access_log.path {
             AccessLog::check(&new.access_log).map_err(ApplyError::AccessLog)?;
         }
-        // Config validation already checked names, URLs and weights.
-        self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
+        let mut groups = self
+            .discovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        groups.prepare(&new).map_err(ApplyError::Discovery)?;
+        // Config validation already checked names, URLs and weights. Discovered members of groups that stay
+        // are carried over (their state kept); the groups' tasks change after the list is in place.
+        let mut list = specs(&new);
+        list.extend(discovery::kept_members(&self.set, &old, &new));
+        self.set.update(list).map_err(ApplyError::Backends)?;
+        groups
+            .apply(&new, &self.set)
+            .map_err(ApplyError::Discovery)?;
+        self.metrics.set_discovery_groups(groups.stats());
+        drop(groups);
         self.access_log.apply(&new.access_log, new.log.format);
         if new.algorithm != old.algorithm {
             self.set.set_balancer(AnyBalancer::new(new.algorithm));

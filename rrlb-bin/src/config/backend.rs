@@ -7,6 +7,9 @@
 //! - `=` and `,` may not appear in the URL (write `%3D`, `%2C`): in `URL=WEIGHT` everything after the
 //!   **last** `=` is the weight, and `RRLB_BACKENDS` is split on commas.
 //! - A weight is in the engine's range, `1..=10000`; a name is 1 to 128 visible ASCII characters.
+//! - `discovery` (file only): `static` (the default: one backend), `dns` (every A/AAAA address of the URL's
+//!   host is a backend) or `dns-srv` (the URL's host is an SRV name). A discovered entry's name is its group's
+//!   (default: the URL's host); its backends are named `<group>/<ip>:<port>`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -79,6 +82,36 @@ pub fn check_backend_name(name: &str) -> Result<(), InvalidBackend> {
     }
 }
 
+/// How the backends of a `[[backends]]` entry are found (`discovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Discovery {
+    /// `"static"`: the entry is one backend; its host is resolved per connection.
+    #[default]
+    Static,
+    /// `"dns"`: every A and AAAA address of the URL's host is a backend (port from the URL), re-resolved
+    /// every `discovery.refresh`.
+    Dns,
+    /// `"dns-srv"`: the URL's host is an SRV name; targets, ports, weights and priorities from its records.
+    DnsSrv,
+}
+
+impl Discovery {
+    /// The name in the file and in the admin API's `"source"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Dns => "dns",
+            Self::DnsSrv => "dns-srv",
+        }
+    }
+
+    /// Whether the entry is one configured backend.
+    pub fn is_static(&self) -> bool {
+        *self == Self::Static
+    }
+}
+
 /// One backend of the configuration.
 ///
 /// It parses from `URL[=WEIGHT]` (as `--backend` and `RRLB_BACKENDS` give it; the name is then `host:port`)
@@ -101,8 +134,12 @@ pub struct BackendConfig {
     pub url: BackendUrl,
     /// Weight in `1..=10000`, used by `weighted-round-robin`.
     pub weight: u32,
-    /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API.
+    /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API. For a
+    /// discovered entry, the group's name (default: the host).
     pub name: String,
+    /// How its backends are found; default one static backend.
+    #[serde(default, skip_serializing_if = "Discovery::is_static")]
+    pub discovery: Discovery,
 }
 
 /// A `[[backends]]` entry as written; the name defaults to `host:port` (checked with the others in
@@ -116,6 +153,8 @@ struct Entry {
     weight: u32,
     #[serde(default, deserialize_with = "deserialize_name")]
     name: Option<String>,
+    #[serde(default)]
+    discovery: Discovery,
 }
 
 fn default_weight() -> u32 {
@@ -124,11 +163,15 @@ fn default_weight() -> u32 {
 
 impl From<Entry> for BackendConfig {
     fn from(e: Entry) -> Self {
-        let name = e.name.unwrap_or_else(|| default_name(&e.url));
+        let name = e.name.unwrap_or_else(|| match e.discovery {
+            Discovery::Static => default_name(&e.url),
+            Discovery::Dns | Discovery::DnsSrv => e.url.host().to_owned(),
+        });
         Self {
             url: e.url,
             weight: e.weight,
             name,
+            discovery: e.discovery,
         }
     }
 }
@@ -203,7 +246,12 @@ impl BackendConfig {
         let name = name.map_or_else(|| default_name(&url), str::to_owned);
         check_backend_name(&name)?;
         let weight = check_weight(weight.unwrap_or(MIN_WEIGHT))?;
-        Ok(Self { url, weight, name })
+        Ok(Self {
+            url,
+            weight,
+            name,
+            discovery: Discovery::Static,
+        })
     }
 
     /// The engine's spec for this backend, carrying its parsed URL.

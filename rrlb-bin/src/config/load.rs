@@ -133,6 +133,7 @@ fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigError> {
     };
     check_listeners(&layers, &c)?;
     check_sections(&layers, &c)?;
+    check_discovery(&layers, &c)?;
     Ok(c)
 }
 
@@ -219,6 +220,23 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     ];
     match rules.into_iter().find(|(broken, _, _)| *broken) {
         Some((_, keys, reason)) => Err(layers.blame_any(keys, reason)),
+        None => Ok(()),
+    }
+}
+
+/// A `discovery` other than `static` needs the feature that implements it.
+fn check_discovery(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
+    let unsupported = c
+        .backends
+        .iter()
+        .position(|b| !b.discovery.is_static() && !cfg!(feature = "dns"));
+    match unsupported {
+        Some(i) => {
+            let reason =
+                "this rrlb was built without the `dns` feature: only \"static\" is available"
+                    .to_owned();
+            Err(layers.blame_any(&[&format!("backends[{i}].discovery")], reason))
+        }
         None => Ok(()),
     }
 }

@@ -83,6 +83,8 @@ section! {
         pub admin: AdminConfig = AdminConfig::default(),
         /// The access log.
         pub access_log: AccessLogConfig = AccessLogConfig::default(),
+        /// Service discovery settings (`[discovery]`), for `[[backends]]` entries with a `discovery` key.
+        pub discovery: DiscoveryConfig = DiscoveryConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
@@ -280,6 +282,47 @@ section! {
         pub format: Option<LogFormat> = None,
         /// `"stdout"`, or a file appended to (and reopened on `SIGUSR1`, for log rotation). Default `"stdout"`.
         pub path: String = "stdout".to_owned(),
+    }
+}
+
+section! {
+    /// Service discovery (`[discovery]`): how the names of `dns` and `dns-srv` entries are resolved.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct DiscoveryConfig {
+        /// The nameserver asked, `IP:PORT` (UDP and TCP); `None` (`""` in the file, the default): the system's
+        /// `/etc/resolv.conf`.
+        #[serde(with = "resolver")]
+        pub resolver: Option<SocketAddr> = None,
+        /// How often names are re-resolved (a record's TTL never makes it slower). Default 5s.
+        #[serde(with = "duration")]
+        pub refresh: Duration = Duration::from_secs(5),
+    }
+}
+
+/// `discovery.resolver`: `IP:PORT`, or `""` for the system's resolver.
+mod resolver {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        r: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        value::parse_socket_addr(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 
