@@ -81,6 +81,12 @@ step "echo-java: mvn test"
 step "cargo test (workspace: unit, property, integration, conformance, doc tests)"
 cargo test --workspace --locked
 
+step "kubernetes discovery (feature kubernetes, off by default): clippy, docs, tests"
+cargo clippy -p rrlb-tower -p rrlb-bin --features rrlb-bin/kubernetes --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -p rrlb-tower --features kubernetes --no-deps --locked
+cargo test -p rrlb-tower --features kubernetes --locked discovery
+cargo test -p rrlb-bin --features kubernetes --locked --test kubernetes
+
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     step "fuzz targets, ${FUZZ_SECONDS}s each (cargo fuzz, --sanitizer none)"
     (

@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use rrlb_core::{AnyBalancer, BackendSet, BackendSpec};
-use rrlb_tower::discovery::{DiscoveryStats, group_of};
+use rrlb_tower::discovery::{Discovery, DiscoveryStats, Group, Update, group_of};
 use rrlb_tower::http::BackendUrl;
 
 use crate::config::{BackendConfig, Config, Discovery as Source, DiscoveryConfig};
@@ -23,16 +25,22 @@ type Key = (BackendConfig, DiscoveryConfig);
 pub(crate) struct Groups {
     running: HashMap<String, Running>,
     stats: HashMap<String, DiscoveryStats>,
+    /// The DNS resolver, and the `discovery.resolver` it was made for.
     #[cfg(feature = "dns")]
-    resolver: Option<(
-        Option<std::net::SocketAddr>,
-        rrlb_tower::discovery::dns::DnsResolver,
-    )>,
+    resolver: Option<(Option<std::net::SocketAddr>, dns::DnsResolver)>,
+    /// The Kubernetes client, and the `discovery.kubernetes_api` it was made for.
+    #[cfg(feature = "kubernetes")]
+    kube: Option<(Option<String>, kubernetes::Client)>,
 }
+
+#[cfg(feature = "dns")]
+use rrlb_tower::discovery::dns;
+#[cfg(feature = "kubernetes")]
+use rrlb_tower::discovery::kubernetes;
 
 struct Running {
     key: Key,
-    _task: rrlb_tower::discovery::Discovery,
+    _task: Discovery,
 }
 
 impl std::fmt::Debug for Groups {
@@ -45,8 +53,28 @@ impl std::fmt::Debug for Groups {
 
 /// Why discovery could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the DNS resolver for discovery: {0}")]
-pub struct DiscoveryError(#[source] rrlb_tower::discovery::DiscoveryError);
+#[error("cannot set up {what} for discovery: {source}")]
+pub struct DiscoveryError {
+    what: &'static str,
+    #[source]
+    source: rrlb_tower::discovery::DiscoveryError,
+}
+
+impl DiscoveryError {
+    #[cfg_attr(not(any(feature = "dns", feature = "kubernetes")), allow(dead_code))]
+    fn new(what: &'static str, source: rrlb_tower::discovery::DiscoveryError) -> Self {
+        Self { what, source }
+    }
+
+    /// A source this build does not have (configuration validation refuses such entries first).
+    #[cfg_attr(all(feature = "dns", feature = "kubernetes"), allow(dead_code))]
+    fn missing(feature: &'static str) -> Self {
+        let e = rrlb_tower::discovery::DiscoveryError::lookup(format!(
+            "this rrlb was built without the `{feature}` feature"
+        ));
+        Self::new("the source", e)
+    }
+}
 
 /// The configuration's discovered entries.
 fn discovered(c: &Config) -> impl Iterator<Item = &BackendConfig> {
@@ -87,13 +115,21 @@ pub(crate) fn kept_members(
 }
 
 impl Groups {
-    /// Makes ready what `c`'s groups need (the resolver), so that [`apply`](Self::apply) cannot fail: on
-    /// error nothing changed.
+    /// Makes ready what `c`'s groups need (a resolver, an API client), so that [`apply`](Self::apply) cannot
+    /// fail: on error nothing changed.
     pub(crate) fn prepare(&mut self, c: &Config) -> Result<(), DiscoveryError> {
-        if discovered(c).next().is_none() {
-            return Ok(());
+        for b in discovered(c) {
+            match b.discovery {
+                Source::Static => {}
+                #[cfg(feature = "dns")]
+                Source::Dns | Source::DnsSrv => drop(self.resolver(&c.discovery)?),
+                #[cfg(feature = "kubernetes")]
+                Source::Kubernetes => drop(self.kube(&c.discovery)?),
+                #[allow(unreachable_patterns)]
+                _ => return Err(DiscoveryError::missing(b.discovery.as_str())),
+            }
         }
-        self.resolver(&c.discovery).map(drop)
+        Ok(())
     }
 
     /// Starts, keeps or stops tasks so that every discovered entry of `c` has one. Call
@@ -113,7 +149,9 @@ impl Groups {
                 }
                 _ => {
                     let stats = self.stats.entry(b.name.clone()).or_default().clone();
-                    let task = self.spawn(b, &c.discovery, set, stats)?;
+                    let group = Group::new(b.name.clone(), b.weight).with_url(b.url.clone());
+                    let source = self.source(b, &c.discovery)?;
+                    let task = Discovery::spawn_with_stats(set.clone(), group, source, stats);
                     next.insert(b.name.clone(), Running { key, _task: task });
                 }
             }
@@ -134,82 +172,74 @@ impl Groups {
         v
     }
 
-    #[cfg(feature = "dns")]
-    fn spawn(
+    /// The entry's source of address sets.
+    #[cfg_attr(
+        not(any(feature = "dns", feature = "kubernetes")),
+        allow(unused_variables)
+    )]
+    fn source(
         &mut self,
         b: &BackendConfig,
         d: &DiscoveryConfig,
-        set: &BackendSet<AnyBalancer>,
-        stats: DiscoveryStats,
-    ) -> Result<rrlb_tower::discovery::Discovery, DiscoveryError> {
-        use rrlb_tower::discovery::{Discovery, Group};
-
-        let resolver = self.resolver(d)?;
-        let group = Group::new(b.name.clone(), b.weight).with_url(b.url.clone());
+    ) -> Result<BoxStream<'static, Update>, DiscoveryError> {
         // A bracketed IPv6 literal is looked up without its brackets.
-        let host = b
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let set = set.clone();
-        Ok(match b.discovery {
-            Source::DnsSrv => {
-                Discovery::spawn_with_stats(set, group, resolver.watch_srv(host, d.refresh), stats)
+        let host = b.host().trim_start_matches('[').trim_end_matches(']');
+        match b.discovery {
+            // Never asked for: static entries have no task.
+            Source::Static => Ok(futures_util::stream::empty().boxed()),
+            #[cfg(feature = "dns")]
+            Source::Dns => Ok(self
+                .resolver(d)?
+                .watch_addrs(host, b.port(), d.refresh)
+                .boxed()),
+            #[cfg(feature = "dns")]
+            Source::DnsSrv => Ok(self.resolver(d)?.watch_srv(host, d.refresh).boxed()),
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes => {
+                let (service, namespace) = match host.split_once('.') {
+                    Some((service, namespace)) => (service, Some(namespace)),
+                    None => (host, None),
+                };
+                let port = match &b.port_name {
+                    Some(name) => kubernetes::Port::Name(name.clone()),
+                    None => kubernetes::Port::Number(b.port()),
+                };
+                let client = self.kube(d)?;
+                Ok(kubernetes::watch_endpoint_slices(client, namespace, service, port).boxed())
             }
-            Source::Dns | Source::Static => Discovery::spawn_with_stats(
-                set,
-                group,
-                resolver.watch_addrs(host, b.port(), d.refresh),
-                stats,
-            ),
-        })
+            #[allow(unreachable_patterns)]
+            _ => Err(DiscoveryError::missing(b.discovery.as_str())),
+        }
     }
 
     /// The resolver `d` names, made once and kept while `d.resolver` stays.
     #[cfg(feature = "dns")]
-    fn resolver(
-        &mut self,
-        d: &DiscoveryConfig,
-    ) -> Result<rrlb_tower::discovery::dns::DnsResolver, DiscoveryError> {
-        use rrlb_tower::discovery::dns::DnsResolver;
+    fn resolver(&mut self, d: &DiscoveryConfig) -> Result<dns::DnsResolver, DiscoveryError> {
         if let Some((at, r)) = &self.resolver
             && *at == d.resolver
         {
             return Ok(r.clone());
         }
         let r = match d.resolver {
-            Some(addr) => DnsResolver::nameserver(addr),
-            None => DnsResolver::system(),
+            Some(addr) => dns::DnsResolver::nameserver(addr),
+            None => dns::DnsResolver::system(),
         }
-        .map_err(DiscoveryError)?;
+        .map_err(|e| DiscoveryError::new("the DNS resolver", e))?;
         self.resolver = Some((d.resolver, r.clone()));
         Ok(r)
     }
 
-    #[cfg(not(feature = "dns"))]
-    fn resolver(&mut self, _: &DiscoveryConfig) -> Result<(), DiscoveryError> {
-        // Configuration validation refuses `dns` entries in a build without the feature.
-        Err(DiscoveryError(
-            rrlb_tower::discovery::DiscoveryError::lookup(
-                "this rrlb was built without the `dns` feature",
-            ),
-        ))
-    }
-
-    #[cfg(not(feature = "dns"))]
-    fn spawn(
-        &mut self,
-        _: &BackendConfig,
-        _: &DiscoveryConfig,
-        _: &BackendSet<AnyBalancer>,
-        _: DiscoveryStats,
-    ) -> Result<rrlb_tower::discovery::Discovery, DiscoveryError> {
-        // Configuration validation refuses `dns` entries in a build without the feature.
-        Err(DiscoveryError(
-            rrlb_tower::discovery::DiscoveryError::lookup(
-                "this rrlb was built without the `dns` feature",
-            ),
-        ))
+    /// The Kubernetes client `d` names, made once and kept while `d.kubernetes_api` stays.
+    #[cfg(feature = "kubernetes")]
+    fn kube(&mut self, d: &DiscoveryConfig) -> Result<kubernetes::Client, DiscoveryError> {
+        if let Some((at, c)) = &self.kube
+            && *at == d.kubernetes_api
+        {
+            return Ok(c.clone());
+        }
+        let c = kubernetes::client(d.kubernetes_api.as_deref())
+            .map_err(|e| DiscoveryError::new("the Kubernetes API client", e))?;
+        self.kube = Some((d.kubernetes_api.clone(), c.clone()));
+        Ok(c)
     }
 }

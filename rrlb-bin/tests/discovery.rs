@@ -10,18 +10,18 @@ mod support;
 #[allow(dead_code)]
 #[path = "discovery_support/dns.rs"]
 mod dns;
+#[path = "discovery_support/load.rs"]
+mod load;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use rrlb::config::{Cli, Config};
 use serde_json::{Value, json};
-use support::{Harness, TestBackend, eventually, metric, run_rrlb, send, try_send};
+use support::{Harness, TestBackend, eventually, metric, run_rrlb, send};
 
 use self::dns::FakeDns;
+use self::load::Load;
 
 /// The SRV group's configuration: `weight` for records of weight 0, names re-resolved every 50 ms.
 fn srv_config(dns: &FakeDns, weight: u32) -> String {
@@ -51,6 +51,22 @@ async fn sorted_names(h: &Harness) -> Vec<String> {
     names
 }
 
+/// `(requests, in_flight)` of a backend in `/admin/metrics` (one snapshot of its statistics).
+async fn calls(h: &Harness, name: &str) -> (u64, u64) {
+    let m = h.admin_get("/admin/metrics").await.json();
+    let b = m["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {m}"));
+    (
+        b["requests"].as_u64().unwrap(),
+        b["in_flight"].as_u64().unwrap(),
+    )
+}
+
 fn sorted<const N: usize>(mut names: [String; N]) -> [String; N] {
     names.sort();
     names
@@ -58,102 +74,6 @@ fn sorted<const N: usize>(mut names: [String; N]) -> [String; N] {
 
 async fn metrics_text(h: &Harness) -> String {
     h.admin_get("/metrics").await.text()
-}
-
-/// A bounded background load: `workers` clients sending `GET /` one after another until stopped (at most
-/// `MAX_PER_WORKER` each), counting answers by backend and every failure (a transport error or a status other
-/// than `200`).
-struct Load {
-    stop: Arc<AtomicBool>,
-    served: Arc<Mutex<BTreeMap<String, u64>>>,
-    failures: Arc<Mutex<Vec<String>>>,
-    total: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-const MAX_PER_WORKER: usize = 20_000;
-
-impl Load {
-    fn start(h: &Harness, workers: usize) -> Self {
-        let mut load = Self {
-            stop: Arc::default(),
-            served: Arc::default(),
-            failures: Arc::default(),
-            total: Arc::default(),
-            tasks: Vec::new(),
-        };
-        load.tasks = (0..workers)
-            .map(|_| {
-                let (stop, served, failures, total) = (
-                    Arc::clone(&load.stop),
-                    Arc::clone(&load.served),
-                    Arc::clone(&load.failures),
-                    Arc::clone(&load.total),
-                );
-                let (client, url) = (support::client(), h.url("/load"));
-                tokio::spawn(async move {
-                    for _ in 0..MAX_PER_WORKER {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        match try_send(&client, Method::GET, &url, &[], "").await {
-                            Ok(r) if r.status == StatusCode::OK => {
-                                *served
-                                    .lock()
-                                    .unwrap()
-                                    .entry(r.backend().to_owned())
-                                    .or_default() += 1;
-                            }
-                            Ok(r) => {
-                                failures
-                                    .lock()
-                                    .unwrap()
-                                    .push(format!("{}: {}", r.status, r.text()))
-                            }
-                            Err(e) => failures.lock().unwrap().push(e),
-                        }
-                        total.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        load
-    }
-
-    fn served(&self, backend: &str) -> u64 {
-        self.served
-            .lock()
-            .unwrap()
-            .get(backend)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Waits until `n` more requests were answered.
-    async fn more(&self, n: u64) {
-        let from = self.total.load(Ordering::Relaxed);
-        eventually(&format!("{n} more requests answered"), || async {
-            (self.total.load(Ordering::Relaxed) >= from + n).then_some(())
-        })
-        .await;
-    }
-
-    /// Stops the workers; returns the failures.
-    async fn stop(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks.drain(..) {
-            t.await.expect("load worker panicked");
-        }
-        self.failures.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
 }
 
 /// SRV targets join and leave under load: a new target gets traffic, a vanished one drains (its request in
@@ -221,18 +141,18 @@ async fn srv_targets_join_and_drain_under_load_without_a_failed_request() {
         (load.served(&member(pc)) > 0).then_some(())
     })
     .await;
-    let drained = h
-        .wait_backend(&member(pa), "draining", |m| m["draining"] == true)
+    h.wait_backend(&member(pa), "draining", |m| m["draining"] == true)
         .await;
-    assert_eq!(
-        drained["in_flight"], 1,
-        "its held request is still in flight"
-    );
-    let a_served = load.served(&member(pa));
+    // Once only its held request is in flight, nothing new reaches it: its count of calls stays.
+    let (count, _) = eventually("only the held request in flight", || async {
+        let (requests, in_flight) = calls(&h, &member(pa)).await;
+        (in_flight == 1).then_some((requests, in_flight))
+    })
+    .await;
     load.more(100).await;
     assert_eq!(
-        load.served(&member(pa)),
-        a_served,
+        calls(&h, &member(pa)).await,
+        (count, 1),
         "a draining backend gets no new request"
     );
     // The held requests complete; then a leaves.
@@ -430,6 +350,40 @@ fn discovery_configuration_is_validated_and_printed() {
     let e = parse("[[backends]]\nurl = \"http://a\"\nname = \"a/b\"\ndiscovery = \"dns\"\n")
         .unwrap_err();
     assert!(e.contains("backends[0].name"), "{e}");
+
+    // Kubernetes: `port_name` belongs to it alone; the API URL is checked; the source needs its feature.
+    let e = parse("[[backends]]\nurl = \"http://a\"\ndiscovery = \"dns\"\nport_name = \"http\"\n")
+        .unwrap_err();
+    assert!(
+        e.contains("backends[0].port_name") && e.contains("kubernetes"),
+        "{e}"
+    );
+    let e = parse(
+        "[[backends]]\nurl = \"http://a\"\ndiscovery = \"kubernetes\"\nport_name = \"HTTP\"\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("port name"), "{e}");
+    let e = parse("[discovery]\nkubernetes_api = \"127.0.0.1:8001\"\n").unwrap_err();
+    assert!(e.contains("discovery.kubernetes_api"), "{e}");
+    let k8s = parse(
+        "[[backends]]\nurl = \"http://echo.prod:8081\"\ndiscovery = \"kubernetes\"\nport_name = \"http\"\n\
+         [discovery]\nkubernetes_api = \"http://127.0.0.1:8001\"\n",
+    );
+    if cfg!(feature = "kubernetes") {
+        let k8s = k8s.unwrap();
+        assert_eq!(k8s.backends[0].name, "echo.prod");
+        assert_eq!(k8s.backends[0].port_name.as_deref(), Some("http"));
+        assert_eq!(
+            k8s.discovery.kubernetes_api.as_deref(),
+            Some("http://127.0.0.1:8001")
+        );
+    } else {
+        let e = k8s.unwrap_err();
+        assert!(
+            e.contains("backends[0].discovery") && e.contains("`kubernetes` feature"),
+            "{e}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rrlb.toml");

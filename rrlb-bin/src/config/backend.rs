@@ -9,7 +9,9 @@
 //! - A weight is in the engine's range, `1..=10000`; a name is 1 to 128 visible ASCII characters.
 //! - `discovery` (file only): `static` (the default: one backend), `dns` (every A/AAAA address of the URL's
 //!   host is a backend) or `dns-srv` (the URL's host is an SRV name). A discovered entry's name is its group's
-//!   (default: the URL's host); its backends are named `<group>/<ip>:<port>`.
+//!   (default: the URL's host); its backends are named `<group>/<ip>:<port>`. `kubernetes`: the URL's host
+//!   is `<service>[.<namespace>]`, its EndpointSlices' ready addresses are the backends, at the URL's port or
+//!   at the slices' port named `port_name`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -94,6 +96,9 @@ pub enum Discovery {
     Dns,
     /// `"dns-srv"`: the URL's host is an SRV name; targets, ports, weights and priorities from its records.
     DnsSrv,
+    /// `"kubernetes"`: the ready endpoints of the EndpointSlices of Service `<name>[.<namespace>]` (the URL's
+    /// host); terminating ones drain.
+    Kubernetes,
 }
 
 impl Discovery {
@@ -103,6 +108,7 @@ impl Discovery {
             Self::Static => "static",
             Self::Dns => "dns",
             Self::DnsSrv => "dns-srv",
+            Self::Kubernetes => "kubernetes",
         }
     }
 
@@ -140,6 +146,9 @@ pub struct BackendConfig {
     /// How its backends are found; default one static backend.
     #[serde(default, skip_serializing_if = "Discovery::is_static")]
     pub discovery: Discovery,
+    /// `kubernetes` only: the EndpointSlice port of this name, instead of the URL's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
 }
 
 /// A `[[backends]]` entry as written; the name defaults to `host:port` (checked with the others in
@@ -155,6 +164,8 @@ struct Entry {
     name: Option<String>,
     #[serde(default)]
     discovery: Discovery,
+    #[serde(default, deserialize_with = "deserialize_port_name")]
+    port_name: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -165,13 +176,14 @@ impl From<Entry> for BackendConfig {
     fn from(e: Entry) -> Self {
         let name = e.name.unwrap_or_else(|| match e.discovery {
             Discovery::Static => default_name(&e.url),
-            Discovery::Dns | Discovery::DnsSrv => e.url.host().to_owned(),
+            Discovery::Dns | Discovery::DnsSrv | Discovery::Kubernetes => e.url.host().to_owned(),
         });
         Self {
             url: e.url,
             weight: e.weight,
             name,
             discovery: e.discovery,
+            port_name: e.port_name,
         }
     }
 }
@@ -182,6 +194,22 @@ fn serialize_url<S: Serializer>(url: &BackendUrl, s: S) -> Result<S::Ok, S::Erro
 
 fn deserialize_url<'de, D: Deserializer<'de>>(d: D) -> Result<BackendUrl, D::Error> {
     parse_backend_url(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// A Kubernetes port name (an IANA_SVC_NAME: 1 to 15 lowercase letters, digits and `-`).
+fn deserialize_port_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    let ok = (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(Some(name))
+    } else {
+        Err(serde::de::Error::custom(
+            "a Kubernetes port name: 1 to 15 lowercase letters, digits and -",
+        ))
+    }
 }
 
 fn deserialize_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -251,6 +279,7 @@ impl BackendConfig {
             weight,
             name,
             discovery: Discovery::Static,
+            port_name: None,
         })
     }
 

@@ -224,21 +224,28 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     }
 }
 
-/// A `discovery` other than `static` needs the feature that implements it.
+/// A `discovery` other than `static` needs the feature that implements it; `port_name` is for `kubernetes`.
 fn check_discovery(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
-    let unsupported = c
-        .backends
-        .iter()
-        .position(|b| !b.discovery.is_static() && !cfg!(feature = "dns"));
-    match unsupported {
-        Some(i) => {
-            let reason =
-                "this rrlb was built without the `dns` feature: only \"static\" is available"
-                    .to_owned();
-            Err(layers.blame_any(&[&format!("backends[{i}].discovery")], reason))
+    use super::backend::Discovery;
+    for (i, b) in c.backends.iter().enumerate() {
+        let missing = match b.discovery {
+            Discovery::Dns | Discovery::DnsSrv if !cfg!(feature = "dns") => Some("dns"),
+            Discovery::Kubernetes if !cfg!(feature = "kubernetes") => Some("kubernetes"),
+            _ => None,
+        };
+        if let Some(feature) = missing {
+            let reason = format!(
+                "this rrlb was built without the `{feature}` feature: {:?} is not available",
+                b.discovery.as_str()
+            );
+            return Err(layers.blame_any(&[&format!("backends[{i}].discovery")], reason));
         }
-        None => Ok(()),
+        if b.port_name.is_some() && b.discovery != Discovery::Kubernetes {
+            let reason = "port_name is only for discovery = \"kubernetes\"".to_owned();
+            return Err(layers.blame_any(&[&format!("backends[{i}].port_name")], reason));
+        }
     }
+    Ok(())
 }
 
 /// The backends seen so far, by place and by name.

@@ -296,6 +296,37 @@ section! {
         /// How often names are re-resolved (a record's TTL never makes it slower). Default 5s.
         #[serde(with = "duration")]
         pub refresh: Duration = Duration::from_secs(5),
+        /// The Kubernetes API's base URL for `kubernetes` entries (e.g. `kubectl proxy`'s
+        /// `http://127.0.0.1:8001`); `None` (`""`, the default): the in-cluster configuration.
+        #[serde(with = "api_url")]
+        pub kubernetes_api: Option<String> = None,
+    }
+}
+
+/// `discovery.kubernetes_api`: an `http` or `https` URL with a host, or `""` for in-cluster.
+mod api_url {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(u.as_deref().unwrap_or_default())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
+        let http = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !http || uri.host().is_none_or(str::is_empty) {
+            return Err(serde::de::Error::custom(
+                "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001",
+            ));
+        }
+        Ok(Some(text.to_owned()))
     }
 }
 

@@ -48,6 +48,8 @@
 
 #[cfg(feature = "dns")]
 pub mod dns;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 mod sync;
 
 use std::fmt;
