@@ -24,7 +24,7 @@ use self::dns::FakeDns;
 use self::load::Load;
 
 /// The SRV group's configuration: `weight` for records of weight 0, names re-resolved every 50 ms.
-fn srv_config(dns: &FakeDns, weight: u32) -> String {
+fn srv_config(dns: std::net::SocketAddr, weight: u32) -> String {
     format!(
         r#"
 [[backends]]
@@ -34,10 +34,9 @@ discovery = "dns-srv"
 weight = {weight}
 
 [discovery]
-resolver = "{}"
+resolver = "{dns}"
 refresh = "50ms"
-"#,
-        dns.addr
+"#
     )
 }
 
@@ -94,7 +93,10 @@ async fn srv_targets_join_and_drain_under_load_without_a_failed_request() {
         "_http._tcp.echo.test",
         &[(10, 0, pa, "t.echo.test"), (10, 3, pb, "t.echo.test")],
     );
-    let h = Harness::builder().file(srv_config(&dns, 2)).start().await;
+    let h = Harness::builder()
+        .file(srv_config(dns.addr, 2))
+        .start()
+        .await;
 
     eventually("both SRV targets listed", || async {
         (sorted_names(&h).await == sorted([member(pa), member(pb)])).then_some(())
@@ -182,6 +184,19 @@ async fn srv_targets_join_and_drain_under_load_without_a_failed_request() {
         Some(2.0)
     );
     dns.set_failing(false);
+    // The resolver goes away altogether (its sockets closed): lookups fail or time out; still serving.
+    let errors = || async {
+        let text = metrics_text(&h).await;
+        metric(&text, "rrlb_discovery_errors_total{group=\"echo\"}").unwrap_or(0.0)
+    };
+    let before = errors().await;
+    drop(dns);
+    eventually("a lookup with no resolver fails and is counted", || async {
+        (errors().await > before).then_some(())
+    })
+    .await;
+    load.more(100).await;
+    assert_eq!(sorted_names(&h).await, sorted([member(pb), member(pc)]));
 
     let failures = load.stop().await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
@@ -211,7 +226,14 @@ async fn srv_targets_join_and_drain_under_load_without_a_failed_request() {
     // A reload that changes the group's weight keeps the addresses that stay, statistics and all.
     let before = h.request_counts().await[&member(pc)];
     assert!(before > 0);
-    h.write_config(&srv_config(&dns, 5));
+    // It also points at a new resolver (the old one is gone) with the same records.
+    let dns = FakeDns::start().await;
+    dns.set_addrs("t.echo.test", &["127.0.0.1".parse().unwrap()]);
+    dns.set_srv(
+        "_http._tcp.echo.test",
+        &[(10, 3, pb, "t.echo.test"), (10, 0, pc, "t.echo.test")],
+    );
+    h.write_config(&srv_config(dns.addr, 5));
     let res = h
         .admin_call(Method::POST, "/admin/reload", None, None)
         .await;
@@ -305,6 +327,56 @@ enabled = false
             "rrlb_discovery_backends{group=\"web\"}"
         ),
         Some(1.0)
+    );
+
+    // A reload without the group takes its members and its series away; a static backend stays one.
+    h.write_config(&format!(
+        "[[backends]]\nname = \"solo\"\nurl = \"http://192.0.2.99:8081\"\n\n\
+         [discovery]\nresolver = \"{}\"\n\n[health]\nenabled = false\n",
+        dns.addr
+    ));
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(h.backend_names().await, ["solo"]);
+    let solo = h.backend("solo").await.unwrap();
+    assert!(
+        solo.get("group").is_none() && solo.get("source").is_none(),
+        "{solo}"
+    );
+    let text = metrics_text(&h).await;
+    assert_eq!(
+        metric(&text, "rrlb_discovery_backends{group=\"web\"}"),
+        None
+    );
+}
+
+/// SRV weights share the traffic: with `weighted-round-robin`, targets of weight 1 and 3 get exactly a
+/// quarter and three quarters of the requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_weights_share_the_traffic() {
+    let dns = FakeDns::start().await;
+    dns.set_addrs("t.echo.test", &["127.0.0.1".parse().unwrap()]);
+    let (light, heavy) = (TestBackend::start().await, TestBackend::start().await);
+    let (pl, ph) = (light.addr().port(), heavy.addr().port());
+    dns.set_srv(
+        "_http._tcp.echo.test",
+        &[(0, 1, pl, "t.echo.test"), (0, 3, ph, "t.echo.test")],
+    );
+    let config = format!(
+        "algorithm = \"weighted-round-robin\"\n{}",
+        srv_config(dns.addr, 1)
+    );
+    let h = Harness::builder().file(config).start().await;
+    eventually("both targets listed", || async {
+        (sorted_names(&h).await == sorted([member(pl), member(ph)])).then_some(())
+    })
+    .await;
+    let counts = h.hits(40).await;
+    assert_eq!(
+        counts,
+        support::counts(&[(&member(pl), 10), (&member(ph), 30)])
     );
 }
 
