@@ -40,7 +40,7 @@ use rrlb_tower::discovery::kubernetes;
 
 struct Running {
     key: Key,
-    _task: Discovery,
+    task: Discovery,
 }
 
 impl std::fmt::Debug for Groups {
@@ -145,6 +145,8 @@ impl Groups {
             let key = (b.clone(), c.discovery.clone());
             match self.running.remove(&b.name) {
                 Some(r) if r.key == key => {
+                    // The reload's backend list may have missed a member the task added meanwhile.
+                    r.task.resync();
                     next.insert(b.name.clone(), r);
                 }
                 _ => {
@@ -152,7 +154,7 @@ impl Groups {
                     let group = Group::new(b.name.clone(), b.weight).with_url(b.url.clone());
                     let source = self.source(b, &c.discovery)?;
                     let task = Discovery::spawn_with_stats(set.clone(), group, source, stats);
-                    next.insert(b.name.clone(), Running { key, _task: task });
+                    next.insert(b.name.clone(), Running { key, task });
                 }
             }
         }

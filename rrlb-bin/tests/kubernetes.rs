@@ -77,7 +77,7 @@ kubernetes_api = "http://{}"
 "#,
         api.addr
     );
-    let h = Harness::builder().file(config).start().await;
+    let h = Harness::builder().file(config.clone()).start().await;
     eventually("the ready endpoints listed", || async {
         (sorted_names(&h).await == sorted([member(po), member(ps)])).then_some(())
     })
@@ -156,4 +156,16 @@ kubernetes_api = "http://{}"
 
     let failures = load.stop().await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
+
+    // A reload that changes the group's weight keeps its pods (statistics and all) and re-lists.
+    let before = h.request_counts().await[&member(pn)];
+    h.write_config(&config.replace("port_name = \"http\"", "port_name = \"http\"\nweight = 4"));
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(sorted_names(&h).await, sorted([member(ps), member(pn)]));
+    h.wait_backend(&member(ps), "the new weight", |m| m["weight"] == 4)
+        .await;
+    assert!(h.request_counts().await[&member(pn)] >= before);
 }

@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use rrlb_core::{BackendSet, BackendSpec, Balancer};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use self::sync::{SyncReport, sync};
@@ -254,6 +254,7 @@ pub struct Discovery {
     task: JoinHandle<()>,
     stats: DiscoveryStats,
     done: watch::Receiver<bool>,
+    resync: Arc<Notify>,
 }
 
 impl Drop for Discovery {
@@ -284,10 +285,24 @@ impl Discovery {
         S: Stream<Item = Update> + Send + 'static,
     {
         let (done_tx, done) = watch::channel(false);
+        let resync = Arc::new(Notify::new());
+        let wanted = Arc::clone(&resync);
         let counters = stats.clone();
         let task = tokio::spawn(async move {
             let mut source = std::pin::pin!(source);
-            while let Some(update) = source.next().await {
+            // The last good set, applied again on `resync`.
+            let mut last: Option<Vec<Endpoint>> = None;
+            loop {
+                let update = tokio::select! {
+                    update = source.next() => match update {
+                        Some(update) => update,
+                        None => break,
+                    },
+                    () = wanted.notified() => match &last {
+                        Some(endpoints) => Ok(endpoints.clone()),
+                        None => continue,
+                    },
+                };
                 match update {
                     Ok(endpoints) if !endpoints.is_empty() => {
                         let report = sync(&set, &group, &endpoints);
@@ -295,6 +310,7 @@ impl Discovery {
                         if report.refused > 0 {
                             counters.0.errors.fetch_add(1, Relaxed);
                         }
+                        last = Some(endpoints);
                     }
                     Ok(_) => fail(&group, &counters, &DiscoveryError::Empty),
                     Err(e) => fail(&group, &counters, &e),
@@ -302,7 +318,19 @@ impl Discovery {
             }
             let _ = done_tx.send(true);
         });
-        Self { task, stats, done }
+        Self {
+            task,
+            stats,
+            done,
+            resync,
+        }
+    }
+
+    /// Applies the last good address set again, now: after the set was changed by someone else (a reload
+    /// that replaced the backend list), so that a watch-based source, whose next answer may be far away,
+    /// does not leave the group short meanwhile.
+    pub fn resync(&self) {
+        self.resync.notify_one();
     }
 
     /// The group's counters.

@@ -148,3 +148,34 @@ async fn periodic_backs_off_while_failing_and_never_empties_the_group() {
     // Waits: 1 s, then 2 s, 4 s (+ the 5 s timeout), 8 s: the backoff doubles while failures last.
     assert_eq!(started.elapsed(), Duration::from_secs(1 + 2 + 4 + 5 + 8));
 }
+
+/// Waits (bounded: a hang is a failure) until `task` has applied `n` sets.
+async fn updates(task: &Discovery, n: u64) {
+    let wait = async {
+        while task.stats().updates() < n {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the set was never applied");
+}
+
+#[tokio::test]
+async fn resync_applies_the_last_good_set_again() {
+    let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+    // A source that stays open: the receiver of a channel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Update>(1);
+    let source = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let task = Discovery::spawn(set.clone(), Group::new("g", 1), source);
+    tx.send(Ok(vec![Endpoint::new(addr(1, false))]))
+        .await
+        .unwrap();
+    updates(&task, 1).await;
+    // Someone else replaces the list (a reload) and drops the member; the source has nothing new.
+    set.update([]).unwrap();
+    assert!(names(&set).is_empty());
+    task.resync();
+    updates(&task, 2).await;
+    assert_eq!(names(&set), ["g/10.0.0.1:8000"]);
+}
