@@ -179,7 +179,7 @@ pub enum ApplyError {
     /// The access log's file cannot be opened.
     #[error("cannot open the access log")]
     AccessLog(#[source] std::io::Error),
-    /// Service discovery cannot start (no usable DNS resolver).
+    /// Service discovery cannot start (no usable DNS resolver or Kubernetes API client).
     #[error("service discovery cannot start")]
     Discovery(#[source] DiscoveryError),
     /// There is no way to re-read the configuration (no file).
