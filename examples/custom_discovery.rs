@@ -54,9 +54,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     ] {
         let version = discovery.stats().updates();
         registry.send(announced).await?;
-        while discovery.stats().updates() == version {
-            tokio::task::yield_now().await;
-        }
+        // Wait (at most 10 s) until the task has applied it.
+        let applied = async {
+            while discovery.stats().updates() == version {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), applied).await?;
         let mut served = BTreeSet::new();
         for _ in 0..6 {
             let request = Request::get("/").body(Full::new(Bytes::new()))?;
