@@ -25,11 +25,13 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
+# Features on top of the defaults: `kubernetes` lets deploy/k8s discover pods through EndpointSlices.
+ARG RRLB_FEATURES=kubernetes
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is cached until Cargo.toml/Cargo.lock change.
-RUN cargo chef cook --release --locked -p rrlb-bin --recipe-path recipe.json
+RUN cargo chef cook --release --locked -p rrlb-bin --features "${RRLB_FEATURES}" --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked -p rrlb-bin \
+RUN cargo build --release --locked -p rrlb-bin --features "${RRLB_FEATURES}" \
     && install -D -m 0755 target/release/rrlb /out/rrlb
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime

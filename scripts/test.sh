@@ -89,6 +89,12 @@ bash scripts/run-examples.sh
 step "library crates: feature matrix, MSRV, docs.rs build, doc examples, cargo deny, packaging (scripts/check-crates.sh)"
 bash scripts/check-crates.sh
 
+step "kubernetes discovery (feature kubernetes, off by default): clippy, docs, tests"
+cargo clippy -p rrlb-tower -p rrlb-bin --features rrlb-bin/kubernetes --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -p rrlb-tower --features kubernetes --no-deps --locked
+cargo test -p rrlb-tower --features kubernetes --locked discovery
+cargo test -p rrlb-bin --features kubernetes --locked --test kubernetes
+
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     step "fuzz targets, ${FUZZ_SECONDS}s each (cargo fuzz, --sanitizer none)"
     (

@@ -44,6 +44,7 @@ mod access_log;
 mod admin;
 pub mod config;
 pub mod demo;
+mod discovery;
 mod fast;
 mod forward;
 mod h1;

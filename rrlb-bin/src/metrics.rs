@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rrlb_core::{AnyBalancer, BackendSet};
+use rrlb_tower::discovery::{DiscoveryStats, group_of};
 
 /// Labels of `rrlb_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,6 +30,12 @@ pub(crate) struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BackendLabel {
     pub backend: String,
+}
+
+/// A `group` label (a discovered group).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct GroupLabel {
+    pub group: String,
 }
 
 /// A `reason` label of `rrlb_rejected_total`.
@@ -59,6 +66,10 @@ pub(crate) struct Metrics {
     pub(crate) event_streams: Gauge,
     /// Breaker openings refused by `circuit_breaker.max_ejection_percent` (mirrors the set's count).
     ejections_skipped: Counter,
+    discovery_backends: Family<GroupLabel, Gauge>,
+    discovery_errors: Family<GroupLabel, Counter>,
+    /// The discovered groups and their counters, read at scrape time.
+    groups: Mutex<Vec<(String, DiscoveryStats)>>,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
@@ -141,6 +152,8 @@ impl Metrics {
         let access_log_dropped = Counter::default();
         let event_streams = Gauge::default();
         let ejections_skipped = Counter::default();
+        let discovery_backends = Family::<GroupLabel, Gauge>::default();
+        let discovery_errors = Family::<GroupLabel, Counter>::default();
         registry.register(
             "rrlb_requests",
             "Requests answered, by backend and status code",
@@ -191,6 +204,16 @@ impl Metrics {
             "Breaker openings refused because circuit_breaker.max_ejection_percent of the backends were ejected",
             ejections_skipped.clone(),
         );
+        registry.register(
+            "rrlb_discovery_backends",
+            "Backends of a discovered group that take new requests (not draining)",
+            discovery_backends.clone(),
+        );
+        registry.register(
+            "rrlb_discovery_errors",
+            "Failed lookups, timeouts and empty answers of a discovered group (its last good addresses stay)",
+            discovery_errors.clone(),
+        );
         Self {
             registry,
             requests,
@@ -203,6 +226,9 @@ impl Metrics {
             access_log_dropped,
             event_streams,
             ejections_skipped,
+            discovery_backends,
+            discovery_errors,
+            groups: Mutex::default(),
             totals: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }
@@ -263,11 +289,39 @@ impl Metrics {
             .sum()
     }
 
+    /// The discovered groups whose series `/metrics` shows (replaced on every reload).
+    pub(crate) fn set_discovery_groups(&self, groups: Vec<(String, DiscoveryStats)>) {
+        *self.groups.lock().unwrap_or_else(PoisonError::into_inner) = groups;
+    }
+
+    /// Brings the discovery series up to date: backends counted in `set` now, errors from the groups' counters.
+    fn discovery(&self, set: &BackendSet<AnyBalancer>) {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        self.discovery_backends.clear();
+        let snap = set.load();
+        for (group, stats) in groups.iter() {
+            let label = GroupLabel {
+                group: group.clone(),
+            };
+            let count = snap
+                .members()
+                .iter()
+                .filter(|m| !m.is_draining() && group_of(m.name()) == Some(group.as_str()))
+                .count();
+            self.discovery_backends
+                .get_or_create(&label)
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            let errors = self.discovery_errors.get_or_create(&label);
+            errors.inc_by(stats.errors().saturating_sub(errors.get()));
+        }
+    }
+
     /// The Prometheus text exposition, with the per-backend gauges read from `set` now.
     pub(crate) fn render(&self, set: &BackendSet<AnyBalancer>) -> String {
         self.healthy.clear();
         self.circuit.clear();
         self.in_flight.clear();
+        self.discovery(set);
         for m in set.load().members() {
             let label = BackendLabel {
                 backend: m.name().to_owned(),

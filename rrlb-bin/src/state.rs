@@ -19,6 +19,7 @@ use tower::{Service, ServiceExt};
 
 use crate::access_log::AccessLog;
 use crate::config::{self, BackendConfig, Config, ConfigError};
+use crate::discovery::{self, DiscoveryError, Groups};
 use crate::metrics::Metrics;
 use crate::telemetry::Telemetry;
 
@@ -48,6 +49,8 @@ pub(crate) struct App {
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
     health: std::sync::Mutex<Option<HealthChecker>>,
+    /// The discovery tasks of the `[[backends]]` entries with a `discovery` key.
+    discovery: std::sync::Mutex<Groups>,
     _maintenance: Maintenance,
     reloader: Option<Reloader>,
     reload_lock: Mutex<()>,
@@ -76,8 +79,13 @@ fn set_options(c: &Config) -> SetOptions {
     }
 }
 
+/// The configured backends (discovered groups' members are added by their tasks).
 fn specs(c: &Config) -> Vec<BackendSpec> {
-    c.backends.iter().map(BackendConfig::spec).collect()
+    c.backends
+        .iter()
+        .filter(|b| b.discovery.is_static())
+        .map(BackendConfig::spec)
+        .collect()
 }
 
 fn balance_config(c: &Config) -> BalanceConfig {
@@ -180,6 +188,9 @@ pub enum ApplyError {
     /// Span export cannot be set up.
     #[error("cannot set up span export")]
     Telemetry(#[source] crate::telemetry::TelemetryError),
+    /// Service discovery cannot start (no usable DNS resolver or Kubernetes API client).
+    #[error("service discovery cannot start")]
+    Discovery(#[source] DiscoveryError),
     /// There is no way to re-read the configuration (no file).
     #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,
@@ -214,6 +225,9 @@ impl App {
         });
         let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
         let metrics = Metrics::new();
+        let mut groups = Groups::default();
+        groups.apply(&config, &set).map_err(ApplyError::Discovery)?;
+        metrics.set_discovery_groups(groups.stats());
         let access_log = AccessLog::new(
             &config.access_log,
             config.log.format,
@@ -231,6 +245,7 @@ impl App {
             metrics,
             access_log,
             health: std::sync::Mutex::new(health),
+            discovery: std::sync::Mutex::new(groups),
             _maintenance: maintenance,
             reloader,
             reload_lock: Mutex::new(()),
@@ -269,8 +284,21 @@ impl App {
                     .map_err(ApplyError::Telemetry)?,
             ),
         };
-        // Config validation already checked names, URLs and weights.
-        self.set.update(specs(&new)).map_err(ApplyError::Backends)?;
+        let mut groups = self
+            .discovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        groups.prepare(&new).map_err(ApplyError::Discovery)?;
+        // Config validation already checked names, URLs and weights. Discovered members of groups that stay
+        // are carried over (their state kept); the groups' tasks change after the list is in place.
+        let mut list = specs(&new);
+        list.extend(discovery::kept_members(&self.set, &old, &new));
+        self.set.update(list).map_err(ApplyError::Backends)?;
+        groups
+            .apply(&new, &self.set)
+            .map_err(ApplyError::Discovery)?;
+        self.metrics.set_discovery_groups(groups.stats());
+        drop(groups);
         if let Some(telemetry) = telemetry {
             let old = self.telemetry.swap(Arc::new(telemetry));
             shut_down(old);

@@ -507,7 +507,7 @@ async fn method_not_allowed_and_the_gate_follow_the_route_table() {
         .admin_call(Method::POST, "/admin/backends/", None, Some(&json!({})))
         .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
-    for path in ["/healthz/", "/admin", "/admin/backendsx", "/"] {
+    for path in ["/healthz/", "/admin", "/admin/backendsx", "/dashboard"] {
         let res = h.admin_get(path).await;
         assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(

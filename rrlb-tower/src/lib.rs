@@ -101,6 +101,8 @@
 //! For HTTP, [`http::HttpUpstream`] is a pooled hyper client that sends each request to its backend,
 //! [`http::HttpPolicy`] classifies 5xx and transport errors as failures and [`http::HttpProbe`] checks a health
 //! path; [`HealthChecker`] and [`Maintenance`] are the background tasks that keep a set current.
+//! [`discovery`] keeps groups of backends in step with a source of addresses: DNS A/AAAA and SRV (feature
+//! `dns`), Kubernetes EndpointSlices (feature `kubernetes`) or one of your own.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -112,6 +114,7 @@
 
 mod budget;
 mod discover;
+pub mod discovery;
 mod error;
 mod future;
 mod health;

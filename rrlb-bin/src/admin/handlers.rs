@@ -46,6 +46,35 @@ fn backend_json(m: &Member) -> Value {
     backend_state_json(m.backend(), m.weight(), m.is_draining())
 }
 
+/// A backend as listed: a discovered one also says its `"group"` and `"source"`.
+fn listed_json(app: &App, m: &Member) -> Value {
+    let mut v = backend_json(m);
+    if let (Some(o), Some((group, source))) = (
+        v.as_object_mut(),
+        crate::discovery::group(&app.config.load(), m.name()),
+    ) {
+        o.insert("group".into(), json!(group));
+        o.insert("source".into(), json!(source.as_str()));
+    }
+    v
+}
+
+/// `409` for a change by name to a discovered backend: its group's source owns it.
+fn refuse_discovered(app: &App, m: &Member) -> Option<AdminResponse> {
+    let config = app.config.load();
+    let (group, source) = crate::discovery::group(&config, m.name())?;
+    let message = format!(
+        "backend {:?} was discovered by group {group:?} (source {:?}) and follows its answers: \
+         change the group's [[backends]] entry instead",
+        m.name(),
+        source.as_str()
+    );
+    Some(respond(
+        StatusCode::CONFLICT,
+        &json!({ "error": message, "group": group, "source": source.as_str() }),
+    ))
+}
+
 fn backend_state_json(b: &Backend, weight: u32, draining: bool) -> Value {
     json!({
         "name": b.name(),
@@ -260,20 +289,29 @@ pub(super) fn prometheus(app: &App) -> AdminResponse {
 
 /// `GET /admin/backends`.
 pub(super) fn list_backends(app: &App) -> AdminResponse {
-    let list: Vec<Value> = app.set.load().members().iter().map(backend_json).collect();
+    let list: Vec<Value> = app
+        .set
+        .load()
+        .members()
+        .iter()
+        .map(|m| listed_json(app, m))
+        .collect();
     respond(StatusCode::OK, &json!({ "backends": list }))
 }
 
 /// `GET /admin/backends/{name}`.
 pub(super) fn get_backend(app: &App, key: &str) -> AdminResponse {
     match find(app, key) {
-        Some(m) => respond(StatusCode::OK, &backend_json(&m)),
+        Some(m) => respond(StatusCode::OK, &listed_json(app, &m)),
         None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
     }
 }
 
-/// `DELETE /admin/backends/{name}`: `204`; requests in flight to it complete.
+/// `DELETE /admin/backends/{name}`: `204`; requests in flight to it complete. `409` for a discovered backend.
 pub(super) fn delete_backend(app: &App, key: &str) -> AdminResponse {
+    if let Some(res) = find(app, key).and_then(|m| refuse_discovered(app, &m)) {
+        return res;
+    }
     match find(app, key) {
         None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
         Some(m) => match app.set.remove(m.name()) {
@@ -393,6 +431,9 @@ pub(super) async fn patch_backend(app: &App, req: Request<Incoming>, key: &str) 
     let Some(member) = find(app, key) else {
         return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
     };
+    if let Some(res) = refuse_discovered(app, &member) {
+        return res;
+    }
     let Patch {
         weight,
         drain,

@@ -7,6 +7,11 @@
 //! - `=` and `,` may not appear in the URL (write `%3D`, `%2C`): in `URL=WEIGHT` everything after the
 //!   **last** `=` is the weight, and `RRLB_BACKENDS` is split on commas.
 //! - A weight is in the engine's range, `1..=10000`; a name is 1 to 128 visible ASCII characters.
+//! - `discovery` (file only): `static` (the default: one backend), `dns` (every A/AAAA address of the URL's
+//!   host is a backend) or `dns-srv` (the URL's host is an SRV name). A discovered entry's name is its group's
+//!   (default: the URL's host); its backends are named `<group>/<ip>:<port>`. `kubernetes`: the URL's host
+//!   is `<service>[.<namespace>]`, its EndpointSlices' ready addresses are the backends, at the URL's port or
+//!   at the slices' port named `port_name`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -79,6 +84,40 @@ pub fn check_backend_name(name: &str) -> Result<(), InvalidBackend> {
     }
 }
 
+/// How the backends of a `[[backends]]` entry are found (`discovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Discovery {
+    /// `"static"`: the entry is one backend; its host is resolved per connection.
+    #[default]
+    Static,
+    /// `"dns"`: every A and AAAA address of the URL's host is a backend (port from the URL), re-resolved
+    /// every `discovery.refresh`.
+    Dns,
+    /// `"dns-srv"`: the URL's host is an SRV name; targets, ports, weights and priorities from its records.
+    DnsSrv,
+    /// `"kubernetes"`: the ready endpoints of the EndpointSlices of Service `<name>[.<namespace>]` (the URL's
+    /// host); terminating ones drain.
+    Kubernetes,
+}
+
+impl Discovery {
+    /// The name in the file and in the admin API's `"source"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Dns => "dns",
+            Self::DnsSrv => "dns-srv",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// Whether the entry is one configured backend.
+    pub fn is_static(&self) -> bool {
+        *self == Self::Static
+    }
+}
+
 /// One backend of the configuration.
 ///
 /// It parses from `URL[=WEIGHT]` (as `--backend` and `RRLB_BACKENDS` give it; the name is then `host:port`)
@@ -101,8 +140,15 @@ pub struct BackendConfig {
     pub url: BackendUrl,
     /// Weight in `1..=10000`, used by `weighted-round-robin`.
     pub weight: u32,
-    /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API.
+    /// Unique name (default `host:port`), used in logs, metrics, `x-rrlb-backend` and the admin API. For a
+    /// discovered entry, the group's name (default: the host).
     pub name: String,
+    /// How its backends are found; default one static backend.
+    #[serde(default, skip_serializing_if = "Discovery::is_static")]
+    pub discovery: Discovery,
+    /// `kubernetes` only: the EndpointSlice port of this name, instead of the URL's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
 }
 
 /// A `[[backends]]` entry as written; the name defaults to `host:port` (checked with the others in
@@ -116,6 +162,10 @@ struct Entry {
     weight: u32,
     #[serde(default, deserialize_with = "deserialize_name")]
     name: Option<String>,
+    #[serde(default)]
+    discovery: Discovery,
+    #[serde(default, deserialize_with = "deserialize_port_name")]
+    port_name: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -124,11 +174,16 @@ fn default_weight() -> u32 {
 
 impl From<Entry> for BackendConfig {
     fn from(e: Entry) -> Self {
-        let name = e.name.unwrap_or_else(|| default_name(&e.url));
+        let name = e.name.unwrap_or_else(|| match e.discovery {
+            Discovery::Static => default_name(&e.url),
+            Discovery::Dns | Discovery::DnsSrv | Discovery::Kubernetes => e.url.host().to_owned(),
+        });
         Self {
             url: e.url,
             weight: e.weight,
             name,
+            discovery: e.discovery,
+            port_name: e.port_name,
         }
     }
 }
@@ -139,6 +194,22 @@ fn serialize_url<S: Serializer>(url: &BackendUrl, s: S) -> Result<S::Ok, S::Erro
 
 fn deserialize_url<'de, D: Deserializer<'de>>(d: D) -> Result<BackendUrl, D::Error> {
     parse_backend_url(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// A Kubernetes port name (an IANA_SVC_NAME: 1 to 15 lowercase letters, digits and `-`).
+fn deserialize_port_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    let ok = (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(Some(name))
+    } else {
+        Err(serde::de::Error::custom(
+            "a Kubernetes port name: 1 to 15 lowercase letters, digits and -",
+        ))
+    }
 }
 
 fn deserialize_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -203,7 +274,13 @@ impl BackendConfig {
         let name = name.map_or_else(|| default_name(&url), str::to_owned);
         check_backend_name(&name)?;
         let weight = check_weight(weight.unwrap_or(MIN_WEIGHT))?;
-        Ok(Self { url, weight, name })
+        Ok(Self {
+            url,
+            weight,
+            name,
+            discovery: Discovery::Static,
+            port_name: None,
+        })
     }
 
     /// The engine's spec for this backend, carrying its parsed URL.

@@ -133,6 +133,7 @@ fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigError> {
     };
     check_listeners(&layers, &c)?;
     check_sections(&layers, &c)?;
+    check_discovery(&layers, &c)?;
     Ok(c)
 }
 
@@ -226,6 +227,30 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
         Some((_, keys, reason)) => Err(layers.blame_any(keys, reason)),
         None => Ok(()),
     }
+}
+
+/// A `discovery` other than `static` needs the feature that implements it; `port_name` is for `kubernetes`.
+fn check_discovery(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
+    use super::backend::Discovery;
+    for (i, b) in c.backends.iter().enumerate() {
+        let missing = match b.discovery {
+            Discovery::Dns | Discovery::DnsSrv if !cfg!(feature = "dns") => Some("dns"),
+            Discovery::Kubernetes if !cfg!(feature = "kubernetes") => Some("kubernetes"),
+            _ => None,
+        };
+        if let Some(feature) = missing {
+            let reason = format!(
+                "this rrlb was built without the `{feature}` feature: {:?} is not available",
+                b.discovery.as_str()
+            );
+            return Err(layers.blame_any(&[&format!("backends[{i}].discovery")], reason));
+        }
+        if b.port_name.is_some() && b.discovery != Discovery::Kubernetes {
+            let reason = "port_name is only for discovery = \"kubernetes\"".to_owned();
+            return Err(layers.blame_any(&[&format!("backends[{i}].port_name")], reason));
+        }
+    }
+    Ok(())
 }
 
 /// The backends seen so far, by place and by name.

@@ -54,14 +54,14 @@ mod value;
 pub use crate::admin::{AdminToken, InvalidToken};
 pub use crate::logging::{InvalidLogLevel, LogConfig, LogFormat, LogLevel};
 pub use backend::{
-    BackendConfig, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
+    BackendConfig, Discovery, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
     parse_backend_url,
 };
 pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CircuitBreakerConfig, Config,
-    HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryOn, SlowStartConfig,
-    TimeoutsConfig, TracingConfig,
+    DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryOn,
+    SlowStartConfig, TimeoutsConfig, TracingConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

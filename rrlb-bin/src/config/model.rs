@@ -89,6 +89,8 @@ section! {
         pub balancer: BalancerConfig = BalancerConfig::default(),
         /// Slow start of backends that become eligible (`[slow_start]`).
         pub slow_start: SlowStartConfig = SlowStartConfig::default(),
+        /// Service discovery settings (`[discovery]`), for `[[backends]]` entries with a `discovery` key.
+        pub discovery: DiscoveryConfig = DiscoveryConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
@@ -333,6 +335,78 @@ section! {
         /// The `service.name` of exported spans. Default `"rrlb"`.
         #[serde(deserialize_with = "value::non_empty")]
         pub service_name: String = "rrlb".to_owned(),
+    }
+}
+
+section! {
+    /// Service discovery (`[discovery]`): how the names of `dns` and `dns-srv` entries are resolved.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct DiscoveryConfig {
+        /// The nameserver asked, `IP:PORT` (UDP and TCP); `None` (`""` in the file, the default): the system's
+        /// `/etc/resolv.conf`.
+        #[serde(with = "resolver")]
+        pub resolver: Option<SocketAddr> = None,
+        /// How often names are re-resolved (a record's TTL never makes it slower). Default 5s.
+        #[serde(with = "duration")]
+        pub refresh: Duration = Duration::from_secs(5),
+        /// The Kubernetes API's base URL for `kubernetes` entries (e.g. `kubectl proxy`'s
+        /// `http://127.0.0.1:8001`); `None` (`""`, the default): the in-cluster configuration.
+        #[serde(with = "api_url")]
+        pub kubernetes_api: Option<String> = None,
+    }
+}
+
+/// `discovery.kubernetes_api`: an `http` or `https` URL with a host, or `""` for in-cluster.
+mod api_url {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(u.as_deref().unwrap_or_default())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
+        let http = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !http || uri.host().is_none_or(str::is_empty) {
+            return Err(serde::de::Error::custom(
+                "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001",
+            ));
+        }
+        Ok(Some(text.to_owned()))
+    }
+}
+
+/// `discovery.resolver`: `IP:PORT`, or `""` for the system's resolver.
+mod resolver {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        r: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        value::parse_socket_addr(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 

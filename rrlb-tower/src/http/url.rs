@@ -193,6 +193,35 @@ impl BackendUrl {
         BackendSpec::new(name, self.text()).with_ext(self)
     }
 
+    /// The same backend reached at `addr` (a discovered instance of it): requests connect to `addr`, and keep
+    /// this URL's scheme, prefix and `host` header.
+    ///
+    /// ```
+    /// use rrlb_tower::http::BackendUrl;
+    ///
+    /// let url: BackendUrl = "http://echo-go:8081/api".parse()?;
+    /// let one = url.at("[::1]:9000".parse()?);
+    /// assert_eq!(one.text(), "http://[::1]:9000/api");
+    /// assert_eq!((one.host(), one.port()), ("[::1]", 9000));
+    /// assert_eq!(one.host_header(), "echo-go:8081");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn at(&self, addr: std::net::SocketAddr) -> Self {
+        let mut parts = self.uri.clone().into_parts();
+        // A socket address always makes a valid authority; on the impossible failure keep the original.
+        parts.authority = addr
+            .to_string()
+            .parse::<Authority>()
+            .ok()
+            .or(parts.authority);
+        let uri = Uri::from_parts(parts).unwrap_or_else(|_| self.uri.clone());
+        Self {
+            port: uri.port_u16().unwrap_or(self.port),
+            uri,
+            host_header: self.host_header.clone(),
+        }
+    }
+
     /// The host, lowercased (IPv6 addresses keep their brackets).
     pub fn host(&self) -> &str {
         self.uri.host().unwrap_or_default()
