@@ -30,6 +30,10 @@ EXPECT[compare]='^3 backends, 1000 req/s, 20 s simulated, seed 1$
 ^\| least-request \|
 ^\| random \|
 ^\| peak-ewma \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 0\.00 % \| (4[5-9]|5[0-4])\.[0-9] % \| (4[5-9]|5[0-4])\.[0-9] % \| [0-4]\.[0-9] % \|$'
+EXPECT[custom_discovery]='^members \["echo/127\.0\.0\.1:[0-9]+", "echo/127\.0\.0\.1:[0-9]+"\]$
+^  served by \{"echo-1", "echo-2", "echo-3"\}$
+^  served by \{"echo-3"\}$
+^discovery errors: 0$'
 EXPECT[health_checked]='=> echo-2 ejected by the health checks
 => echo-2 restored
 => echo-3 ejected after .*requests kept succeeding
