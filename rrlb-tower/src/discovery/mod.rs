@@ -59,6 +59,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use futures_util::future::{Either, select};
 use futures_util::{Stream, StreamExt};
 use rrlb_core::{BackendSet, BackendSpec, Balancer};
 use tokio::sync::{Notify, watch};
@@ -293,12 +294,11 @@ impl Discovery {
             // The last good set, applied again on `resync`.
             let mut last: Option<Vec<Endpoint>> = None;
             loop {
-                let update = tokio::select! {
-                    update = source.next() => match update {
-                        Some(update) => update,
-                        None => break,
-                    },
-                    () = wanted.notified() => match &last {
+                let (next, notified) = (source.next(), wanted.notified());
+                let update = match select(std::pin::pin!(next), std::pin::pin!(notified)).await {
+                    Either::Left((Some(update), _)) => update,
+                    Either::Left((None, _)) => break,
+                    Either::Right(((), _)) => match &last {
                         Some(endpoints) => Ok(endpoints.clone()),
                         None => continue,
                     },
