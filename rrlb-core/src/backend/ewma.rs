@@ -21,6 +21,20 @@ const MAX_EXPONENT: f64 = 600.0;
 ///
 /// The epoch is read once from both clocks the crate uses (the TSC-based `quanta` clock of the hot path and
 /// `std::time::Instant`, which tests and simulations pass in), so stamps from either agree.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rrlb_core::backend::Timestamp;
+///
+/// let a = Timestamp::from_instant(Instant::now());
+/// let b = Timestamp::from_instant(Instant::now() + Duration::from_millis(3));
+/// assert!(a < b);
+/// assert!(b.as_nanos() - a.as_nanos() >= 3_000_000);
+/// // Instants before the epoch (the first stamp the process made) all read as the epoch.
+/// if let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(1)) {
+///     assert_eq!(Timestamp::from_instant(earlier).as_nanos(), 0);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(u64);
 
@@ -54,6 +68,22 @@ impl Timestamp {
 /// An observation above the estimate replaces it (the peak); below it, the estimate relaxes towards it with time
 /// constant `decay`, and while nothing is observed it relaxes towards zero, so a backend that was slow once is
 /// tried again later. Readers apply the decay since the last observation; nothing is written on a read.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rrlb_core::backend::{LatencyEwma, Timestamp};
+///
+/// let ewma = LatencyEwma::new(Duration::from_secs(10));
+/// let t0 = Instant::now();
+/// assert_eq!(ewma.estimate(Timestamp::from_instant(t0)), None); // nothing observed yet
+/// ewma.observe(Duration::from_millis(5), Timestamp::from_instant(t0));
+/// // A slower answer replaces the estimate at once (the peak) ...
+/// ewma.observe(Duration::from_millis(50), Timestamp::from_instant(t0));
+/// assert_eq!(ewma.estimate(Timestamp::from_instant(t0)), Some(Duration::from_millis(50)));
+/// // ... and the estimate relaxes with time: after one time constant, to about 1/e of it.
+/// let later = ewma.estimate(Timestamp::from_instant(t0 + Duration::from_secs(10))).unwrap_or_default();
+/// assert!(later > Duration::from_millis(17) && later < Duration::from_millis(20), "{later:?}");
+/// ```
 #[derive(Debug)]
 pub struct LatencyEwma {
     /// The estimate in nanoseconds as `f64` bits, as of `stamp`.

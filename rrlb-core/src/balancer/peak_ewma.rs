@@ -24,6 +24,32 @@ use crate::backend::{Member, relative_decay};
 /// It is costed at the latency of the backend it is compared with (so the two are compared by load alone, as
 /// [`LeastRequest`](crate::LeastRequest) does): neither flooded as if free nor shunned as if slow, until its
 /// first answer gives it an estimate of its own.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_core::{BackendSet, BackendSpec, PeakEwma, SetOptions};
+///
+/// let set = BackendSet::with_backends(
+///     PeakEwma::with_seed(7),
+///     SetOptions::default(),
+///     [BackendSpec::new("fast", "http://127.0.0.1:8081"), BackendSpec::new("slow", "http://127.0.0.1:8082")],
+/// )?;
+/// // Each answers once: "slow" takes 100 ms, "fast" 1 ms.
+/// for name in ["fast", "slow"] {
+///     let latency = if name == "slow" { 100 } else { 1 };
+///     loop {
+///         let call = set.pick()?;
+///         if call.backend().name() == name {
+///             call.finish_with_latency(rrlb_core::Outcome::Success, Duration::from_millis(latency), std::time::Instant::now());
+///             break;
+///         }
+///         drop(call); // cancelled: not an observation
+///     }
+/// }
+/// // With two backends both are always drawn: the cheaper one wins every time.
+/// assert!((0..10).all(|_| set.pick().map(|c| c.backend().name() == "fast").unwrap_or(false)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PeakEwma {
     rng: SharedRng,

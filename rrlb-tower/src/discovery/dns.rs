@@ -35,6 +35,25 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A DNS resolver for discovery: the system's (resolv.conf) or one nameserver over UDP and TCP. Cheap to clone;
 /// clones share connections.
+///
+/// ```
+/// use std::time::Duration;
+/// use rrlb_core::{BackendSet, RoundRobin, SetOptions};
+/// use rrlb_tower::discovery::dns::DnsResolver;
+/// use rrlb_tower::discovery::{Discovery, Group};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Every A/AAAA address of `echo.internal` (asked of one nameserver; `DnsResolver::system()` reads
+/// // /etc/resolv.conf) is a backend on port 8081, re-resolved every 5 s.
+/// let resolver = DnsResolver::nameserver("127.0.0.1:5353".parse()?)?;
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// let source = resolver.watch_addrs("echo.internal", 8081, Duration::from_secs(5));
+/// let task = Discovery::spawn(set.clone(), Group::new("echo", 1), source);
+/// # drop(task);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct DnsResolver {
     inner: TokioResolver,

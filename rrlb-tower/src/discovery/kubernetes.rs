@@ -34,6 +34,15 @@ use kube::{Api, ResourceExt};
 use super::{DiscoveryError, Endpoint, Update};
 
 /// Which port of the endpoints is the backends'.
+///
+/// ```
+/// use rrlb_tower::discovery::kubernetes::Port;
+///
+/// // `port = 8080` in a backend URL, or `port_name = "http"`: the Service port's name.
+/// let by_number = Port::Number(8080);
+/// let by_name = Port::Name("http".to_owned());
+/// assert_ne!(by_number, by_name);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Port {
     /// This port number.

@@ -69,6 +69,17 @@ pub use self::sync::{SyncReport, sync};
 use crate::BoxError;
 
 /// One address a source found.
+///
+/// ```
+/// use rrlb_tower::discovery::Endpoint;
+///
+/// let plain = Endpoint::new("10.0.0.1:8080".parse()?);
+/// assert_eq!((plain.weight, plain.priority), (None, 0)); // the group's weight, no priority
+/// // What a DNS SRV record `10 3 8080 b.example.` gives once resolved:
+/// let srv = Endpoint { weight: Some(3), priority: 10, ..Endpoint::new("10.0.0.2:8080".parse()?) };
+/// assert!(srv.priority > plain.priority);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// Where to connect.
@@ -91,6 +102,16 @@ impl Endpoint {
 }
 
 /// Why a source has no new address set.
+///
+/// ```
+/// use rrlb_tower::discovery::DiscoveryError;
+///
+/// let refused = DiscoveryError::lookup(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+/// assert!(refused.to_string().starts_with("lookup failed"));
+/// assert!(std::error::Error::source(&refused).is_some());
+/// assert!(DiscoveryError::Empty.is_empty());
+/// assert!(DiscoveryError::Timeout.is_timeout());
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DiscoveryError {
@@ -139,11 +160,40 @@ impl std::error::Error for DiscoveryError {
 }
 
 /// What a source yields: a group's whole address set, or why there is none this time.
+///
+/// ```
+/// use rrlb_tower::discovery::{DiscoveryError, Endpoint, Update};
+///
+/// /// A source that reads addresses from lines of text (a file, say).
+/// fn parse(text: &str) -> Update {
+///     let endpoints = text
+///         .lines()
+///         .filter(|l| !l.trim().is_empty())
+///         .map(|l| l.trim().parse().map(Endpoint::new).map_err(DiscoveryError::lookup))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     Ok(endpoints)
+/// }
+/// assert_eq!(parse("10.0.0.1:80\n10.0.0.2:80\n").map(|e| e.len()).ok(), Some(2));
+/// assert!(parse("not an address").is_err());
+/// ```
 pub type Update = Result<Vec<Endpoint>, DiscoveryError>;
 
 type MakeSpec = dyn Fn(String, SocketAddr, u32) -> BackendSpec + Send + Sync;
 
 /// A group of discovered backends: its name, the weight of its members, and how a member's spec is made.
+///
+/// ```
+/// use rrlb_tower::discovery::{Group, group_of};
+///
+/// let group = Group::new("echo", 2);
+/// let name = group.member_name("10.0.0.7:8081".parse()?);
+/// assert_eq!(name, "echo/10.0.0.7:8081");
+/// assert!(group.owns(&name));
+/// assert_eq!(group_of(&name), Some("echo"));
+/// assert_eq!(group.member_name("[::1]:8081".parse()?), "echo/[::1]:8081");
+/// assert_eq!(group.weight(), 2);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Clone)]
 pub struct Group {
     name: String,
@@ -228,6 +278,21 @@ pub fn group_of(backend: &str) -> Option<&str> {
 
 /// A group's counters, shared with whoever reports them (they survive a restarted [`Discovery`] when passed to
 /// [`Discovery::spawn_with_stats`]).
+///
+/// ```
+/// use rrlb_core::{BackendSet, RoundRobin, SetOptions};
+/// use rrlb_tower::discovery::{Discovery, DiscoveryError, Group};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// let updates = futures_util::stream::iter([Err(DiscoveryError::Timeout), Err(DiscoveryError::Empty)]);
+/// let task = Discovery::spawn(set, Group::new("web", 1), updates);
+/// task.finished().await;
+/// let stats = task.stats().clone(); // shared: a metrics exporter can keep a clone
+/// assert_eq!((stats.updates(), stats.errors()), (0, 2));
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct DiscoveryStats(Arc<StatsInner>);
 
@@ -250,6 +315,22 @@ impl DiscoveryStats {
 }
 
 /// A running discovery task for one group; dropping it stops the task (the group's members stay as they are).
+///
+/// ```
+/// use rrlb_core::{BackendSet, RoundRobin, SetOptions};
+/// use rrlb_tower::discovery::{Discovery, Endpoint, Group, fixed};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// let source = fixed(vec![Endpoint::new("10.0.0.1:80".parse()?)]);
+/// let task = Discovery::spawn(set.clone(), Group::new("web", 1), source);
+/// task.finished().await; // a fixed source ends after its one set
+/// assert_eq!(set.pick()?.backend().name(), "web/10.0.0.1:80");
+/// assert_eq!(task.stats().updates(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Discovery {
     task: JoinHandle<()>,

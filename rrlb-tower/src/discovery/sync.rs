@@ -7,6 +7,21 @@ use rrlb_core::{BackendSet, Balancer, Snapshot};
 use super::{Endpoint, Group};
 
 /// What one [`sync`] changed.
+///
+/// ```
+/// use rrlb_core::{BackendSet, RoundRobin, SetOptions};
+/// use rrlb_tower::discovery::{Endpoint, Group, sync};
+///
+/// let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+/// let group = Group::new("web", 1);
+/// let (a, b) = (Endpoint::new("10.0.0.1:80".parse()?), Endpoint::new("10.0.0.2:80".parse()?));
+/// let report = sync(&set, &group, &[a, b]);
+/// assert_eq!((report.added, report.drained), (2, 0));
+/// // "a" vanished: with nothing in flight it drains and leaves at once.
+/// let report = sync(&set, &group, &[b]);
+/// assert_eq!((report.added, report.drained), (0, 1));
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Members added.
