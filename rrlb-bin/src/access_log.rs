@@ -509,9 +509,12 @@ mod tests {
         let gate = Arc::new(Barrier::new(2));
         let (log, _, _) = log(None, Some(Arc::clone(&gate)));
         request(&log, b"/x");
+        // The writer is held at the gate: whatever the machine's load, this flush cannot complete.
         assert!(!log.flush_within(Duration::from_millis(300)));
         gate.wait();
-        assert!(log.flush());
+        // Released, it completes; the bound is generous so that a loaded machine (a CI box running the whole
+        // suite) cannot make the writer look stuck.
+        assert!(log.flush_within(Duration::from_secs(120)));
     }
 
     #[test]
