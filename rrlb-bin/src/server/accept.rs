@@ -124,36 +124,63 @@ async fn accept_for_workers(
                     }
                 }
             }
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    // Connections the kernel completed before the stop are served (their answers say `connection: close`):
+    // closing the listener over them would reset them, requests and all.
+    for (stream, client) in backlog(listener) {
+        let Some(worker) = workers
+            .iter()
+            .filter(|w| !w.tx.is_closed())
+            .min_by_key(|w| w.open.load(Relaxed))
+        else {
+            return;
+        };
+        worker.open.fetch_add(1, Relaxed);
+        if worker.tx.send((stream, client)).is_err() {
+            worker.open.fetch_sub(1, Relaxed);
         }
     }
 }
 
-/// A worker: serves the connections the accept loop hands it, on this thread's runtime, until `stop`; then
-/// drains them.
+/// Closes `listener` after accepting what is left in its backlog: the connections the kernel completed and
+/// rrlb did not accept yet.
+fn backlog(listener: TcpListener) -> Vec<(std::net::TcpStream, SocketAddr)> {
+    let mut pending = Vec::new();
+    // A direct accept(2) until it would block: tokio's readiness may not have seen the last ones yet.
+    let Ok(listener) = listener.into_std() else {
+        return pending;
+    };
+    while let Ok((stream, client)) = listener.accept() {
+        // tokio wants its streams non-blocking; accept(2) does not pass the listener's flag on.
+        if stream.set_nonblocking(true).is_ok() {
+            pending.push((stream, client));
+        }
+    }
+    pending
+}
+
+/// A worker: serves the connections the accept loop hands it, on this thread's runtime, until the accept loop
+/// has stopped (after `stop`, with its backlog handed over); then drains them.
 async fn serve_handed(
     mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
     app: Arc<App>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     let worker = worker(&app, &stop);
-    loop {
-        tokio::select! {
-            handed = incoming.recv() => {
-                let Some((stream, client)) = handed else { break };
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => {
-                        serve_connection(&worker, &graceful, stream, client, Some(Arc::clone(&open)));
-                    }
-                    Err(e) => {
-                        open.fetch_sub(1, Relaxed);
-                        tracing::warn!(%client, error = %e, "worker cannot use the connection");
-                    }
-                }
+    // Until the accept loop has stopped and handed over its backlog (it then drops its sender).
+    while let Some((stream, client)) = incoming.recv().await {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                serve_connection(&worker, &graceful, stream, client, Some(Arc::clone(&open)));
             }
-            _ = stopped(&mut stop) => break,
+            Err(e) => {
+                open.fetch_sub(1, Relaxed);
+                tracing::warn!(%client, error = %e, "worker cannot use the connection");
+            }
         }
     }
     drain(&app, graceful).await;
@@ -173,7 +200,14 @@ async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
             _ = stopped(&mut stop) => break,
         }
     }
-    drop(listener);
+    for (stream, client) in backlog(listener) {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => serve_connection(&worker, &graceful, stream, client, None),
+            Err(e) => {
+                tracing::debug!(%client, error = %e, "cannot serve a connection from the backlog")
+            }
+        }
+    }
     drain(&app, graceful).await;
 }
 
@@ -224,7 +258,8 @@ fn serve_connection(
         if let Some(handover) = fast::serve(&worker.fast, stream, client).await {
             let app = Arc::clone(&worker.fast.app);
             let handover = (handover.stream, handover.read);
-            proxy::serve(app, &worker.hyper, handover, client, watcher).await;
+            let stop = worker.fast.stop.clone();
+            proxy::serve(app, &worker.hyper, handover, client, stop, watcher).await;
         }
         if let Some(open) = open {
             open.fetch_sub(1, Relaxed);
