@@ -38,7 +38,7 @@ pub(crate) struct App {
     pub(crate) config: ArcSwap<Config>,
     /// The per-client rate limiter, when `limits.rate_per_client` is set.
     pub(crate) limiter: ArcSwap<Option<ClientLimiter>>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// The access log (its writer thread runs for as long as the state).
     pub(crate) access_log: AccessLog,
     upstream: ArcSwap<(Duration, HttpUpstream)>,
@@ -101,6 +101,21 @@ fn health_config(c: &Config) -> HealthCheckConfig {
     }
 }
 
+/// The health checker for a configuration, counting its checks into `metrics`.
+fn health_checker(
+    set: &BackendSet<AnyBalancer>,
+    c: &Config,
+    metrics: &Arc<Metrics>,
+) -> HealthChecker {
+    let metrics = Arc::clone(metrics);
+    HealthChecker::spawn_observed(
+        set.clone(),
+        HttpProbe::new(c.health.path.as_str(), c.timeouts.connect),
+        health_config(c),
+        move |backend: &rrlb_core::Backend, passed| metrics.health_check(backend.name(), passed),
+    )
+}
+
 fn limiter(c: &Config) -> Option<ClientLimiter> {
     let rate = NonZeroU32::new(c.limits.rate_per_client)?;
     let burst = NonZeroU32::new(c.limits.burst).unwrap_or(rate);
@@ -128,6 +143,7 @@ fn service(
     set: &BackendSet<AnyBalancer>,
     upstream: &HttpUpstream,
     budget: &RetryBudget,
+    metrics: &Arc<Metrics>,
 ) -> ProxyService {
     crate::upstream::service(
         set,
@@ -135,6 +151,7 @@ fn service(
         upstream.clone(),
         balance_config(c),
         budget.clone(),
+        metrics,
     )
 }
 
@@ -191,18 +208,16 @@ impl App {
             specs(&config),
         )
         .map_err(ApplyError::Backends)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.config_applied();
         let up = upstream(&config, per_thread);
         let budget = retry_budget(&config);
-        let svc = service(&config, &set, &up, &budget);
-        let health = config.health.enabled.then(|| {
-            HealthChecker::spawn(
-                set.clone(),
-                HttpProbe::new(config.health.path.as_str(), config.timeouts.connect),
-                health_config(&config),
-            )
-        });
+        let svc = service(&config, &set, &up, &budget, &metrics);
+        let health = config
+            .health
+            .enabled
+            .then(|| health_checker(&set, &config, &metrics));
         let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
-        let metrics = Metrics::new();
         let access_log = AccessLog::new(
             &config.access_log,
             config.log.format,
@@ -230,8 +245,11 @@ impl App {
     pub(crate) async fn reload(&self) -> Result<Arc<Config>, ApplyError> {
         let _serial = self.reload_lock.lock().await;
         let reloader = self.reloader.as_ref().ok_or(ApplyError::NoReloader)?;
-        let new = reloader().map_err(ApplyError::Config)?;
-        self.apply(new)
+        let applied = reloader()
+            .map_err(ApplyError::Config)
+            .and_then(|new| self.apply(new));
+        self.metrics.reloaded(applied.is_ok());
+        applied
     }
 
     /// Applies a validated configuration. Backends that survive keep their state; listeners cannot change
@@ -276,8 +294,13 @@ impl App {
             }
             b.1.clone()
         };
-        self.service
-            .store(Arc::new(service(&new, &self.set, &up, &budget)));
+        self.service.store(Arc::new(service(
+            &new,
+            &self.set,
+            &up,
+            &budget,
+            &self.metrics,
+        )));
         if new.limits.rate_per_client != old.limits.rate_per_client
             || new.limits.burst != old.limits.burst
         {
@@ -292,13 +315,7 @@ impl App {
                 new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
             match (&*health, new.health.enabled) {
                 (Some(h), true) if !path_changed => h.set_config(health_config(&new)),
-                (_, true) => {
-                    *health = Some(HealthChecker::spawn(
-                        self.set.clone(),
-                        HttpProbe::new(new.health.path.as_str(), new.timeouts.connect),
-                        health_config(&new),
-                    ));
-                }
+                (_, true) => *health = Some(health_checker(&self.set, &new, &self.metrics)),
                 (_, false) => *health = None,
             }
         }

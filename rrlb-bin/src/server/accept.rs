@@ -254,7 +254,9 @@ fn serve_connection(
     let _ = stream.set_nodelay(true);
     let worker = Arc::clone(worker);
     let watcher = graceful.watcher();
+    let counted = Open::new(&worker.fast.app.metrics.client_connections);
     tokio::spawn(async move {
+        let _counted = counted;
         if let Some(handover) = fast::serve(&worker.fast, stream, client).await {
             let app = Arc::clone(&worker.fast.app);
             let handover = (handover.stream, handover.read);
@@ -265,6 +267,22 @@ fn serve_connection(
             open.fetch_sub(1, Relaxed);
         }
     });
+}
+
+/// A client connection counted in `rrlb_connections{side="client"}` while this lives.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Waits for the connections in flight to finish, up to the configured drain timeout.

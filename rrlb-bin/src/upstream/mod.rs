@@ -25,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
 use rrlb_core::{AnyBalancer, Backend};
 use rrlb_tower::http::HttpUpstream;
 use rrlb_tower::{Balance, BoxError, FailureKind, Routed};
@@ -176,14 +177,17 @@ impl std::error::Error for RawError {
 pub(crate) struct RawUpstream {
     connect_timeout: Duration,
     tls: HttpUpstream,
+    open: Gauge,
 }
 
 impl RawUpstream {
-    /// Connects within `connect_timeout`; `tls` serves `https://` backends.
-    pub(crate) fn new(connect_timeout: Duration, tls: HttpUpstream) -> Self {
+    /// Connects within `connect_timeout`, counting the plain connections it keeps open in `open`; `tls`
+    /// serves `https://` backends.
+    pub(crate) fn new(connect_timeout: Duration, tls: HttpUpstream, open: Gauge) -> Self {
         Self {
             connect_timeout,
             tls,
+            open,
         }
     }
 }
@@ -202,7 +206,7 @@ impl Service<Routed<RawRequest>> for RawUpstream {
 
     fn call(&mut self, routed: Routed<RawRequest>) -> Self::Future {
         let Routed { backend, request } = routed;
-        let (target, idle) = match pool::checkout(&backend) {
+        let (target, idle) = match pool::checkout(&backend, &self.open) {
             Ok(t) => t,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
@@ -229,11 +233,14 @@ pub(crate) fn service(
     tls: HttpUpstream,
     config: rrlb_tower::BalanceConfig,
     budget: rrlb_tower::RetryBudget,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> ProxyService {
     Balance::new(
-        RawUpstream::new(connect_timeout, tls),
+        RawUpstream::new(connect_timeout, tls, metrics.upstream_connections.clone()),
         set.clone(),
-        RawPolicy,
+        RawPolicy {
+            metrics: Arc::clone(metrics),
+        },
         config,
     )
     .with_budget(budget)
