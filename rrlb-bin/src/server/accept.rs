@@ -129,7 +129,7 @@ async fn accept_for_workers(
     }
     // Connections the kernel completed before the stop are served (their answers say `connection: close`):
     // closing the listener over them would reset them, requests and all.
-    for (stream, client) in backlog(listener) {
+    accept_backlog(listener, |stream, client| {
         let Some(worker) = workers
             .iter()
             .filter(|w| !w.tx.is_closed())
@@ -141,24 +141,92 @@ async fn accept_for_workers(
         if worker.tx.send((stream, client)).is_err() {
             worker.open.fetch_sub(1, Relaxed);
         }
+    })
+    .await;
+}
+
+/// How long handshakes already under way when the proxy listener stops have to complete: far above a round
+/// trip in a data centre, short enough not to hold up the drain.
+const HANDSHAKE_SETTLE: Duration = Duration::from_millis(20);
+
+/// Most connections taken from the stopping listener's backlog in one go (a listen backlog holds 1024).
+const MAX_BACKLOG: usize = 4096;
+
+/// Closes `listener` without resetting a connection a client may already have sent a request on: new
+/// handshakes are refused first (on Linux; elsewhere this step is skipped), then every connection the kernel
+/// completed (the backlog, and the handshakes under way, given [`HANDSHAKE_SETTLE`]) is accepted and handed
+/// to `serve`, and only then is the listener closed.
+///
+/// Closing a listener resets the connections in its backlog, and a client that connected a moment before
+/// (e.g. one reconnecting after a `connection: close`) has usually written its request already. A client whose
+/// SYN is dropped instead retries it after a second: by then the port is closed (connection refused, nothing
+/// sent) or a new rrlb listens on it.
+async fn accept_backlog(
+    listener: TcpListener,
+    mut serve: impl FnMut(std::net::TcpStream, SocketAddr),
+) {
+    // Direct accept(2) calls until they would block: tokio's readiness may not have seen the last ones yet.
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    // Bounded: without the SYN filter, a flood of new connections could otherwise keep this loop going.
+    let mut drain = |listener: &std::net::TcpListener| {
+        for _ in 0..MAX_BACKLOG {
+            match listener.accept() {
+                // tokio wants its streams non-blocking; accept(2) does not pass the listener's flag on.
+                Ok((stream, client)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        serve(stream, client);
+                    }
+                }
+                // A connection its client gave up on while it waited: the next one may be fine.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) => {}
+                // Would block (the backlog is empty), or the listener cannot accept any more.
+                Err(_) => return,
+            }
+        }
+    };
+    if refuse_new_handshakes(&listener) {
+        drain(&listener);
+        tokio::time::sleep(HANDSHAKE_SETTLE).await;
+    }
+    drain(&listener);
+}
+
+/// Makes `listener` drop every SYN that opens a new connection (a classic BPF socket filter; packets of
+/// handshakes under way and of accepted connections pass). Whether it did.
+#[cfg(target_os = "linux")]
+fn refuse_new_handshakes(listener: &std::net::TcpListener) -> bool {
+    use socket2::{SockFilter, SockRef};
+    // The filter sees the TCP header at offset 0. Flags are its byte 13: SYN 0x02, ACK 0x10.
+    const LD_B_ABS: u16 = 0x30;
+    const AND_K: u16 = 0x54;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let program = [
+        SockFilter::new(LD_B_ABS, 0, 0, 13),
+        SockFilter::new(AND_K, 0, 0, 0x12),
+        // A SYN without ACK: drop (the next instruction); anything else: keep (the one after).
+        SockFilter::new(JEQ_K, 0, 1, 0x02),
+        SockFilter::new(RET_K, 0, 0, 0),
+        SockFilter::new(RET_K, 0, 0, u32::MAX),
+    ];
+    match SockRef::from(listener).attach_filter(&program) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot filter new connections on the stopping listener");
+            false
+        }
     }
 }
 
-/// Closes `listener` after accepting what is left in its backlog: the connections the kernel completed and
-/// rrlb did not accept yet.
-fn backlog(listener: TcpListener) -> Vec<(std::net::TcpStream, SocketAddr)> {
-    let mut pending = Vec::new();
-    // A direct accept(2) until it would block: tokio's readiness may not have seen the last ones yet.
-    let Ok(listener) = listener.into_std() else {
-        return pending;
-    };
-    while let Ok((stream, client)) = listener.accept() {
-        // tokio wants its streams non-blocking; accept(2) does not pass the listener's flag on.
-        if stream.set_nonblocking(true).is_ok() {
-            pending.push((stream, client));
-        }
-    }
-    pending
+#[cfg(not(target_os = "linux"))]
+fn refuse_new_handshakes(_listener: &std::net::TcpListener) -> bool {
+    false
 }
 
 /// A worker: serves the connections the accept loop hands it, on this thread's runtime, until the accept loop
@@ -200,14 +268,15 @@ async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
             _ = stopped(&mut stop) => break,
         }
     }
-    for (stream, client) in backlog(listener) {
+    accept_backlog(listener, |stream, client| {
         match TcpStream::from_std(stream) {
             Ok(stream) => serve_connection(&worker, &graceful, stream, client, None),
             Err(e) => {
                 tracing::debug!(%client, error = %e, "cannot serve a connection from the backlog")
             }
         }
-    }
+    })
+    .await;
     drain(&app, graceful).await;
 }
 
