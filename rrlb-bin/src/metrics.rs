@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -15,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rrlb_core::{AnyBalancer, BackendSet};
+use rrlb_tower::FailureKind;
 use rrlb_tower::discovery::{DiscoveryStats, group_of};
 
 /// Labels of `rrlb_requests_total`.
@@ -45,6 +47,53 @@ pub(crate) struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A `version` label of `rrlb_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct VersionLabel {
+    pub version: &'static str,
+}
+
+/// A `result` label: `success`/`failure` (reloads), `pass`/`fail` (health checks, with a backend).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// A `side` label of `rrlb_connections`: `client` or `upstream`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SideLabel {
+    pub side: &'static str,
+}
+
+/// Labels of `rrlb_upstream_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct UpstreamErrorLabels {
+    pub backend: String,
+    /// `connect`, `timeout`, `reset` or `protocol`.
+    pub kind: &'static str,
+}
+
+/// Labels of `rrlb_health_checks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HealthCheckLabels {
+    pub backend: String,
+    /// `pass` or `fail`.
+    pub result: &'static str,
+}
+
+/// The `kind` label of an upstream error, and its slot in a thread's handle cache; `None` for a failure that
+/// is an answer (a 5xx), not a transport error.
+fn error_kind(kind: FailureKind) -> Option<(&'static str, u16)> {
+    match kind {
+        FailureKind::Connect => Some(("connect", 0)),
+        FailureKind::Timeout => Some(("timeout", 1)),
+        FailureKind::Reset => Some(("reset", 2)),
+        // rrlb's own upstream reports an answer that broke the HTTP/1.1 rules as `Other`.
+        FailureKind::Other => Some(("protocol", 3)),
+        FailureKind::Status5xx => None,
+    }
+}
+
 fn duration_histogram() -> Histogram {
     // 0.5 ms .. ~33 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 17))
@@ -70,6 +119,15 @@ pub(crate) struct Metrics {
     discovery_errors: Family<GroupLabel, Counter>,
     /// The discovered groups and their counters, read at scrape time.
     groups: Mutex<Vec<(String, DiscoveryStats)>>,
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+    last_reload: Gauge<f64, AtomicU64>,
+    /// Open client connections on the proxy listener (`rrlb_connections{side="client"}`).
+    pub(crate) client_connections: Gauge,
+    /// Open connections to backends, pooled or in use (`rrlb_connections{side="upstream"}`).
+    pub(crate) upstream_connections: Gauge,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    health_checks: Family<HealthCheckLabels, Counter>,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
@@ -88,6 +146,8 @@ struct Handles {
     requests: Vec<((Box<str>, u16), Counter)>,
     /// `rrlb_request_duration_seconds` series by backend (the code slot is unused: 0).
     durations: Vec<((Box<str>, u16), Histogram)>,
+    /// `rrlb_upstream_errors_total` series by backend and kind (its slot in `error_kind`).
+    errors: Vec<((Box<str>, u16), Counter)>,
 }
 
 /// Beyond this many series a thread's cache starts over (backends come and go; codes are few).
@@ -154,6 +214,60 @@ impl Metrics {
         let ejections_skipped = Counter::default();
         let discovery_backends = Family::<GroupLabel, Gauge>::default();
         let discovery_errors = Family::<GroupLabel, Counter>::default();
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        let reloads = Family::<ResultLabel, Counter>::default();
+        // Both series exist from the start, so that `increase(...{result="failure"}[5m])` sees the first one.
+        let reloads_ok = reloads
+            .get_or_create(&ResultLabel { result: "success" })
+            .clone();
+        let reloads_failed = reloads
+            .get_or_create(&ResultLabel { result: "failure" })
+            .clone();
+        let last_reload = Gauge::<f64, AtomicU64>::default();
+        let connections = Family::<SideLabel, Gauge>::default();
+        let client_connections = connections
+            .get_or_create(&SideLabel { side: "client" })
+            .clone();
+        let upstream_connections = connections
+            .get_or_create(&SideLabel { side: "upstream" })
+            .clone();
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let health_checks = Family::<HealthCheckLabels, Counter>::default();
+        registry.register(
+            "rrlb_build_info",
+            "Always 1; the version of the running rrlb in its label",
+            build_info,
+        );
+        registry.register(
+            "rrlb_config_reloads",
+            "Configuration reloads (SIGHUP, file change, admin API), by result",
+            reloads,
+        );
+        registry.register(
+            "rrlb_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was applied (start-up or the last successful reload), Unix time",
+            last_reload.clone(),
+        );
+        registry.register(
+            "rrlb_connections",
+            "Open connections: client (on the proxy listener) and upstream (to backends, pooled or in use)",
+            connections,
+        );
+        registry.register(
+            "rrlb_upstream_errors",
+            "Failed attempts to backends, by backend and kind (connect, timeout, reset, protocol)",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "rrlb_health_checks",
+            "Active health checks, by backend and result (pass, fail)",
+            health_checks.clone(),
+        );
         registry.register(
             "rrlb_requests",
             "Requests answered, by backend and status code",
@@ -229,6 +343,13 @@ impl Metrics {
             discovery_backends,
             discovery_errors,
             groups: Mutex::default(),
+            reloads_ok,
+            reloads_failed,
+            last_reload,
+            client_connections,
+            upstream_connections,
+            upstream_errors,
+            health_checks,
             totals: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }
@@ -238,18 +359,7 @@ impl Metrics {
     pub(crate) fn observe(&self, backend: Option<&str>, code: u16, seconds: f64, retries: u32) {
         let backend = backend.unwrap_or("none");
         HANDLES.with_borrow_mut(|h| {
-            if h.owner != self.id {
-                let total = Arc::new(AtomicU64::new(0));
-                self.totals
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(Arc::clone(&total));
-                *h = Handles {
-                    owner: self.id,
-                    total,
-                    ..Handles::default()
-                };
-            }
+            self.own(h);
             h.total.fetch_add(1, Relaxed);
             cached(&mut h.requests, backend, code, || {
                 self.requests
@@ -272,6 +382,69 @@ impl Metrics {
         if retries > 0 {
             self.retries.inc_by(u64::from(retries));
         }
+    }
+
+    /// Makes this thread's handle cache this instance's (it serves one instance at a time).
+    fn own(&self, h: &mut Handles) {
+        if h.owner != self.id {
+            let total = Arc::new(AtomicU64::new(0));
+            self.totals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Arc::clone(&total));
+            *h = Handles {
+                owner: self.id,
+                total,
+                ..Handles::default()
+            };
+        }
+    }
+
+    /// Counts one failed attempt to `backend` (5xx answers are not upstream errors and are not counted).
+    pub(crate) fn upstream_error(&self, backend: &str, kind: FailureKind) {
+        let Some((kind, slot)) = error_kind(kind) else {
+            return;
+        };
+        HANDLES.with_borrow_mut(|h| {
+            self.own(h);
+            cached(&mut h.errors, backend, slot, || {
+                self.upstream_errors
+                    .get_or_create(&UpstreamErrorLabels {
+                        backend: backend.to_owned(),
+                        kind,
+                    })
+                    .clone()
+            })
+            .inc();
+        });
+    }
+
+    /// Counts one health check of `backend`.
+    pub(crate) fn health_check(&self, backend: &str, passed: bool) {
+        self.health_checks
+            .get_or_create(&HealthCheckLabels {
+                backend: backend.to_owned(),
+                result: if passed { "pass" } else { "fail" },
+            })
+            .inc();
+    }
+
+    /// Counts a configuration reload by its result; a successful one sets the last-success time.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.inc();
+            self.config_applied();
+        } else {
+            self.reloads_failed.inc();
+        }
+    }
+
+    /// Sets the last-success time to now: at start-up (as Prometheus does for its own) and on a reload.
+    pub(crate) fn config_applied(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload.set(now);
     }
 
     /// Counts one rejected request.

@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::forward::{self, BodyFraming, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
 use crate::logging::ErrorChain;
@@ -62,31 +63,77 @@ impl hyper::body::Body for Logged {
 }
 
 /// Serves a connection the fast path handed over (`stream`, and `read`, what it had read of it) on hyper's
-/// HTTP/1 + HTTP/2 server. `watcher` lets the graceful shutdown tell hyper to finish.
+/// HTTP/1 + HTTP/2 server, until it closes or the server stops (`stop`) and it is drained. `watcher` is held
+/// while the connection is open, so the server's drain waits for it.
+///
+/// The drain: HTTP/2 gets `GOAWAY` at once (hyper's graceful shutdown: streams already opened are served).
+/// HTTP/1 answers say `connection: close` from the stop on ([`handle`]), which closes a busy connection after
+/// its answer; one still open after [`DRAIN_IDLE_GRACE`](crate::fast::DRAIN_IDLE_GRACE) has been idle since
+/// the stop and is then closed by hyper (or finishes the request it is serving first).
 pub(crate) async fn serve(
     app: Arc<Local>,
     hyper: &auto::Builder<TokioExecutor>,
     (stream, read): (TcpStream, Bytes),
     client: SocketAddr,
+    mut stop: watch::Receiver<bool>,
     watcher: Watcher,
 ) {
-    let svc = service_fn(move |req| handle(Arc::clone(&app), req, client));
+    let h2 = read.starts_with(b"PRI * HTTP/2");
+    let draining = stop.clone();
+    let svc = service_fn(move |req| handle(Arc::clone(&app), req, client, draining.clone()));
     let io = Rewind {
         prefix: read,
         inner: stream,
     };
     let conn = hyper.serve_connection(TokioIo::new(io), svc).into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let mut conn = std::pin::pin!(conn);
+    let stopping = async {
+        let _ = stop.wait_for(|s| *s).await;
+        if !h2 {
+            tokio::time::sleep(crate::fast::DRAIN_IDLE_GRACE).await;
+        }
+    };
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(%client, error = %ErrorChain(&*e), "connection ended with an error");
     }
+    drop(watcher);
 }
 
 /// Handles one request on the proxy listener. Never fails: every problem is an HTTP answer.
+///
+/// Once `stop` is set, HTTP/1 answers say `connection: close`, so the client sends nothing more on the connection
+/// and hyper closes it after the answer.
 pub(crate) async fn handle(
     app: Arc<Local>,
     req: Request<Incoming>,
     client: SocketAddr,
+    stop: watch::Receiver<bool>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let h1 = matches!(
+        req.version(),
+        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
+    );
+    let res = respond(app, req, client).await;
+    Ok(if h1 && *stop.borrow() {
+        closing(res)
+    } else {
+        res
+    })
+}
+
+/// The answer to one request on the proxy listener.
+async fn respond(
+    app: Arc<Local>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<ProxyBody> {
     let protocol = match req.version() {
         Version::HTTP_09 | Version::HTTP_10 => Protocol::Http10,
         Version::HTTP_11 => Protocol::Http11,
@@ -147,15 +194,15 @@ pub(crate) async fn handle(
     };
     let (request_id, trace, rest, declared, chunked) = match decided {
         Ok(d) => d,
-        Err((id, rejection)) => return Ok(refuse(&app, &mut record, &id, &rejection, protocol)),
+        Err((id, rejection)) => return refuse(&app, &mut record, &id, &rejection, protocol),
     };
     let limits = app.config.load().limits.max_body_bytes;
     if let Err(rejection) = forward::admit(&app.limiter.load(), limits, client, declared) {
-        return Ok(refuse(&app, &mut record, &request_id, &rejection, protocol));
+        return refuse(&app, &mut record, &request_id, &rejection, protocol);
     }
     let body = match read_body(&app, body).await {
         Ok(body) => body,
-        Err(rejection) => return Ok(refuse(&app, &mut record, &request_id, &rejection, protocol)),
+        Err(rejection) => return refuse(&app, &mut record, &request_id, &rejection, protocol),
     };
     record.received(body.len() as u64);
     let request = RawRequest::new(parts.method, rest, body, trace);
@@ -173,7 +220,7 @@ pub(crate) async fn handle(
             answer.to_response(&request_id).map(Either::Right)
         }
     };
-    Ok(if close { closing(res) } else { res })
+    if close { closing(res) } else { res }
 }
 
 /// A backend's answer as a `Response`: its head (already checked and rewritten by the answer rules) parsed

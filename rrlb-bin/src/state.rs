@@ -40,7 +40,7 @@ pub(crate) struct App {
     pub(crate) config: ArcSwap<Config>,
     /// The per-client rate limiter, when `limits.rate_per_client` is set.
     pub(crate) limiter: ArcSwap<Option<ClientLimiter>>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// The access log (its writer thread runs for as long as the state).
     pub(crate) access_log: AccessLog,
     /// Span export, when `tracing.otlp_endpoint` is set.
@@ -114,6 +114,21 @@ fn health_config(c: &Config) -> HealthCheckConfig {
     }
 }
 
+/// The health checker for a configuration, counting its checks into `metrics`.
+fn health_checker(
+    set: &BackendSet<AnyBalancer>,
+    c: &Config,
+    metrics: &Arc<Metrics>,
+) -> HealthChecker {
+    let metrics = Arc::clone(metrics);
+    HealthChecker::spawn_observed(
+        set.clone(),
+        HttpProbe::new(c.health.path.as_str(), c.timeouts.connect),
+        health_config(c),
+        move |backend: &rrlb_core::Backend, passed| metrics.health_check(backend.name(), passed),
+    )
+}
+
 fn limiter(c: &Config) -> Option<ClientLimiter> {
     let rate = NonZeroU32::new(c.limits.rate_per_client)?;
     let burst = NonZeroU32::new(c.limits.burst).unwrap_or(rate);
@@ -141,7 +156,7 @@ fn service(
     set: &BackendSet<AnyBalancer>,
     upstream: &HttpUpstream,
     budget: &RetryBudget,
-    telemetry: Option<Telemetry>,
+    (metrics, telemetry): (&Arc<Metrics>, Option<Telemetry>),
 ) -> ProxyService {
     crate::upstream::service(
         set,
@@ -149,6 +164,7 @@ fn service(
         (upstream.clone(), telemetry),
         balance_config(c),
         budget.clone(),
+        metrics,
     )
 }
 
@@ -211,20 +227,18 @@ impl App {
             specs(&config),
         )
         .map_err(ApplyError::Backends)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.config_applied();
         let up = upstream(&config, per_thread);
         let budget = retry_budget(&config);
         let telemetry = Telemetry::new(&config.tracing, config.timeouts.connect)
             .map_err(ApplyError::Telemetry)?;
-        let svc = service(&config, &set, &up, &budget, telemetry.clone());
-        let health = config.health.enabled.then(|| {
-            HealthChecker::spawn(
-                set.clone(),
-                HttpProbe::new(config.health.path.as_str(), config.timeouts.connect),
-                health_config(&config),
-            )
-        });
+        let svc = service(&config, &set, &up, &budget, (&metrics, telemetry.clone()));
+        let health = config
+            .health
+            .enabled
+            .then(|| health_checker(&set, &config, &metrics));
         let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
-        let metrics = Metrics::new();
         let mut groups = Groups::default();
         groups.apply(&config, &set).map_err(ApplyError::Discovery)?;
         metrics.set_discovery_groups(groups.stats());
@@ -257,8 +271,11 @@ impl App {
     pub(crate) async fn reload(&self) -> Result<Arc<Config>, ApplyError> {
         let _serial = self.reload_lock.lock().await;
         let reloader = self.reloader.as_ref().ok_or(ApplyError::NoReloader)?;
-        let new = reloader().map_err(ApplyError::Config)?;
-        self.apply(new)
+        let applied = reloader()
+            .map_err(ApplyError::Config)
+            .and_then(|new| self.apply(new));
+        self.metrics.reloaded(applied.is_ok());
+        applied
     }
 
     /// Applies a validated configuration. Backends that survive keep their state; listeners cannot change
@@ -334,7 +351,7 @@ impl App {
             &self.set,
             &up,
             &budget,
-            (*self.telemetry.load_full()).clone(),
+            (&self.metrics, (*self.telemetry.load_full()).clone()),
         )));
         if new.limits.rate_per_client != old.limits.rate_per_client
             || new.limits.burst != old.limits.burst
@@ -350,13 +367,7 @@ impl App {
                 new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
             match (&*health, new.health.enabled) {
                 (Some(h), true) if !path_changed => h.set_config(health_config(&new)),
-                (_, true) => {
-                    *health = Some(HealthChecker::spawn(
-                        self.set.clone(),
-                        HttpProbe::new(new.health.path.as_str(), new.timeouts.connect),
-                        health_config(&new),
-                    ));
-                }
+                (_, true) => *health = Some(health_checker(&self.set, &new, &self.metrics)),
                 (_, false) => *health = None,
             }
         }

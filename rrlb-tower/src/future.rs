@@ -215,6 +215,9 @@ where
                 Outcome::Success
             });
             let backend = call.backend();
+            if let Some(kind) = kind {
+                this.policy.on_failure(backend, kind);
+            }
 
             if let (Some(kind), Some(retry)) = (kind, this.retry.as_mut())
                 && retry.left > 0

@@ -120,8 +120,45 @@ impl HealthChecker {
         probe: P,
         config: HealthCheckConfig,
     ) -> Self {
+        Self::spawn_observed(set, probe, config, |_: &Backend, _: bool| {})
+    }
+
+    /// Like [`spawn`](HealthChecker::spawn), and `observer` is told the result of every check (`true`: passed),
+    /// a timed-out probe included, after it is recorded on the backend: e.g. to count checks per backend.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::time::Duration;
+    /// use rrlb_core::{Backend, BackendSet, BackendSpec, RoundRobin, SetOptions};
+    /// use rrlb_tower::{HealthCheckConfig, HealthChecker};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let set = BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), [BackendSpec::new("a", "http://127.0.0.1:9")])?;
+    /// let failed = Arc::new(AtomicU64::new(0));
+    /// let count = Arc::clone(&failed);
+    /// let config = HealthCheckConfig { interval: Duration::from_secs(1), jitter: 0.0, ..HealthCheckConfig::default() };
+    /// let checker = HealthChecker::spawn_observed(set, |_: Arc<Backend>| async { false }, config, move |_: &Backend, passed: bool| {
+    ///     if !passed {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// while failed.load(Ordering::Relaxed) < 3 {
+    ///     tokio::time::sleep(Duration::from_millis(100)).await; // virtual time: the runtime is paused
+    /// }
+    /// drop(checker);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn spawn_observed<B: Balancer, P: Probe>(
+        set: BackendSet<B>,
+        probe: P,
+        config: HealthCheckConfig,
+        observer: impl Fn(&Backend, bool) + Send + Sync + 'static,
+    ) -> Self {
         let (tx, rx) = watch::channel(config);
-        let task = tokio::spawn(run(set, Arc::new(probe), rx));
+        let task = tokio::spawn(run(set, Arc::new(probe), Arc::new(observer), rx));
         Self { config: tx, task }
     }
 
@@ -142,9 +179,13 @@ impl Drop for HealthChecker {
     }
 }
 
+/// What [`HealthChecker::spawn_observed`] tells of each check.
+type Observer = Arc<dyn Fn(&Backend, bool) + Send + Sync>;
+
 async fn run<B: Balancer>(
     set: BackendSet<B>,
     probe: Arc<dyn Probe>,
+    observer: Observer,
     mut rx: watch::Receiver<HealthCheckConfig>,
 ) {
     let mut seed = jitter_seed();
@@ -155,6 +196,7 @@ async fn run<B: Balancer>(
         for member in set.load().members() {
             let backend = Arc::clone(member.backend());
             let probe = Arc::clone(&probe);
+            let observer = Arc::clone(&observer);
             seed = next(seed);
             let delay = config
                 .interval
@@ -166,6 +208,7 @@ async fn run<B: Balancer>(
                         .await
                         .unwrap_or(false);
                 let flipped = backend.record_health_check(passed);
+                observer(&backend, passed);
                 if flipped {
                     tracing::info!(backend = backend.name(), healthy = passed, "health changed");
                 }

@@ -144,6 +144,11 @@ pub trait Policy<Req, Res, E>: Clone + Send + Sync + 'static {
     /// Called with the answer that is returned, the backend that gave it and the attempts made (1 = no
     /// retry), e.g. to note a [`Served`] in the response's extensions.
     fn on_served(&self, _response: &mut Res, _backend: &Arc<Backend>, _attempts: u32) {}
+
+    /// Called once for every failed attempt, retried or not, with the backend tried and the kind of failure
+    /// (a [`Timeout`](FailureKind::Timeout) included, which never reaches
+    /// [`classify_error`](Policy::classify_error)), e.g. to count failures per backend and kind.
+    fn on_failure(&self, _backend: &Arc<Backend>, _kind: FailureKind) {}
 }
 
 /// A policy for any service: every `Ok` is a success, every `Err` a failure of kind

@@ -110,6 +110,8 @@ async fn timeouts_are_retried_elsewhere_when_asked() {
     send.send_response(200);
     assert_eq!(task.await.unwrap().unwrap(), 200);
     assert_eq!(policy.served(), [("b".to_owned(), 2)]);
+    // The timed-out attempt is told to the policy (it never reaches `classify_error`).
+    assert_eq!(policy.failures(), [("a".to_owned(), FailureKind::Timeout)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,6 +132,14 @@ async fn a_connect_failure_is_retried_on_each_other_backend_once() {
     assert_eq!(task.await.unwrap().unwrap(), 200);
     assert_eq!(tried, ["a", "b", "c"]);
     assert_eq!(policy.served(), [("c".to_owned(), 3)]);
+    assert_eq!(
+        policy.failures(),
+        [
+            ("a".to_owned(), FailureKind::Connect),
+            ("b".to_owned(), FailureKind::Connect)
+        ],
+        "every failed attempt, retried ones included"
+    );
     for (name, failures, successes) in [("a", 1, 0), ("b", 1, 0), ("c", 0, 1)] {
         let s = set.get(name).unwrap().stats().snapshot();
         assert_eq!(

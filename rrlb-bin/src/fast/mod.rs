@@ -46,6 +46,12 @@ pub(crate) const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 8 << 20;
 
+/// How long, once the server stops, a keep-alive connection must have sent nothing before it is closed. A client
+/// that got its last answer before the stop (so without `connection: close`) may have its next request on the
+/// wire already; closing at once would lose it. Every answer during the drain carries `connection: close`, so
+/// only connections that stay quiet this long are closed unasked (as HAProxy's soft stop does, but bounded).
+pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
+
 /// What every connection of one serving thread shares.
 pub(crate) struct Worker {
     /// The application state, through this thread's handle.
@@ -93,10 +99,16 @@ pub(crate) async fn serve(
                 return None;
             }
             Next::Request(head) => {
-                if !conn.exchange(&worker.app, *head).await || *conn.stop.borrow() {
-                    return None;
+                match conn.exchange(&worker.app, *head).await {
+                    After::KeepAlive => conn.served = true,
+                    After::Close => return None,
+                    After::Drained => {
+                        // The answer said `connection: close`: the client sends nothing more, and a pipelined
+                        // request it did send must not turn the close into a reset that loses the answer.
+                        conn.linger().await;
+                        return None;
+                    }
                 }
-                conn.served = true;
             }
         }
     }
@@ -121,6 +133,16 @@ enum Next {
     Hyper,
     Refused(HeaderValue, Rejection),
     Close,
+}
+
+/// What becomes of a connection after an exchange.
+enum After {
+    /// It can carry another request.
+    KeepAlive,
+    /// It closes now (the client asked to, or the exchange broke it).
+    Close,
+    /// The server is stopping: the answer said `connection: close`; the connection closes gracefully.
+    Drained,
 }
 
 /// Why a request body could not be read.
@@ -148,6 +170,8 @@ impl Connection {
             now + header_read
         };
         let mut waiting_for_first_byte = self.served && self.buf.is_empty();
+        // Set once the server stops while this connection is idle: it then has `DRAIN_IDLE_GRACE` to send a head.
+        let mut draining = false;
         loop {
             if waiting_for_first_byte && !self.buf.is_empty() {
                 waiting_for_first_byte = false;
@@ -170,8 +194,9 @@ impl Connection {
             if self.timer.deadline() > deadline {
                 self.timer.as_mut().reset(deadline);
             }
-            // An idle connection closes when the server stops; one with a head on the way gets its answer.
-            let idle = self.buf.is_empty();
+            // An idle connection closes when the server stops and it stays quiet for a short grace (its next
+            // request may be on the wire); one with a head on the way gets its answer.
+            let idle = self.buf.is_empty() && !draining;
             let n = tokio::select! {
                 biased;
                 r = self.stream.read_buf(&mut self.buf) => r,
@@ -183,7 +208,11 @@ impl Connection {
                     // Too slow (slowloris), or idle too long: the connection ends without an answer.
                     return Next::Close;
                 }
-                _ = self.stop.wait_for(|s| *s), if idle => return Next::Close,
+                _ = self.stop.wait_for(|s| *s), if idle => {
+                    draining = true;
+                    deadline = deadline.min(tokio::time::Instant::now() + DRAIN_IDLE_GRACE);
+                    continue;
+                }
             };
             match n {
                 Ok(n) if n > 0 => {}
@@ -194,9 +223,8 @@ impl Connection {
     }
 
     /// Serves one request: limits, `100 Continue`, the body, the balancer, the answer. The outcome is recorded
-    /// before the answer leaves (so whoever got it sees it counted). Returns whether the connection can carry
-    /// another request.
-    async fn exchange(&mut self, app: &Local, mut head: head::RequestHead) -> bool {
+    /// before the answer leaves (so whoever got it sees it counted). Says what becomes of the connection.
+    async fn exchange(&mut self, app: &Local, mut head: head::RequestHead) -> After {
         let path = head.path.take();
         let log = forward::Log::Borrowed(&app.access_log);
         let mut record = Record::start(
@@ -229,18 +257,23 @@ impl Connection {
         ) {
             // A request without a body leaves the connection in a known state; one whose body is unread
             // does not.
-            let keep = head.body == BodyFraming::None && !head.close;
-            return self
+            // During the drain the answer says `connection: close` (and `refuse` closes with a lingering close).
+            let keep = head.body == BodyFraming::None && !head.close && !self.stopping();
+            let written = self
                 .refuse(app, id, &rejection, Some((&mut record, keep)))
-                .await
-                && keep;
+                .await;
+            return if written && keep {
+                After::KeepAlive
+            } else {
+                After::Close
+            };
         }
         let body = match self.read_body(app, &head).await {
             Ok(body) => body,
             Err(BodyError::Refused(rejection)) => {
                 self.refuse(app, id, &rejection, Some((&mut record, false)))
                     .await;
-                return false;
+                return After::Close;
             }
             Err(BodyError::Gone) => {
                 record.done(
@@ -248,14 +281,17 @@ impl Connection {
                     id,
                     Outcome::rejected(&Rejection::bad("the client closed the connection")),
                 );
-                return false;
+                return After::Close;
             }
         };
         record.received(body.len() as u64);
         let request = RawRequest::new(head.method.clone(), head.rest, body, head.trace);
-        let close = head.close;
-        match app.call(request).await {
-            Ok(res) => self.answer(app, res, id, close, &mut record).await && !close,
+        let result = app.call(request).await;
+        // Decided when the answer is about to leave: an answer written during the drain says `connection: close`.
+        let draining = !head.close && self.stopping();
+        let close = head.close || draining;
+        let written = match result {
+            Ok(res) => self.answer(app, res, id, close, &mut record).await,
             Err(e) => {
                 let answer = ErrorAnswer::from_balance(&e);
                 let outcome = Outcome::failed(&e, &answer);
@@ -265,9 +301,18 @@ impl Connection {
                     .write_all(&answer.to_h1(id, close))
                     .await
                     .is_ok()
-                    && !close
             }
+        };
+        match (written, close, draining) {
+            (true, false, _) => After::KeepAlive,
+            (true, true, true) => After::Drained,
+            _ => After::Close,
         }
+    }
+
+    /// Whether the server is stopping (answers then say `connection: close`).
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 
     /// The request body, read within `timeouts.body_read` between reads, up to `limits.max_body_bytes`.

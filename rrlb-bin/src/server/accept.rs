@@ -124,36 +124,131 @@ async fn accept_for_workers(
                     }
                 }
             }
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    // Connections the kernel completed before the stop are served (their answers say `connection: close`):
+    // closing the listener over them would reset them, requests and all.
+    accept_backlog(listener, |stream, client| {
+        let Some(worker) = workers
+            .iter()
+            .filter(|w| !w.tx.is_closed())
+            .min_by_key(|w| w.open.load(Relaxed))
+        else {
+            return;
+        };
+        worker.open.fetch_add(1, Relaxed);
+        if worker.tx.send((stream, client)).is_err() {
+            worker.open.fetch_sub(1, Relaxed);
+        }
+    })
+    .await;
+}
+
+/// How long handshakes already under way when the proxy listener stops have to complete: far above a round
+/// trip in a data centre, short enough not to hold up the drain.
+const HANDSHAKE_SETTLE: Duration = Duration::from_millis(20);
+
+/// Most connections taken from the stopping listener's backlog in one go (a listen backlog holds 1024).
+const MAX_BACKLOG: usize = 4096;
+
+/// Closes `listener` without resetting a connection a client may already have sent a request on: new
+/// handshakes are refused first (on Linux; elsewhere this step is skipped), then every connection the kernel
+/// completed (the backlog, and the handshakes under way, given [`HANDSHAKE_SETTLE`]) is accepted and handed
+/// to `serve`, and only then is the listener closed.
+///
+/// Closing a listener resets the connections in its backlog, and a client that connected a moment before
+/// (e.g. one reconnecting after a `connection: close`) has usually written its request already. A client whose
+/// SYN is dropped instead retries it after a second: by then the port is closed (connection refused, nothing
+/// sent) or a new rrlb listens on it.
+async fn accept_backlog(
+    listener: TcpListener,
+    mut serve: impl FnMut(std::net::TcpStream, SocketAddr),
+) {
+    // Direct accept(2) calls until they would block: tokio's readiness may not have seen the last ones yet.
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    // Bounded: without the SYN filter, a flood of new connections could otherwise keep this loop going.
+    let mut drain = |listener: &std::net::TcpListener| {
+        for _ in 0..MAX_BACKLOG {
+            match listener.accept() {
+                // tokio wants its streams non-blocking; accept(2) does not pass the listener's flag on.
+                Ok((stream, client)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        serve(stream, client);
+                    }
+                }
+                // A connection its client gave up on while it waited: the next one may be fine.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) => {}
+                // Would block (the backlog is empty), or the listener cannot accept any more.
+                Err(_) => return,
+            }
+        }
+    };
+    if refuse_new_handshakes(&listener) {
+        drain(&listener);
+        tokio::time::sleep(HANDSHAKE_SETTLE).await;
+    }
+    drain(&listener);
+}
+
+/// Makes `listener` drop every SYN that opens a new connection (a classic BPF socket filter; packets of
+/// handshakes under way and of accepted connections pass). Whether it did.
+#[cfg(target_os = "linux")]
+fn refuse_new_handshakes(listener: &std::net::TcpListener) -> bool {
+    use socket2::{SockFilter, SockRef};
+    // The filter sees the TCP header at offset 0. Flags are its byte 13: SYN 0x02, ACK 0x10.
+    const LD_B_ABS: u16 = 0x30;
+    const AND_K: u16 = 0x54;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let program = [
+        SockFilter::new(LD_B_ABS, 0, 0, 13),
+        SockFilter::new(AND_K, 0, 0, 0x12),
+        // A SYN without ACK: drop (the next instruction); anything else: keep (the one after).
+        SockFilter::new(JEQ_K, 0, 1, 0x02),
+        SockFilter::new(RET_K, 0, 0, 0),
+        SockFilter::new(RET_K, 0, 0, u32::MAX),
+    ];
+    match SockRef::from(listener).attach_filter(&program) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot filter new connections on the stopping listener");
+            false
         }
     }
 }
 
-/// A worker: serves the connections the accept loop hands it, on this thread's runtime, until `stop`; then
-/// drains them.
+#[cfg(not(target_os = "linux"))]
+fn refuse_new_handshakes(_listener: &std::net::TcpListener) -> bool {
+    false
+}
+
+/// A worker: serves the connections the accept loop hands it, on this thread's runtime, until the accept loop
+/// has stopped (after `stop`, with its backlog handed over); then drains them.
 async fn serve_handed(
     mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
     app: Arc<App>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     let worker = worker(&app, &stop);
-    loop {
-        tokio::select! {
-            handed = incoming.recv() => {
-                let Some((stream, client)) = handed else { break };
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => {
-                        serve_connection(&worker, &graceful, stream, client, Some(Arc::clone(&open)));
-                    }
-                    Err(e) => {
-                        open.fetch_sub(1, Relaxed);
-                        tracing::warn!(%client, error = %e, "worker cannot use the connection");
-                    }
-                }
+    // Until the accept loop has stopped and handed over its backlog (it then drops its sender).
+    while let Some((stream, client)) = incoming.recv().await {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                serve_connection(&worker, &graceful, stream, client, Some(Arc::clone(&open)));
             }
-            _ = stopped(&mut stop) => break,
+            Err(e) => {
+                open.fetch_sub(1, Relaxed);
+                tracing::warn!(%client, error = %e, "worker cannot use the connection");
+            }
         }
     }
     drain(&app, graceful).await;
@@ -173,7 +268,15 @@ async fn serve_proxy(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
             _ = stopped(&mut stop) => break,
         }
     }
-    drop(listener);
+    accept_backlog(listener, |stream, client| {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => serve_connection(&worker, &graceful, stream, client, None),
+            Err(e) => {
+                tracing::debug!(%client, error = %e, "cannot serve a connection from the backlog")
+            }
+        }
+    })
+    .await;
     drain(&app, graceful).await;
 }
 
@@ -220,16 +323,35 @@ fn serve_connection(
     let _ = stream.set_nodelay(true);
     let worker = Arc::clone(worker);
     let watcher = graceful.watcher();
+    let counted = Open::new(&worker.fast.app.metrics.client_connections);
     tokio::spawn(async move {
+        let _counted = counted;
         if let Some(handover) = fast::serve(&worker.fast, stream, client).await {
             let app = Arc::clone(&worker.fast.app);
             let handover = (handover.stream, handover.read);
-            proxy::serve(app, &worker.hyper, handover, client, watcher).await;
+            let stop = worker.fast.stop.clone();
+            proxy::serve(app, &worker.hyper, handover, client, stop, watcher).await;
         }
         if let Some(open) = open {
             open.fetch_sub(1, Relaxed);
         }
     });
+}
+
+/// A client connection counted in `rrlb_connections{side="client"}` while this lives.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Waits for the connections in flight to finish, up to the configured drain timeout.

@@ -66,6 +66,10 @@ pub enum RunError {
 /// Serves the proxy and the admin API on `listeners` with `config` until `shutdown` resolves, then stops
 /// accepting and drains in-flight requests for up to `timeouts.drain`.
 ///
+/// The drain loses no request a client sent: connections the kernel had completed are still served, every
+/// answer says `connection: close`, a keep-alive connection closes right after such an answer or once idle for
+/// a short grace, and HTTP/2 connections get `GOAWAY`. It returns when every connection has closed.
+///
 /// `reloader`, when given, is what SIGHUP, a change to the configuration file and `POST /admin/reload` call to
 /// get the new configuration.
 pub async fn run(

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::Method;
 use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
 use rrlb_core::{AnyBalancer, Backend};
 use rrlb_tower::http::HttpUpstream;
 use rrlb_tower::trace::TraceParent;
@@ -186,20 +187,24 @@ impl std::error::Error for RawError {
 pub(crate) struct RawUpstream {
     connect_timeout: Duration,
     tls: HttpUpstream,
+    open: Gauge,
     telemetry: Option<Telemetry>,
 }
 
 impl RawUpstream {
-    /// Connects within `connect_timeout`; `tls` serves `https://` backends; with `telemetry`, each attempt
-    /// of a sampled request is exported as a CLIENT span.
+    /// Connects within `connect_timeout`, counting the plain connections it keeps open in `open`; `tls`
+    /// serves `https://` backends; with `telemetry`, each attempt of a sampled request is exported as a CLIENT
+    /// span.
     pub(crate) fn new(
         connect_timeout: Duration,
         tls: HttpUpstream,
+        open: Gauge,
         telemetry: Option<Telemetry>,
     ) -> Self {
         Self {
             connect_timeout,
             tls,
+            open,
             telemetry,
         }
     }
@@ -258,7 +263,7 @@ impl RawUpstream {
         span: TraceParent,
         attempt: u32,
     ) -> RawFuture {
-        let (target, idle) = match pool::checkout(&backend) {
+        let (target, idle) = match pool::checkout(&backend, &self.open) {
             Ok(t) => t,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
@@ -290,11 +295,19 @@ pub(crate) fn service(
     (tls, telemetry): (HttpUpstream, Option<Telemetry>),
     config: rrlb_tower::BalanceConfig,
     budget: rrlb_tower::RetryBudget,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> ProxyService {
     Balance::new(
-        RawUpstream::new(connect_timeout, tls, telemetry),
+        RawUpstream::new(
+            connect_timeout,
+            tls,
+            metrics.upstream_connections.clone(),
+            telemetry,
+        ),
         set.clone(),
-        RawPolicy,
+        RawPolicy {
+            metrics: Arc::clone(metrics),
+        },
         config,
     )
     .with_budget(budget)

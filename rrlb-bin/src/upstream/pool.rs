@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use rrlb_core::Backend;
 use rrlb_tower::FailureKind;
 use rrlb_tower::http::BackendUrl;
@@ -16,10 +17,48 @@ use super::RawError;
 /// Idle connections kept per backend and thread.
 const MAX_IDLE: usize = 64;
 
+/// An open connection to a backend, counted in `open` (`rrlb_connections{side="upstream"}`) from its connect
+/// to its close, whether in use or idle in a pool.
+#[derive(Debug)]
+pub(super) struct Upstream {
+    stream: TcpStream,
+    open: Gauge,
+}
+
+impl Upstream {
+    fn new(stream: TcpStream, open: &Gauge) -> Self {
+        open.inc();
+        Self {
+            stream,
+            open: open.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for Upstream {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl std::ops::DerefMut for Upstream {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
 /// A connection to a backend, taken from this thread's pool.
 #[derive(Debug)]
 pub(super) struct Conn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Upstream,
     pub(super) backend: Arc<Backend>,
 }
 
@@ -40,11 +79,13 @@ pub(super) struct Target {
     pub(super) host_line: Box<[u8]>,
     pub(super) prefix: Box<[u8]>,
     pub(super) https: bool,
+    /// Counts the connections this thread opens to the backend.
+    pub(super) open: Gauge,
 }
 
 impl Target {
     /// The backend's target, from the URL it carries (parsed when it was configured).
-    fn of(backend: &Backend) -> Result<Self, RawError> {
+    fn of(backend: &Backend, open: &Gauge) -> Result<Self, RawError> {
         let url =
             BackendUrl::of(backend).map_err(|e| RawError::client(FailureKind::Other, e.into()))?;
         let (host, port) = (url.host(), url.port());
@@ -62,10 +103,12 @@ impl Target {
             host_line: host_line.into(),
             prefix: url.path_prefix().as_bytes().into(),
             https: url.is_https(),
+            open: open.clone(),
         })
     }
 
-    pub(super) async fn connect(&self, timeout: Duration) -> Result<TcpStream, RawError> {
+    /// A new connection, counted as open.
+    pub(super) async fn connect(&self, timeout: Duration) -> Result<Upstream, RawError> {
         let connect = async {
             let addr = match self.addr {
                 Some(a) => a,
@@ -79,7 +122,7 @@ impl Target {
         match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                Ok(stream)
+                Ok(Upstream::new(stream, &self.open))
             }
             Ok(Err(e)) => Err(RawError::io(FailureKind::Connect, "connect", e)),
             Err(_) => Err(RawError::new(FailureKind::Connect, "connect timed out")),
@@ -92,17 +135,19 @@ impl Target {
 struct Entry {
     backend: Weak<Backend>,
     target: Arc<Target>,
-    idle: Vec<TcpStream>,
+    idle: Vec<Upstream>,
 }
 
 thread_local! {
     static POOL: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
-/// This thread's target for `backend` and an idle connection to it, if there is one that is still quiet.
+/// This thread's target for `backend` and an idle connection to it, if there is one that is still quiet. A new
+/// target counts its connections in `open`.
 pub(super) fn checkout(
     backend: &Arc<Backend>,
-) -> Result<(Arc<Target>, Option<TcpStream>), RawError> {
+    open: &Gauge,
+) -> Result<(Arc<Target>, Option<Upstream>), RawError> {
     POOL.with_borrow_mut(|pool| {
         if let Some(e) = pool
             .iter_mut()
@@ -116,7 +161,7 @@ pub(super) fn checkout(
             return Ok((Arc::clone(&e.target), None));
         }
         pool.retain(|e| e.backend.strong_count() > 0);
-        let target = Arc::new(Target::of(backend)?);
+        let target = Arc::new(Target::of(backend, open)?);
         pool.push(Entry {
             backend: Arc::downgrade(backend),
             target: Arc::clone(&target),
@@ -143,7 +188,7 @@ fn is_quiet(stream: &TcpStream) -> bool {
     }
 }
 
-fn checkin(backend: Arc<Backend>, stream: TcpStream) {
+fn checkin(backend: Arc<Backend>, stream: Upstream) {
     POOL.with_borrow_mut(|pool| {
         if let Some(e) = pool
             .iter_mut()
@@ -161,24 +206,30 @@ mod tests {
 
     #[test]
     fn targets_carry_host_and_prefix() {
-        let t = Target::of(&Backend::new(
-            "a",
-            "http://127.0.0.1:8081/api/",
-            true,
-            Default::default(),
-            Default::default(),
-        ))
+        let t = Target::of(
+            &Backend::new(
+                "a",
+                "http://127.0.0.1:8081/api/",
+                true,
+                Default::default(),
+                Default::default(),
+            ),
+            &Gauge::default(),
+        )
         .unwrap();
         assert_eq!(t.addr, Some("127.0.0.1:8081".parse().unwrap()));
         assert_eq!(&*t.host_line, b"host: 127.0.0.1:8081\r\n");
         assert_eq!(&*t.prefix, b"/api");
-        let t = Target::of(&Backend::new(
-            "b",
-            "http://echo-go",
-            true,
-            Default::default(),
-            Default::default(),
-        ))
+        let t = Target::of(
+            &Backend::new(
+                "b",
+                "http://echo-go",
+                true,
+                Default::default(),
+                Default::default(),
+            ),
+            &Gauge::default(),
+        )
         .unwrap();
         assert_eq!(t.addr, None);
         assert_eq!(t.authority, "echo-go:80");

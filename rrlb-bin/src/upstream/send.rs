@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::TcpBody;
-use super::pool::{Conn, Target, checkout};
+use super::pool::{Conn, Target, Upstream, checkout};
 use super::{BodySource, RawError, RawRequest, RawResponse};
 use crate::forward;
 use crate::h1::answer;
@@ -20,7 +20,7 @@ use crate::h1::answer;
 pub(super) async fn send(
     backend: Arc<Backend>,
     target: Arc<Target>,
-    mut idle: Option<TcpStream>,
+    mut idle: Option<Upstream>,
     (request, span): (RawRequest, TraceParent),
     connect_timeout: Duration,
 ) -> Result<RawResponse, RawError> {
@@ -47,7 +47,7 @@ pub(super) async fn send(
             // A pooled connection the backend closed while it was idle: nothing of the request was taken,
             // so it goes again on a new connection (the pool may hold more stale ones: those are dropped).
             Err(Exchange::Stale(_)) if reused => {
-                idle = checkout(&backend).ok().and_then(|(_, s)| s);
+                idle = checkout(&backend, &target.open).ok().and_then(|(_, s)| s);
             }
             Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(e),
         }

@@ -87,12 +87,21 @@ impl std::error::Error for Fail {}
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ScriptedPolicy {
     served: Arc<Mutex<Vec<(String, u32)>>>,
+    failures: Arc<Mutex<Vec<(String, FailureKind)>>>,
 }
 
 impl ScriptedPolicy {
     /// `(backend, attempts)` of every answer returned so far.
     pub(crate) fn served(&self) -> Vec<(String, u32)> {
         self.served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `(backend, kind)` of every failed attempt so far (`Policy::on_failure`).
+    pub(crate) fn failures(&self) -> Vec<(String, FailureKind)> {
+        self.failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -119,6 +128,13 @@ impl<Req: Clone> Policy<Req, u16, BoxError> for ScriptedPolicy {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((backend.name().to_owned(), attempts));
+    }
+
+    fn on_failure(&self, backend: &Arc<Backend>, kind: FailureKind) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((backend.name().to_owned(), kind));
     }
 }
 
