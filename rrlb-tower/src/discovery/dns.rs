@@ -110,7 +110,8 @@ impl DnsResolver {
     }
 
     /// The targets of `name`'s SRV records: each target's addresses with the record's port, weight (0: the
-    /// group's) and priority.
+    /// group's) and priority. A target with no address is left out; a target whose lookup fails (a resolver
+    /// error, a timeout) fails the whole answer, so that a flaky resolver never drains a healthy target.
     pub async fn lookup_srv(&self, name: &str) -> Update {
         let lookup = self.inner.srv_lookup(name).await.map_err(error)?;
         let mut out = Vec::new();
@@ -121,11 +122,14 @@ impl DnsResolver {
             let target = srv.target.to_ascii();
             let ips = match self.inner.lookup_ip(target.as_str()).await {
                 Ok(ips) => ips,
-                // One target that does not resolve does not sink the others.
-                Err(e) => {
-                    tracing::warn!(target, error = %e, "SRV target does not resolve");
+                // A target that has no address does not sink the others.
+                Err(e) if e.is_no_records_found() => {
+                    tracing::warn!(target, error = %e, "SRV target has no address");
                     continue;
                 }
+                // A failing lookup says nothing about the target: an answer without it would drain a backend
+                // that may be fine, so the whole answer fails and the last good set stays.
+                Err(e) => return Err(DiscoveryError::lookup(e)),
             };
             for ip in ips.iter() {
                 out.push(Endpoint {
