@@ -4,6 +4,7 @@
 //! flight) are read from the backend set at scrape time, so they are never stale.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -130,6 +131,10 @@ pub(crate) struct Metrics {
     health_checks: Family<HealthCheckLabels, Counter>,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,
+    /// The per-backend series made so far; held for a whole render, so renders never interleave.
+    series: Mutex<Series>,
+    /// Bumped when series of gone backends are removed: each thread then drops its cached handles.
+    generation: AtomicU64,
     /// Tells this instance's handles apart in the per-thread cache (tests run several in one process).
     id: u64,
 }
@@ -141,6 +146,8 @@ pub(crate) struct Metrics {
 #[derive(Default)]
 struct Handles {
     owner: u64,
+    /// The instance's `generation` these handles were made in.
+    generation: u64,
     total: Arc<AtomicU64>,
     /// `rrlb_requests_total` series by backend and status code.
     requests: Vec<((Box<str>, u16), Counter)>,
@@ -148,6 +155,29 @@ struct Handles {
     durations: Vec<((Box<str>, u16), Histogram)>,
     /// `rrlb_upstream_errors_total` series by backend and kind (its slot in `error_kind`).
     errors: Vec<((Box<str>, u16), Counter)>,
+}
+
+/// The label values of the per-backend series made for one backend, so that they can be removed when the
+/// backend is gone (discovered backends come and go with every rolling update).
+#[derive(Debug, Default)]
+struct Keys {
+    /// `rrlb_requests_total` codes.
+    codes: HashSet<u16>,
+    /// `rrlb_request_duration_seconds` has a series.
+    duration: bool,
+    /// `rrlb_upstream_errors_total` kinds.
+    kinds: HashSet<&'static str>,
+    /// `rrlb_health_checks_total` results.
+    checks: HashSet<&'static str>,
+}
+
+/// Which per-backend series exist, and which backends were already missing from the set at the last render.
+#[derive(Debug, Default)]
+struct Series {
+    by_backend: HashMap<String, Keys>,
+    /// Backends not in the set at the last render: their series are removed at the next one if still gone,
+    /// so that a scrape sees each removed backend's final counts once.
+    missing: HashSet<String>,
 }
 
 /// Beyond this many series a thread's cache starts over (backends come and go; codes are few).
@@ -351,6 +381,8 @@ impl Metrics {
             upstream_errors,
             health_checks,
             totals: Mutex::default(),
+            series: Mutex::default(),
+            generation: AtomicU64::new(0),
             id: NEXT_ID.fetch_add(1, Relaxed),
         }
     }
@@ -362,20 +394,20 @@ impl Metrics {
             self.own(h);
             h.total.fetch_add(1, Relaxed);
             cached(&mut h.requests, backend, code, || {
-                self.requests
-                    .get_or_create(&RequestLabels {
-                        backend: backend.to_owned(),
-                        code,
-                    })
-                    .clone()
+                let mut series = self.series();
+                series.keys(backend).codes.insert(code);
+                self.requests.get_or_create_owned(&RequestLabels {
+                    backend: backend.to_owned(),
+                    code,
+                })
             })
             .inc();
             cached(&mut h.durations, backend, 0, || {
-                self.durations
-                    .get_or_create(&BackendLabel {
-                        backend: backend.to_owned(),
-                    })
-                    .clone()
+                let mut series = self.series();
+                series.keys(backend).duration = true;
+                self.durations.get_or_create_owned(&BackendLabel {
+                    backend: backend.to_owned(),
+                })
             })
             .observe(seconds);
         });
@@ -384,8 +416,10 @@ impl Metrics {
         }
     }
 
-    /// Makes this thread's handle cache this instance's (it serves one instance at a time).
+    /// Makes this thread's handle cache this instance's (it serves one instance at a time), and drops its
+    /// handles on series that were removed since they were made.
     fn own(&self, h: &mut Handles) {
+        let generation = self.generation.load(Relaxed);
         if h.owner != self.id {
             let total = Arc::new(AtomicU64::new(0));
             self.totals
@@ -394,9 +428,70 @@ impl Metrics {
                 .push(Arc::clone(&total));
             *h = Handles {
                 owner: self.id,
+                generation,
                 total,
                 ..Handles::default()
             };
+        } else if h.generation != generation {
+            h.generation = generation;
+            h.requests.clear();
+            h.durations.clear();
+            h.errors.clear();
+        }
+    }
+
+    fn series(&self) -> std::sync::MutexGuard<'_, Series> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the series of backends that were missing from `set` at the last render and still are.
+    fn prune(&self, series: &mut Series, set: &BackendSet<AnyBalancer>) {
+        let snap = set.load();
+        let present: HashSet<&str> = snap.members().iter().map(|m| m.name()).collect();
+        let gone: Vec<String> = series
+            .by_backend
+            .keys()
+            .filter(|b| b.as_str() != "none" && !present.contains(b.as_str()))
+            .cloned()
+            .collect();
+        let mut removed = false;
+        let mut missing = HashSet::new();
+        for backend in gone {
+            if !series.missing.contains(&backend) {
+                missing.insert(backend);
+                continue;
+            }
+            let Some(keys) = series.by_backend.remove(&backend) else {
+                continue;
+            };
+            for code in keys.codes {
+                self.requests.remove(&RequestLabels {
+                    backend: backend.clone(),
+                    code,
+                });
+            }
+            if keys.duration {
+                self.durations.remove(&BackendLabel {
+                    backend: backend.clone(),
+                });
+            }
+            for kind in keys.kinds {
+                self.upstream_errors.remove(&UpstreamErrorLabels {
+                    backend: backend.clone(),
+                    kind,
+                });
+            }
+            for result in keys.checks {
+                self.health_checks.remove(&HealthCheckLabels {
+                    backend: backend.clone(),
+                    result,
+                });
+            }
+            removed = true;
+        }
+        series.missing = missing;
+        if removed {
+            self.generation.fetch_add(1, Relaxed);
         }
     }
 
@@ -408,12 +503,13 @@ impl Metrics {
         HANDLES.with_borrow_mut(|h| {
             self.own(h);
             cached(&mut h.errors, backend, slot, || {
+                let mut series = self.series();
+                series.keys(backend).kinds.insert(kind);
                 self.upstream_errors
-                    .get_or_create(&UpstreamErrorLabels {
+                    .get_or_create_owned(&UpstreamErrorLabels {
                         backend: backend.to_owned(),
                         kind,
                     })
-                    .clone()
             })
             .inc();
         });
@@ -421,10 +517,14 @@ impl Metrics {
 
     /// Counts one health check of `backend`.
     pub(crate) fn health_check(&self, backend: &str, passed: bool) {
+        let result = if passed { "pass" } else { "fail" };
+        // Under the series lock, so that a render cannot remove the series between its creation and its count.
+        let mut series = self.series();
+        series.keys(backend).checks.insert(result);
         self.health_checks
             .get_or_create(&HealthCheckLabels {
                 backend: backend.to_owned(),
-                result: if passed { "pass" } else { "fail" },
+                result,
             })
             .inc();
     }
@@ -490,7 +590,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the per-backend gauges read from `set` now.
+    ///
+    /// Series of backends that left the set are removed once a render has shown their final counts.
     pub(crate) fn render(&self, set: &BackendSet<AnyBalancer>) -> String {
+        let mut series = self.series();
+        self.prune(&mut series, set);
         self.healthy.clear();
         self.circuit.clear();
         self.in_flight.clear();
@@ -519,7 +623,15 @@ impl Metrics {
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        drop(series);
         out
+    }
+}
+
+impl Series {
+    /// The keys of `backend` (made on a cache miss or a health check only, never per request).
+    fn keys(&mut self, backend: &str) -> &mut Keys {
+        self.by_backend.entry(backend.to_owned()).or_default()
     }
 }
 
@@ -578,6 +690,9 @@ mod tests {
             AnyBalancer::new(Algorithm::RoundRobin),
             SetOptions::default(),
         );
+        // "y" is in the set: its series are kept from render to render.
+        set.add(rrlb_core::BackendSpec::new("y", "http://127.0.0.1:1"))
+            .ok();
         let m = Metrics::new();
         for round in 0..2 {
             for code in 0..(MAX_HANDLES as u16 + 10) {
@@ -593,6 +708,58 @@ mod tests {
                 Some(want.as_str())
             );
         }
+    }
+
+    #[test]
+    fn a_gone_backends_series_are_shown_once_more_then_removed() {
+        let set = BackendSet::new(
+            AnyBalancer::new(Algorithm::RoundRobin),
+            SetOptions::default(),
+        );
+        set.add(rrlb_core::BackendSpec::new("stays", "http://127.0.0.1:1"))
+            .ok();
+        let m = Metrics::new();
+        for backend in ["stays", "gone"] {
+            m.observe(Some(backend), 200, 0.001, 0);
+            m.upstream_error(backend, FailureKind::Connect);
+            m.health_check(backend, true);
+        }
+        m.observe(None, 503, 0.001, 0);
+        let has = |text: &str, backend: &str| {
+            let label = format!("backend=\"{backend}\"");
+            [
+                "rrlb_requests_total{",
+                "rrlb_request_duration_seconds_count{",
+                "rrlb_upstream_errors_total{",
+                "rrlb_health_checks_total{",
+            ]
+            .iter()
+            .filter(|metric| {
+                text.lines()
+                    .any(|l| l.starts_with(**metric) && l.contains(&label))
+            })
+            .count()
+        };
+        // The first render after "gone" left still shows its final counts.
+        let first = m.render(&set);
+        assert_eq!((has(&first, "stays"), has(&first, "gone")), (4, 4));
+        let second = m.render(&set);
+        assert_eq!((has(&second, "stays"), has(&second, "gone")), (4, 0));
+        assert_eq!(has(&second, "none"), 2, "the no-backend series stay");
+        // A backend of that name that comes back counts from zero, through fresh handles.
+        m.observe(Some("gone"), 200, 0.001, 0);
+        let third = m.render(&set);
+        assert_eq!(
+            line(&third, "rrlb_requests_total{backend=\"gone\",code=\"200\"}"),
+            Some("rrlb_requests_total{backend=\"gone\",code=\"200\"} 1")
+        );
+        assert_eq!(
+            line(
+                &third,
+                "rrlb_requests_total{backend=\"stays\",code=\"200\"}"
+            ),
+            Some("rrlb_requests_total{backend=\"stays\",code=\"200\"} 1")
+        );
     }
 
     #[test]
