@@ -16,6 +16,8 @@ const SUBS: usize = 1 << SUB_BITS;
 const OCTAVES: usize = 40;
 /// Number of histogram buckets.
 pub(crate) const BUCKETS: usize = OCTAVES * SUBS;
+/// The most a failed call's penalty raises the peak-EWMA estimate to (unless the call itself took longer).
+const FAILURE_PENALTY_CAP: Duration = Duration::from_secs(10);
 
 /// The live counters of one backend.
 ///
@@ -102,9 +104,21 @@ impl Stats {
     }
 
     /// Records a call that finished with an answer (success or failure) after `latency`, ending at `at`.
+    ///
+    /// A failure feeds the peak-EWMA estimate twice its current value (at least the call's own latency, at most
+    /// 10 s unless the call took longer), not its latency: a backend that fails fast, say with an immediate 503
+    /// or a refused connection, must not look like the fastest one. Consecutive failures double its cost; the
+    /// decay earns it back.
     #[inline]
     pub(crate) fn finish(&self, success: bool, latency: Duration, at: Timestamp) {
-        self.counts.0.ewma.observe(latency, at);
+        let observed = if success {
+            latency
+        } else {
+            self.counts.0.ewma.estimate(at).map_or(latency, |e| {
+                latency.max(e.saturating_mul(2).min(FAILURE_PENALTY_CAP))
+            })
+        };
+        self.counts.0.ewma.observe(observed, at);
         let c = &self.counts.0;
         if success {
             c.successes.fetch_add(1, Relaxed);
@@ -355,5 +369,27 @@ mod tests {
         assert_eq!(snap.in_flight, 0);
         assert_eq!(snap.error_rate, 0.5);
         assert_eq!(snap.latency_avg, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_failure_raises_the_latency_estimate_however_fast_it_was() {
+        let s = Stats::new();
+        let t = Timestamp::from_instant(std::time::Instant::now());
+        s.finish(true, Duration::from_millis(5), t);
+        assert_eq!(s.ewma().estimate(t), Some(Duration::from_millis(5)));
+        // Fast failures double the estimate each time: 5 -> 10 -> 20 ms.
+        s.finish(false, Duration::from_micros(100), t);
+        assert_eq!(s.ewma().estimate(t), Some(Duration::from_millis(10)));
+        s.finish(false, Duration::from_micros(100), t);
+        assert_eq!(s.ewma().estimate(t), Some(Duration::from_millis(20)));
+        // A slow failure counts at least its own latency; the penalty is capped at 10 s.
+        s.finish(false, Duration::from_secs(30), t);
+        assert_eq!(s.ewma().estimate(t), Some(Duration::from_secs(30)));
+        for _ in 0..3 {
+            s.finish(false, Duration::from_micros(100), t);
+        }
+        assert_eq!(s.ewma().estimate(t), Some(Duration::from_secs(30)));
+        // The latency figures (histogram, average) still record what the calls took.
+        assert_eq!(s.snapshot().failures, 6);
     }
 }

@@ -25,6 +25,10 @@ use crate::backend::{Member, relative_decay};
 /// [`LeastRequest`](crate::LeastRequest) does): neither flooded as if free nor shunned as if slow, until its
 /// first answer gives it an estimate of its own.
 ///
+/// # Failures
+/// A failed call raises the estimate to twice what it was (at least the call's latency), so a backend that
+/// answers errors quickly is not mistaken for a fast one while its breaker has not opened yet.
+///
 /// ```
 /// use std::time::Duration;
 /// use rrlb_core::{BackendSet, BackendSpec, PeakEwma, SetOptions};
