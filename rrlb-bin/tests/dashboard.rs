@@ -241,3 +241,43 @@ async fn the_stream_ends_cleanly_on_shutdown() {
     while events.chunk().await.is_some() {}
     h.join().await.expect("rrlb::run");
 }
+
+/// At most 64 event streams are open at once; the next request gets a 503 with a JSON reason and
+/// `retry-after`, and a stream that closes makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_limited() {
+    const MAX_STREAMS: usize = 64;
+    let h = three().await;
+    let mut open = Vec::with_capacity(MAX_STREAMS);
+    for _ in 0..MAX_STREAMS {
+        let mut events = Events::open(&h).await;
+        events.next().await;
+        open.push(events);
+    }
+    assert_eq!(open_streams(&h).await, MAX_STREAMS as f64);
+    let refused = h.admin_get("/admin/events").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        refused
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("64 event streams")),
+        "{}",
+        refused.text()
+    );
+    // The refusal was not counted as an open stream.
+    assert_eq!(open_streams(&h).await, MAX_STREAMS as f64);
+    open.pop();
+    let h = &h;
+    eventually("a closed stream makes room", || async move {
+        (open_streams(h).await < MAX_STREAMS as f64).then_some(())
+    })
+    .await;
+    Events::open(h).await.next().await;
+}

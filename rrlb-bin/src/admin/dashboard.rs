@@ -39,6 +39,10 @@ const PAGE: &str = include_str!("dashboard.html");
 /// Time between two snapshots on an event stream.
 const PERIOD: Duration = Duration::from_secs(1);
 
+/// Event streams open at once, at most: each costs a connection and a snapshot a second; beyond this a
+/// request gets `503` (a handful of dashboards is the use; thousands would be an accident or an attack).
+pub(crate) const MAX_STREAMS: i64 = 64;
+
 /// How long a browser waits before reconnecting a broken stream (the SSE `retry:` field, in milliseconds).
 const RETRY_MS: u32 = 2000;
 
@@ -63,8 +67,17 @@ pub(super) fn page() -> AdminResponse {
 }
 
 /// `GET /admin/events`: a `text/event-stream` of snapshots, one now and one every [`PERIOD`], until the
-/// client goes away or `stop` is set.
+/// client goes away or `stop` is set; `503` when [`MAX_STREAMS`] are open already.
 pub(super) fn events(app: &Arc<App>, stop: &watch::Receiver<bool>) -> AdminResponse {
+    let Some(open) = Open::new(&app.metrics.event_streams) else {
+        let mut res = super::handlers::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} event streams are open already; try again later"),
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return res;
+    };
     let mut ticks = tokio::time::interval(PERIOD);
     // A stream that fell behind (a slow client) sends the next snapshot, not a burst of stale ones.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -72,7 +85,7 @@ pub(super) fn events(app: &Arc<App>, stop: &watch::Receiver<bool>) -> AdminRespo
         app: Arc::clone(app),
         stop: stop.clone(),
         ticks,
-        _open: Open::new(&app.metrics.event_streams),
+        _open: open,
     };
     let retry = Bytes::from(format!("retry: {RETRY_MS}\n\n"));
     let frames = stream::once(async move { retry })
@@ -126,9 +139,13 @@ fn event(mut snapshot: Value, now: SystemTime) -> Bytes {
 struct Open(Gauge);
 
 impl Open {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
+    /// Counts one more open stream, or `None` (counting nothing) when [`MAX_STREAMS`] are open.
+    fn new(gauge: &Gauge) -> Option<Self> {
+        if gauge.inc() >= MAX_STREAMS {
+            gauge.dec();
+            return None;
+        }
+        Some(Self(gauge.clone()))
     }
 }
 
