@@ -68,6 +68,17 @@ use tokio::task::JoinHandle;
 pub use self::sync::{SyncReport, sync};
 use crate::BoxError;
 
+/// How often a group with several SRV priority levels re-checks which levels it uses (RFC 2782: a higher
+/// level serves while no member of a lower one is eligible), between answers of its source.
+pub const PRIORITY_RECHECK: Duration = Duration::from_secs(1);
+
+/// Whether `endpoints` span more than one priority level.
+fn several_priorities(endpoints: &[Endpoint]) -> bool {
+    endpoints
+        .first()
+        .is_some_and(|first| endpoints.iter().any(|e| e.priority != first.priority))
+}
+
 /// One address a source found.
 ///
 /// ```
@@ -375,14 +386,32 @@ impl Discovery {
             // The last good set, applied again on `resync`.
             let mut last: Option<Vec<Endpoint>> = None;
             loop {
-                let (next, notified) = (source.next(), wanted.notified());
-                let update = match select(std::pin::pin!(next), std::pin::pin!(notified)).await {
+                // With several SRV priority levels, which levels are in use depends on the members'
+                // eligibility, which changes between answers: it is checked again every PRIORITY_RECHECK.
+                let levels = last.as_deref().is_some_and(several_priorities);
+                let recheck = async move {
+                    if levels {
+                        tokio::time::sleep(PRIORITY_RECHECK).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let notified = std::pin::pin!(wanted.notified());
+                let recheck = std::pin::pin!(recheck);
+                let wake = select(notified, recheck);
+                let update = match select(std::pin::pin!(source.next()), wake).await {
                     Either::Left((Some(update), _)) => update,
                     Either::Left((None, _)) => break,
-                    Either::Right(((), _)) => match &last {
+                    Either::Right((Either::Left(((), _)), _)) => match &last {
                         Some(endpoints) => Ok(endpoints.clone()),
                         None => continue,
                     },
+                    Either::Right((Either::Right(((), _)), _)) => {
+                        if let Some(endpoints) = &last {
+                            sync(&set, &group, endpoints);
+                        }
+                        continue;
+                    }
                 };
                 match update {
                     Ok(endpoints) if !endpoints.is_empty() => {

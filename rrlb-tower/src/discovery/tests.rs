@@ -117,6 +117,47 @@ fn srv_priorities_use_the_lowest_level_with_an_eligible_member() {
     assert_eq!(names(&set), ["g/10.0.0.1:8000"]);
 }
 
+/// Between two answers of the source, a priority level whose members all became ineligible hands over to the
+/// next level within [`PRIORITY_RECHECK`], and takes back over when it recovers.
+#[tokio::test(start_paused = true)]
+async fn srv_priorities_follow_eligibility_between_answers() {
+    let set = BackendSet::new(RoundRobin::new(), SetOptions::default());
+    let low = Endpoint {
+        priority: 10,
+        ..Endpoint::new(addr(1, false))
+    };
+    let high = Endpoint {
+        priority: 20,
+        ..Endpoint::new(addr(2, false))
+    };
+    // One answer, then the source stays silent (a long TTL, a watch with nothing new).
+    let source =
+        futures_util::stream::iter([Ok(vec![low, high])]).chain(futures_util::stream::pending());
+    let task = Discovery::spawn(set.clone(), Group::new("g", 1), source);
+    updates(&task, 1).await;
+    assert_eq!(names(&set), ["g/10.0.0.1:8000"]);
+    // In virtual time: the wait is the recheck's period, not a guess.
+    let until = |want: &'static [&'static str]| {
+        let set = set.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + 3 * PRIORITY_RECHECK;
+            while names(&set) != want {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still {:?}, want {want:?}",
+                    names(&set)
+                );
+                tokio::time::sleep(PRIORITY_RECHECK / 10).await;
+            }
+        }
+    };
+    set.get("g/10.0.0.1:8000").unwrap().set_healthy(false);
+    until(&["g/10.0.0.1:8000", "g/10.0.0.2:8000"]).await;
+    set.get("g/10.0.0.1:8000").unwrap().set_healthy(true);
+    until(&["g/10.0.0.1:8000"]).await;
+    assert_eq!(task.stats().updates(), 1, "rechecks are not answers");
+}
+
 #[tokio::test(start_paused = true)]
 async fn periodic_backs_off_while_failing_and_never_empties_the_group() {
     use std::sync::atomic::{AtomicU32, Ordering};
