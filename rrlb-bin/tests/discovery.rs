@@ -417,6 +417,11 @@ fn discovery_configuration_is_validated_and_printed() {
         e.contains("discovery.refresh") && e.contains("greater than 0"),
         "{e}"
     );
+    let e = parse("[discovery]\nrefresh = \"10ms\"\n").unwrap_err();
+    assert!(
+        e.contains("discovery.refresh") && e.contains("at least 50ms"),
+        "{e}"
+    );
     let e = parse("[discovery]\nttl = \"1s\"\n").unwrap_err();
     assert!(e.contains("ttl"), "{e}");
     let e = parse("[[backends]]\nurl = \"http://a\"\nname = \"a/b\"\ndiscovery = \"dns\"\n")
@@ -449,6 +454,17 @@ fn discovery_configuration_is_validated_and_printed() {
             k8s.discovery.kubernetes_api.as_deref(),
             Some("http://127.0.0.1:8001")
         );
+        // The host names a Service and at most its namespace: a cluster-domain name is refused.
+        for host in ["echo.prod.svc.cluster.local", "Echo", "echo.-prod"] {
+            let e = parse(&format!(
+                "[[backends]]\nurl = \"http://{host}:8081\"\ndiscovery = \"kubernetes\"\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains("backends[0].url") && e.contains("<service>.<namespace>"),
+                "{host}: {e}"
+            );
+        }
     } else {
         let e = k8s.unwrap_err();
         assert!(

@@ -175,7 +175,7 @@ fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
 fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     let d = |d| humantime::format_duration(d);
     let (h, b, l) = (&c.health, &c.circuit_breaker, &c.limits);
-    let rules: [(bool, &[&str], String); 6] = [
+    let rules: [(bool, &[&str], String); 7] = [
         (
             h.timeout > h.interval,
             &["health.timeout", "health.interval"],
@@ -218,6 +218,14 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
                 .to_owned(),
         ),
         (
+            c.discovery.refresh < MIN_REFRESH,
+            &["discovery.refresh"],
+            format!(
+                "must be at least {} (names are looked up that often)",
+                d(MIN_REFRESH)
+            ),
+        ),
+        (
             !cfg!(feature = "otel") && c.tracing.otlp_endpoint.is_some(),
             &["tracing.otlp_endpoint"],
             "this rrlb was built without the `otel` feature: it cannot export spans".to_owned(),
@@ -229,7 +237,11 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     }
 }
 
-/// A `discovery` other than `static` needs the feature that implements it; `port_name` is for `kubernetes`.
+/// The shortest `discovery.refresh`: a lookup every few milliseconds would only load the nameserver.
+const MIN_REFRESH: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A `discovery` other than `static` needs the feature that implements it; `port_name` is for `kubernetes`;
+/// a `kubernetes` URL's host is `<service>` or `<service>.<namespace>`.
 fn check_discovery(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     use super::backend::Discovery;
     for (i, b) in c.backends.iter().enumerate() {
@@ -249,8 +261,32 @@ fn check_discovery(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
             let reason = "port_name is only for discovery = \"kubernetes\"".to_owned();
             return Err(layers.blame_any(&[&format!("backends[{i}].port_name")], reason));
         }
+        if b.discovery == Discovery::Kubernetes && !service_host(b.url.host()) {
+            let reason = format!(
+                "with discovery = \"kubernetes\" the url's host is <service> or <service>.<namespace>, \
+                 each a DNS label (a-z, 0-9, '-'); {:?} is not",
+                b.url.host()
+            );
+            return Err(layers.blame_any(&[&format!("backends[{i}].url")], reason));
+        }
     }
     Ok(())
+}
+
+/// `<service>` or `<service>.<namespace>`, each an RFC 1123 label (what Kubernetes names Services and
+/// namespaces with).
+fn service_host(host: &str) -> bool {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    match host.split_once('.') {
+        Some((service, namespace)) => label(service) && label(namespace),
+        None => label(host),
+    }
 }
 
 /// The backends seen so far, by place and by name.
