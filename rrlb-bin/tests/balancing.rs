@@ -35,8 +35,9 @@ async fn peak_ewma_gives_a_slow_backend_under_a_tenth_of_the_traffic() {
     .await
     .expect("slow echo");
     let echoes = vec![echo("a").await, echo("b").await, echo("c").await, slow];
+    // A long decay: the estimate checked at the end must not depend on how long the requests took.
     let toml = format!(
-        "algorithm = \"peak-ewma\"\n{NO_HEALTH}{}",
+        "algorithm = \"peak-ewma\"\n[balancer]\newma_decay = \"10m\"\n{NO_HEALTH}{}",
         backends_toml(&[
             ("a", &echoes[0].url(), 1),
             ("b", &echoes[1].url(), 1),
@@ -58,19 +59,34 @@ async fn peak_ewma_gives_a_slow_backend_under_a_tenth_of_the_traffic() {
 
 /// 5. A backend added through the admin API starts at a fraction of its share and reaches all of it once the
 /// slow-start window has passed (round robin: exactly a quarter of each batch of 40 then).
+///
+/// The window is 10 minutes, so the early share does not depend on how fast the machine sends the requests;
+/// a reload then shortens it to one second, which the ramp under way follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_added_through_the_admin_api_ramps_up_over_the_slow_start_window() {
     let echoes = vec![echo("a").await, echo("b").await, echo("c").await];
-    let toml = format!(
-        "{NO_HEALTH}[slow_start]\nwindow = \"5s\"\n{}",
-        backends_toml(&[
-            ("a", &echoes[0].url(), 1),
-            ("b", &echoes[1].url(), 1),
-            ("c", &echoes[2].url(), 1),
-        ])
-    );
-    let h = Harness::builder().echoes(echoes).file(toml).start().await;
     let d = echo("d").await;
+    let mut urls: Vec<(&str, String)> = ["a", "b", "c"]
+        .into_iter()
+        .zip(echoes.iter().map(|e| e.url()))
+        .collect();
+    let config = |window: &str, with_d: bool, urls: &[(&str, String)]| {
+        let mut list: Vec<(&str, &str, u32)> =
+            urls.iter().map(|(n, u)| (*n, u.as_str(), 1)).collect();
+        if !with_d {
+            list.retain(|(n, _, _)| *n != "d");
+        }
+        format!(
+            "{NO_HEALTH}[slow_start]\nwindow = \"{window}\"\n{}",
+            backends_toml(&list)
+        )
+    };
+    urls.push(("d", d.url()));
+    let h = Harness::builder()
+        .echoes(echoes)
+        .file(config("10m", false, &urls))
+        .start()
+        .await;
     let added = h
         .admin_call(
             Method::POST,
@@ -93,6 +109,11 @@ async fn a_backend_added_through_the_admin_api_ramps_up_over_the_slow_start_wind
 
     // Once its window has passed (the admin API says so), it is one of four in the rotation again: exactly a
     // quarter of every batch of 40.
+    h.write_config(&config("1s", true, &urls));
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let hr = &h;
     eventually("d's ramp to end", || async move {
         (metrics_of(hr, "d").await["slow_start"] == false).then_some(())

@@ -399,8 +399,13 @@ async fn health_checks_eject_an_unhealthy_backend_and_restore_it() {
 async fn peak_ewma_through_the_service_avoids_a_slow_backend() {
     let mut fleet = Fleet::start(&["a", "b", "slow"]).await;
     fleet.chaos("slow").set_delay(Duration::from_millis(100));
-    let set = BackendSet::with_backends(rrlb_core::PeakEwma::new(), trip_after(5), fleet.specs())
-        .unwrap();
+    // A long decay: the estimate checked at the end must not depend on how long the requests took.
+    let options = rrlb_core::SetOptions {
+        ewma_decay: Duration::from_secs(600),
+        ..trip_after(5)
+    };
+    let set =
+        BackendSet::with_backends(rrlb_core::PeakEwma::new(), options, fleet.specs()).unwrap();
     let client = Balance::new(
         HttpUpstream::new(UpstreamConfig::default()),
         set.clone(),
