@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         // Wait (at most 10 s) until the task has applied it.
         let applied = async {
             while discovery.stats().updates() == version {
-                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         };
         tokio::time::timeout(std::time::Duration::from_secs(10), applied).await?;

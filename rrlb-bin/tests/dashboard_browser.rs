@@ -303,12 +303,14 @@ impl Drop for StopOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_backends_and_an_open_breaker_in_chromium() {
     let Some(chromium) = find_chromium() else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "chromium is missing in CI (scripts/install-test-deps.sh installs it)"
+        // Missing Chromium fails the test (scripts/install-test-deps.sh installs it) unless skipping was asked
+        // for by name, so that a machine without it never reports the page as tested.
+        assert_eq!(
+            std::env::var("RRLB_SKIP_BROWSER").as_deref(),
+            Ok("1"),
+            "no chromium on PATH: apt-get install chromium (or set $CHROMIUM), or set RRLB_SKIP_BROWSER=1 to skip"
         );
-        eprintln!("SKIPPED: no chromium on PATH (set $CHROMIUM, or apt-get install chromium)");
+        eprintln!("SKIPPED (RRLB_SKIP_BROWSER=1): the dashboard was not drawn in a browser");
         return;
     };
 
