@@ -60,6 +60,7 @@ mod upstream;
 #[doc(hidden)]
 pub mod testing;
 
+pub use crate::discovery::DiscoveryError;
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
 pub use crate::state::{ApplyError, Reloader};
 pub use crate::telemetry::TelemetryError;

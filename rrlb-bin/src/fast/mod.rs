@@ -235,8 +235,17 @@ impl Connection {
         );
         self.buf.advance(head.len);
         {
-            let target = std::str::from_utf8(&head.rest).unwrap_or("");
-            let target = target.split(' ').next().unwrap_or("");
+            // The target is what precedes the first space (the head was parsed already): only it is decoded.
+            let end = head
+                .rest
+                .iter()
+                .position(|&b| b == b' ')
+                .unwrap_or(head.rest.len());
+            let target = head
+                .rest
+                .get(..end)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .unwrap_or("");
             let telemetry = app.telemetry.load();
             record.traced(
                 &head.trace,

@@ -230,7 +230,12 @@ impl Service<Routed<RawRequest>> for RawUpstream {
         } = routed;
         // This attempt's span: its id is the parent the backend sees.
         let span = request.trace.server.child();
-        if let Some(telemetry) = self.telemetry.clone().filter(|_| span.is_sampled()) {
+        if let Some(telemetry) = self
+            .telemetry
+            .as_ref()
+            .filter(|_| span.is_sampled())
+            .cloned()
+        {
             let trace = request.trace;
             let method = request.method.clone();
             let start = SystemTime::now();
