@@ -10,7 +10,10 @@ usage: scripts/compare-algorithms.sh [-h]
 
 On the local stack (scripts/local-up.sh), for each algorithm in turn: writes it into rrlb's
 configuration file, POST /admin/reload, warms up, runs wrk (POSTs of a small JSON body), and
-prints wrk's p50/p99 and requests/s and the per-backend distribution from /admin/metrics.
+prints wrk's p50/p99 and requests/s, the p99 of the same requests as rrlb timed them (from
+/metrics; wrk's own p99 is corrected for coordinated omission, so a rare slow answer weighs as
+much as the requests a fixed-rate client would have queued behind it), and the per-backend
+distribution from /admin/metrics.
 Ends with a summary table, and puts the original algorithm back (also on Ctrl-C or an error).
 
 Optionally slows one member first (and restores it at the end): SLOW_SERVICE=echo-java with
@@ -87,7 +90,37 @@ if [[ -n "$SLOW_SERVICE" ]]; then
     fi
 fi
 
-printf 'algorithm\treq/s\tp50\tp99\tshares\n' >"$work/summary.tsv"
+# histogram_p99 BEFORE AFTER: the 99th percentile (ms) of the requests answered between two scrapes of
+# /metrics, from rrlb_request_duration_seconds summed over backends, interpolated inside its bucket as
+# Prometheus' histogram_quantile does. Unlike wrk's percentiles, which wrk corrects for coordinated omission
+# (each slow answer also counts the requests a fixed-rate client would have sent meanwhile), this counts each
+# request once.
+histogram_p99() {
+    awk '
+        function le_of(line) { match(line, /le="[^"]*"/); return substr(line, RSTART + 4, RLENGTH - 5) }
+        /^rrlb_request_duration_seconds_bucket/ {
+            le = le_of($0)
+            if (FILENAME == ARGV[1]) before[le] += $NF; else after[le] += $NF
+        }
+        END {
+            n = 0
+            for (le in after) if (le != "+Inf") { les[++n] = le + 0 }
+            # insertion sort: a few dozen buckets
+            for (i = 2; i <= n; i++) { v = les[i]; for (j = i - 1; j >= 1 && les[j] > v; j--) les[j + 1] = les[j]; les[j + 1] = v }
+            total = after["+Inf"] - before["+Inf"]
+            if (total <= 0) { print "-"; exit }
+            want = 0.99 * total; prev_le = 0; prev_c = 0
+            for (i = 1; i <= n; i++) {
+                key = ""; for (k in after) if (k != "+Inf" && k + 0 == les[i]) key = k
+                c = after[key] - before[key]
+                if (c >= want) { printf "%.2fms\n", 1000 * (prev_le + (les[i] - prev_le) * (want - prev_c) / (c - prev_c)); exit }
+                prev_le = les[i]; prev_c = c
+            }
+            printf ">%.0fms\n", 1000 * prev_le
+        }' "$1" "$2"
+}
+
+printf 'algorithm\treq/s\tp50\tp99\tp99 at rrlb\tshares\n' >"$work/summary.tsv"
 for algorithm in "${algorithms[@]}"; do
     log "--- $algorithm"
     set_algorithm "$algorithm"
@@ -100,9 +133,11 @@ for algorithm in "${algorithms[@]}"; do
             -s "$RRLB_ROOT/scripts/wrk/post.lua" "$RRLB_URL" >/dev/null
     fi
     admin_get /admin/metrics >"$work/before.json"
+    admin_get /metrics >"$work/before.prom"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency --timeout 5s \
         -s "$RRLB_ROOT/scripts/wrk/post.lua" "$RRLB_URL" >"$work/wrk.txt"
     admin_get /admin/metrics >"$work/after.json"
+    admin_get /metrics >"$work/after.prom"
     if [[ -n "$stress_pid" ]]; then
         wait "$stress_pid" 2>/dev/null || true
         stress_pid=""
@@ -111,7 +146,8 @@ for algorithm in "${algorithms[@]}"; do
     p99="$(awk '$1 == "99%" { print $2 }' "$work/wrk.txt")"
     rps="$(awk '$1 == "Requests/sec:" { printf "%d", $2 }' "$work/wrk.txt")"
     errors="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$work/wrk.txt")"
-    echo "$algorithm: ${rps} req/s, p50 $p50, p99 $p99${errors:+, non-2xx $errors}"
+    p99_rrlb="$(histogram_p99 "$work/before.prom" "$work/after.prom")"
+    echo "$algorithm: ${rps} req/s, p50 $p50, p99 $p99 (wrk; at rrlb: $p99_rrlb)${errors:+, non-2xx $errors}"
     print_distribution "$work/before.json" "$work/after.json"
     echo
     shares="$(jq -r --slurpfile before "$work/before.json" '
@@ -120,7 +156,7 @@ for algorithm in "${algorithms[@]}"; do
         | ($rows | map(.n) | add // 0) as $total
         | [$rows[] | "\(.name) \(if $total > 0 then (.n * 1000 / $total | floor) / 10 else 0 end)%"] | join(", ")
     ' "$work/after.json")"
-    printf '%s\t%s\t%s\t%s\t%s\n' "$algorithm" "$rps" "$p50" "$p99" "$shares" >>"$work/summary.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$algorithm" "$rps" "$p50" "$p99" "$p99_rrlb" "$shares" >>"$work/summary.tsv"
 done
 
 echo "Summary (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s${SLOW_SERVICE:+; $SLOW_SERVICE slowed})"
