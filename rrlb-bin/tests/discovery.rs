@@ -12,6 +12,8 @@ mod support;
 mod dns;
 #[path = "discovery_support/load.rs"]
 mod load;
+#[path = "discovery_support/members.rs"]
+mod members;
 
 use std::net::IpAddr;
 
@@ -22,6 +24,7 @@ use support::{Harness, TestBackend, eventually, metric, run_rrlb, send};
 
 use self::dns::FakeDns;
 use self::load::Load;
+use self::members::{calls, member, sorted, sorted_names};
 
 /// The SRV group's configuration: `weight` for records of weight 0, names re-resolved every 50 ms.
 fn srv_config(dns: std::net::SocketAddr, weight: u32) -> String {
@@ -38,37 +41,6 @@ resolver = "{dns}"
 refresh = "50ms"
 "#
     )
-}
-
-fn member(port: u16) -> String {
-    format!("echo/127.0.0.1:{port}")
-}
-
-async fn sorted_names(h: &Harness) -> Vec<String> {
-    let mut names = h.backend_names().await;
-    names.sort();
-    names
-}
-
-/// `(requests, in_flight)` of a backend in `/admin/metrics` (one snapshot of its statistics).
-async fn calls(h: &Harness, name: &str) -> (u64, u64) {
-    let m = h.admin_get("/admin/metrics").await.json();
-    let b = m["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {m}"));
-    (
-        b["requests"].as_u64().unwrap(),
-        b["in_flight"].as_u64().unwrap(),
-    )
-}
-
-fn sorted<const N: usize>(mut names: [String; N]) -> [String; N] {
-    names.sort();
-    names
 }
 
 async fn metrics_text(h: &Harness) -> String {

@@ -9,6 +9,8 @@ mod support;
 mod kube_api;
 #[path = "discovery_support/load.rs"]
 mod load;
+#[path = "discovery_support/members.rs"]
+mod members;
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -16,37 +18,7 @@ use support::{Harness, TestBackend, eventually, metric, send};
 
 use self::kube_api::{FakeKubeApi, slice};
 use self::load::Load;
-
-fn member(port: u16) -> String {
-    format!("echo/127.0.0.1:{port}")
-}
-
-async fn sorted_names(h: &Harness) -> Vec<String> {
-    let mut names = h.backend_names().await;
-    names.sort();
-    names
-}
-
-/// `(requests, in_flight)` of a backend in `/admin/metrics` (one snapshot of its statistics).
-async fn calls(h: &Harness, name: &str) -> (u64, u64) {
-    let m = h.admin_get("/admin/metrics").await.json();
-    let b = m["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {m}"));
-    (
-        b["requests"].as_u64().unwrap(),
-        b["in_flight"].as_u64().unwrap(),
-    )
-}
-
-fn sorted<const N: usize>(mut names: [String; N]) -> [String; N] {
-    names.sort();
-    names
-}
+use self::members::{calls, member, sorted, sorted_names};
 
 /// A rolling update: a new pod's endpoint becomes ready and gets traffic, an old one turns `terminating` and
 /// drains (its request in flight completes), then its slice is deleted and it leaves; not one request of the

@@ -1,7 +1,7 @@
 //! Least request by the power of two choices.
 
 use super::Balancer;
-use super::rng::{SharedRng, below};
+use super::rng::{SharedRng, two_of};
 use crate::backend::Member;
 
 /// Draws two distinct eligible backends at random and picks the one with fewer calls in flight (the first drawn
@@ -64,12 +64,7 @@ impl Balancer for LeastRequest {
         if n < 2 {
             return (n == 1).then_some(0);
         }
-        let r = self.rng.next_u64();
-        let a = below(r as u32, n);
-        let mut b = below((r >> 32) as u32, n - 1);
-        if b >= a {
-            b += 1;
-        }
+        let (a, b) = two_of(self.rng.next_u64(), n);
         let load = |i: usize| {
             eligible
                 .get(i)

@@ -1,7 +1,7 @@
 //! Power of two choices over peak-EWMA latency × load (Finagle, linkerd2).
 
 use super::Balancer;
-use super::rng::{SharedRng, below};
+use super::rng::{SharedRng, two_of};
 use crate::backend::{Member, relative_decay};
 
 /// Draws two distinct eligible backends at random and picks the cheaper, where a backend's cost is its
@@ -109,12 +109,7 @@ impl Balancer for PeakEwma {
         if n < 2 {
             return (n == 1).then_some(0);
         }
-        let r = self.rng.next_u64();
-        let a = below(r as u32, n);
-        let mut b = below((r >> 32) as u32, n - 1);
-        if b >= a {
-            b += 1;
-        }
+        let (a, b) = two_of(self.rng.next_u64(), n);
         match (eligible.get(a), eligible.get(b)) {
             (Some(ma), Some(mb)) => Some(if cheaper(ma, mb) { b } else { a }),
             _ => Some(a),

@@ -43,6 +43,17 @@ pub(crate) fn below(bits: u32, n: usize) -> usize {
     ((u64::from(bits) * n as u64) >> 32) as usize
 }
 
+/// Two distinct indices in `0..n` (`n >= 2`) from 64 random bits: the power-of-two-choices draw.
+#[inline]
+pub(crate) fn two_of(r: u64, n: usize) -> (usize, usize) {
+    let a = below(r as u32, n);
+    let mut b = below((r >> 32) as u32, n - 1);
+    if b >= a {
+        b += 1;
+    }
+    (a, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
