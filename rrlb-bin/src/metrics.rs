@@ -125,8 +125,12 @@ pub(crate) struct Metrics {
     last_reload: Gauge<f64, AtomicU64>,
     /// Open client connections on the proxy listener (`rrlb_connections{side="client"}`).
     pub(crate) client_connections: Gauge,
-    /// Open connections to backends, pooled or in use (`rrlb_connections{side="upstream"}`).
+    /// rrlb's own HTTP/1.1 upstream connections, pooled or in use (counted by its pool).
     pub(crate) upstream_connections: Gauge,
+    /// The connections of the hyper client that serves `https://` backends (counted by its connector).
+    pub(crate) https_connections: rrlb_tower::http::ConnectionCount,
+    /// `rrlb_connections{side="upstream"}`: the sum of both, set when rendered.
+    upstream_exported: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     health_checks: Family<HealthCheckLabels, Counter>,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
@@ -263,7 +267,7 @@ impl Metrics {
         let client_connections = connections
             .get_or_create(&SideLabel { side: "client" })
             .clone();
-        let upstream_connections = connections
+        let upstream_exported = connections
             .get_or_create(&SideLabel { side: "upstream" })
             .clone();
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
@@ -377,7 +381,9 @@ impl Metrics {
             reloads_failed,
             last_reload,
             client_connections,
-            upstream_connections,
+            upstream_connections: Gauge::default(),
+            https_connections: rrlb_tower::http::ConnectionCount::new(),
+            upstream_exported,
             upstream_errors,
             health_checks,
             totals: Mutex::default(),
@@ -613,6 +619,11 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(i64::try_from(m.stats().in_flight()).unwrap_or(i64::MAX));
         }
+        self.upstream_exported.set(
+            self.upstream_connections
+                .get()
+                .saturating_add(i64::try_from(self.https_connections.get()).unwrap_or(i64::MAX)),
+        );
         // The set counts skips; the counter catches up with it (one set per process, so both only grow).
         let skipped = set.ejections().skipped();
         let exported = self.ejections_skipped.get();
@@ -759,6 +770,58 @@ mod tests {
                 "rrlb_requests_total{backend=\"stays\",code=\"200\"}"
             ),
             Some("rrlb_requests_total{backend=\"stays\",code=\"200\"} 1")
+        );
+    }
+
+    /// `rrlb_connections{side="upstream"}` adds the https client's connections (counted by its connector) to
+    /// rrlb's own pool's.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_upstream_connection_gauge_adds_the_hyper_clients_connections() {
+        use http_body_util::Full;
+        use rrlb_tower::Routed;
+        use rrlb_tower::http::{HttpUpstream, UpstreamConfig};
+        use tower::ServiceExt;
+
+        let set = BackendSet::new(
+            AnyBalancer::new(Algorithm::RoundRobin),
+            SetOptions::default(),
+        );
+        let m = Metrics::new();
+        m.upstream_connections.inc();
+        m.upstream_connections.inc();
+        let gauge = "rrlb_connections{side=\"upstream\"}";
+        assert_eq!(
+            line(&m.render(&set), gauge),
+            Some("rrlb_connections{side=\"upstream\"} 2")
+        );
+        let echo = echo_rs::EchoServer::start("127.0.0.1:0", echo_rs::Config::new("e"))
+            .await
+            .unwrap();
+        let backend = rrlb_core::Backend::new(
+            "e",
+            echo.url(),
+            true,
+            rrlb_core::BreakerParams::default(),
+            rrlb_core::HealthParams::default(),
+        );
+        let upstream =
+            HttpUpstream::new(UpstreamConfig::default()).counting(m.https_connections.clone());
+        let request = http::Request::post("/echo")
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        let response = upstream
+            .oneshot(Routed {
+                backend: backend.into(),
+                request,
+                attempt: 1,
+            })
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        assert_eq!(
+            line(&m.render(&set), gauge),
+            Some("rrlb_connections{side=\"upstream\"} 3")
         );
     }
 

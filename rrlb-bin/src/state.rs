@@ -137,16 +137,18 @@ fn limiter(c: &Config) -> Option<ClientLimiter> {
     ))
 }
 
-fn upstream(c: &Config, per_thread: bool) -> HttpUpstream {
+/// The hyper client for `https://` backends; its connections count in `metrics` (across reloads).
+fn upstream(c: &Config, per_thread: bool, metrics: &Metrics) -> HttpUpstream {
     let config = UpstreamConfig {
         connect_timeout: c.timeouts.connect,
         ..UpstreamConfig::default()
     };
-    if per_thread {
+    let up = if per_thread {
         HttpUpstream::per_thread(config)
     } else {
         HttpUpstream::new(config)
-    }
+    };
+    up.counting(metrics.https_connections.clone())
 }
 
 /// The balancing service for a configuration. Its retry budget is passed in, kept across reloads that do not
@@ -229,7 +231,7 @@ impl App {
         .map_err(ApplyError::Backends)?;
         let metrics = Arc::new(Metrics::new());
         metrics.config_applied();
-        let up = upstream(&config, per_thread);
+        let up = upstream(&config, per_thread, &metrics);
         let budget = retry_budget(&config);
         let telemetry = Telemetry::new(&config.tracing, config.timeouts.connect)
             .map_err(ApplyError::Telemetry)?;
@@ -331,7 +333,7 @@ impl App {
         let up = if self.upstream.load().0 == new.timeouts.connect {
             self.upstream.load().1.clone()
         } else {
-            let up = upstream(&new, self.per_thread);
+            let up = upstream(&new, self.per_thread, &self.metrics);
             self.upstream
                 .store(Arc::new((new.timeouts.connect, up.clone())));
             up

@@ -430,3 +430,51 @@ async fn peak_ewma_through_the_service_avoids_a_slow_backend() {
     );
     fleet.stop().await;
 }
+
+/// The upstream counts its open backend connections: one pooled connection after sequential requests, shared
+/// with a count that follows another upstream too, and none once the backend has gone and the pooled
+/// connection is found closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_counts_its_open_connections() {
+    let fleet = Fleet::start(&["a"]).await;
+    let set =
+        BackendSet::with_backends(RoundRobin::new(), SetOptions::default(), fleet.specs()).unwrap();
+    let count = rrlb_tower::http::ConnectionCount::new();
+    let upstream = HttpUpstream::new(UpstreamConfig::default()).counting(count.clone());
+    assert_eq!(upstream.connections().get(), 0);
+    let client = Balance::new(
+        upstream.clone(),
+        set.clone(),
+        HttpPolicy,
+        BalanceConfig::default(),
+    );
+    for i in 0..3 {
+        let answer = read(client.clone().oneshot(post(i)).await.expect("answered")).await;
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(
+        count.get(),
+        1,
+        "sequential requests share one pooled connection"
+    );
+    assert_eq!(upstream.connections().get(), 1);
+
+    // A second upstream counting in the same count (as after a reload) adds its own connection.
+    let second = Balance::new(
+        HttpUpstream::new(UpstreamConfig::default()).counting(count.clone()),
+        set.clone(),
+        HttpPolicy,
+        BalanceConfig::default(),
+    );
+    let answer = read(second.clone().oneshot(post(9)).await.expect("answered")).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(count.get(), 2);
+
+    // The backend goes away: its connections close, and the count follows.
+    fleet.stop().await;
+    assert!(
+        until(|| count.get() == 0, PATIENCE).await,
+        "still counted: {}",
+        count.get()
+    );
+}

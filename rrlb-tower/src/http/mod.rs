@@ -24,8 +24,11 @@ use crate::health::Probe;
 use crate::policy::{Policy, Served};
 use crate::service::Routed;
 
+mod counted;
 mod url;
 
+pub use self::counted::ConnectionCount;
+use self::counted::Counting;
 pub use self::url::{BackendUrl, InvalidBackendUrl};
 
 /// The connector: plain HTTP, plus TLS for `https://` backends with the `https` feature.
@@ -184,33 +187,39 @@ pub struct HttpUpstream(Arc<UpstreamInner>);
 
 #[derive(Debug)]
 struct UpstreamInner {
-    client: Client<Connector, Full<Bytes>>,
+    client: UpstreamClient,
     config: UpstreamConfig,
     per_thread: Option<u64>,
+    connections: ConnectionCount,
 }
 
-type UpstreamClient = Client<Connector, Full<Bytes>>;
+type UpstreamClient = Client<Counting<Connector>, Full<Bytes>>;
 
 thread_local! {
     /// Per-thread pools of [`HttpUpstream::per_thread`] upstreams, by upstream id.
     static THREAD_CLIENTS: std::cell::RefCell<Vec<(u64, UpstreamClient)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn build_client(config: &UpstreamConfig) -> UpstreamClient {
+fn build_client(config: &UpstreamConfig, connections: &ConnectionCount) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector(config.connect_timeout))
+        .build(Counting {
+            inner: connector(config.connect_timeout),
+            count: connections.clone(),
+        })
 }
 
 impl HttpUpstream {
     /// A client with these pool settings, one pool shared by every thread. Must be called inside a tokio runtime.
     pub fn new(config: UpstreamConfig) -> Self {
+        let connections = ConnectionCount::new();
         Self(Arc::new(UpstreamInner {
-            client: build_client(&config),
+            client: build_client(&config, &connections),
             config,
             per_thread: None,
+            connections,
         }))
     }
 
@@ -220,11 +229,29 @@ impl HttpUpstream {
     /// connection and that connection's task then all stay on one thread, with no cross-thread wake-ups.
     pub fn per_thread(config: UpstreamConfig) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let connections = ConnectionCount::new();
         Self(Arc::new(UpstreamInner {
-            client: build_client(&config),
+            client: build_client(&config, &connections),
             config,
             per_thread: Some(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            connections,
         }))
+    }
+
+    /// The same upstream, counting its open connections in `count` (shared with whatever else counts in
+    /// it, such as the upstream this one replaces). Call it before the first request.
+    pub fn counting(self, count: ConnectionCount) -> Self {
+        Self(Arc::new(UpstreamInner {
+            client: build_client(&self.0.config, &count),
+            config: self.0.config,
+            per_thread: self.0.per_thread,
+            connections: count,
+        }))
+    }
+
+    /// Its connections to backends open now, pooled or in use (see [`counting`](Self::counting)).
+    pub fn connections(&self) -> &ConnectionCount {
+        &self.0.connections
     }
 
     /// Calls `f` with the client to use on this thread (borrowed: no clone of the client per request).
@@ -240,7 +267,7 @@ impl HttpUpstream {
             // A new upstream (a reload changed its settings): older pools of this thread are dropped once
             // their last in-flight request ends.
             clients.retain(|(i, _)| *i > id.saturating_sub(4));
-            let c = build_client(&self.0.config);
+            let c = build_client(&self.0.config, &self.0.connections);
             let out = f(&c);
             clients.push((id, c));
             out
