@@ -294,11 +294,22 @@ impl Shared {
                 Ok(Msg::Lines(_)) => {}
                 Ok(Msg::Flush(done)) => {
                     self.collect(&mut sink);
-                    while let Ok(Msg::Lines(buf)) = rx.try_recv() {
-                        Self::out(&mut sink, &buf);
+                    // Another flush queued meanwhile is answered too, once the lines written before it
+                    // (the threads' buffers again) are out; dropping it would fail that flush at once.
+                    let mut waiting = vec![done];
+                    while let Ok(msg) = rx.try_recv() {
+                        match msg {
+                            Msg::Lines(buf) => Self::out(&mut sink, &buf),
+                            Msg::Flush(done) => waiting.push(done),
+                        }
+                    }
+                    if waiting.len() > 1 {
+                        self.collect(&mut sink);
                     }
                     let _ = sink.flush();
-                    let _ = done.send(());
+                    for done in waiting {
+                        let _ = done.send(());
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => self.collect(&mut sink),
                 Err(RecvTimeoutError::Disconnected) => {
