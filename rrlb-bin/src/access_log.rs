@@ -209,7 +209,7 @@ impl AccessLog {
     pub(crate) fn line(&self) -> Option<Line> {
         let s = &self.shared;
         s.enabled.load(Ordering::Relaxed).then(|| Line {
-            buf: Vec::with_capacity(256),
+            buf: crate::bufs::take(256),
             json: s.json.load(Ordering::Relaxed),
         })
     }
@@ -363,7 +363,8 @@ impl Shared {
 /// A line being built for one request: its fields after `time`, in the log's format.
 #[derive(Debug)]
 pub(crate) struct Line {
-    buf: Vec<u8>,
+    /// Reused from earlier lines (a line is formatted into it, then copied to the thread's buffer).
+    buf: crate::bufs::Buf,
     json: bool,
 }
 

@@ -42,6 +42,7 @@
 
 mod access_log;
 mod admin;
+mod bufs;
 pub mod config;
 pub mod demo;
 mod discovery;

@@ -28,8 +28,6 @@ pub(super) struct RequestHead {
     pub(super) request_id: HeaderValue,
     /// The request's trace.
     pub(super) trace: forward::Trace,
-    /// The path without the query, for the access log (only when it is on).
-    pub(super) path: Option<String>,
     /// The origin-form target, ` HTTP/1.1`, and the header lines to forward, `x-forwarded-*` and
     /// `x-request-id` included; the caller adds `content-length` once the body is read. A
     /// [`RawRequest`](crate::upstream::RawRequest)'s `rest`.
@@ -44,8 +42,8 @@ pub(super) enum Head {
     /// HTTP/1.0 or the HTTP/2 preface: the connection goes to hyper's server (the hyper path), which applies the
     /// same forwarding core.
     Hyper,
-    /// A request the fast path serves.
-    Ready(Box<RequestHead>),
+    /// A request the fast path serves (not boxed: one allocation less per request).
+    Ready(RequestHead),
     /// A request refused before its body: answered, then the connection closes (nothing after a refused head
     /// can be trusted to start a request).
     Refused {
@@ -56,12 +54,14 @@ pub(super) enum Head {
     },
 }
 
-/// Reads a request head from the start of `buf`. `client_ip` is the client's address as text; `access` asks
-/// for the path (the access log is on); a new trace is sampled with probability `sample_ratio`.
-pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool, sample_ratio: f64) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+/// Reads a request head from the start of `buf`. `client_ip` is the client's address as text; a new trace is
+/// sampled with probability `sample_ratio`.
+pub(super) fn parse_request(buf: &[u8], client_ip: &str, sample_ratio: f64) -> Head {
+    // Uninitialised: the parser writes only the fields it finds (an initialised array is 3 KiB of stores per
+    // request).
+    let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Partial,
         Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
@@ -116,11 +116,7 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool, sample_ra
         req.headers.iter().map(|h| (h.name, h.value)),
         &mut rest,
     );
-    let path = access.then(|| {
-        let t = &*plan.target;
-        t.split('?').next().unwrap_or(t).to_owned()
-    });
-    Head::Ready(Box::new(RequestHead {
+    Head::Ready(RequestHead {
         len,
         method,
         body: plan.body,
@@ -128,9 +124,8 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &str, access: bool, sample_ra
         expect_continue: plan.expect_continue,
         request_id: plan.request_id,
         trace: plan.trace,
-        path,
         rest,
-    }))
+    })
 }
 
 fn refused(headers: &[httparse::Header<'_>], rejection: Rejection) -> Head {
@@ -145,14 +140,14 @@ mod tests {
     use super::*;
 
     fn ready(raw: &[u8]) -> RequestHead {
-        match parse_request(raw, "10.0.0.9", true, 0.0) {
-            Head::Ready(h) => *h,
+        match parse_request(raw, "10.0.0.9", 0.0) {
+            Head::Ready(h) => h,
             other => panic!("{other:?}"),
         }
     }
 
     fn refusal(raw: &[u8]) -> Rejection {
-        match parse_request(raw, "1.1.1.1", false, 0.0) {
+        match parse_request(raw, "1.1.1.1", 0.0) {
             Head::Refused { rejection, .. } => rejection,
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
         }
@@ -167,7 +162,6 @@ mod tests {
         assert_eq!(h.body, BodyFraming::Length(2));
         assert!(!h.close);
         assert_eq!(h.request_id, "abc-1");
-        assert_eq!(h.path.as_deref(), Some("/a/b"));
         assert_eq!(
             std::str::from_utf8(&h.rest).unwrap(),
             "/a/b?q=1 HTTP/1.1\r\nx-kept: k\r\nx-forwarded-for: 1.2.3.4, 10.0.0.9\r\n\
@@ -189,12 +183,12 @@ mod tests {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
             assert!(
-                matches!(parse_request(raw, "1.1.1.1", false, 0.0), Head::Hyper),
+                matches!(parse_request(raw, "1.1.1.1", 0.0), Head::Hyper),
                 "{raw:?}"
             );
         }
         assert!(matches!(
-            parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n", "1.1.1.1", false, 0.0),
+            parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n", "1.1.1.1", 0.0),
             Head::Partial
         ));
         assert_eq!(
@@ -234,7 +228,6 @@ mod tests {
         match parse_request(
             b"GET / HTTP/1.1\r\nx-request-id: mine\r\n\r\n",
             "1.1.1.1",
-            false,
             0.0,
         ) {
             Head::Refused { request_id, .. } => assert_eq!(request_id, "mine"),

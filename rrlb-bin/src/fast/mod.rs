@@ -29,7 +29,7 @@ use crate::state::Local;
 
 /// The fast path's request reader, for [`crate::testing`].
 pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
-    match head::parse_request(buf, client_ip, true, 0.0) {
+    match head::parse_request(buf, client_ip, 0.0) {
         head::Head::Ready(h) => Some((h.len, h.rest)),
         _ => None,
     }
@@ -80,6 +80,14 @@ pub(crate) async fn serve(
         client,
         client_ip: client.ip().to_string(),
         stop: worker.stop.clone(),
+        stopped: {
+            let mut stop = worker.stop.clone();
+            Box::pin(async move {
+                // The server stopped, or is gone (the sender dropped): either way, stop.
+                let _ = stop.wait_for(|s| *s).await;
+            })
+        },
+        stop_seen: false,
         served: false,
         timer: Box::pin(tokio::time::sleep(
             worker.app.config.load().timeouts.header_read,
@@ -99,7 +107,7 @@ pub(crate) async fn serve(
                 return None;
             }
             Next::Request(head) => {
-                match conn.exchange(&worker.app, *head).await {
+                match conn.exchange(&worker.app, head).await {
                     After::KeepAlive => conn.served = true,
                     After::Close => return None,
                     After::Drained => {
@@ -120,6 +128,11 @@ struct Connection {
     client: SocketAddr,
     client_ip: String,
     stop: watch::Receiver<bool>,
+    /// Resolves when the server stops: one future for the connection's life, so that waiting for the stop
+    /// while idle registers with the watch once, not once per request.
+    stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Whether `stopped` resolved (it must not be polled again).
+    stop_seen: bool,
     /// Whether a request was served on this connection already (it is then a keep-alive connection).
     served: bool,
     /// The head-read timer, one per connection: it is moved only when it would fire too late, and when it
@@ -129,7 +142,7 @@ struct Connection {
 }
 
 enum Next {
-    Request(Box<head::RequestHead>),
+    Request(head::RequestHead),
     Hyper,
     Refused(HeaderValue, Rejection),
     Close,
@@ -158,7 +171,6 @@ impl Connection {
     /// the header-read timeout (slowloris); a keep-alive connection may stay idle for [`KEEP_ALIVE_IDLE`], and
     /// has the header-read timeout from its next request's first byte.
     async fn next_head(&mut self, app: &Local) -> Next {
-        let access = app.access_log.is_on();
         let (header_read, sample_ratio) = {
             let config = app.config.load();
             (config.timeouts.header_read, config.tracing.sample_ratio)
@@ -172,13 +184,17 @@ impl Connection {
         let mut waiting_for_first_byte = self.served && self.buf.is_empty();
         // Set once the server stops while this connection is idle: it then has `DRAIN_IDLE_GRACE` to send a head.
         let mut draining = false;
+        if self.stop_seen {
+            draining = true;
+            deadline = deadline.min(now + DRAIN_IDLE_GRACE);
+        }
         loop {
             if waiting_for_first_byte && !self.buf.is_empty() {
                 waiting_for_first_byte = false;
                 deadline = tokio::time::Instant::now() + header_read;
             }
             if !self.buf.is_empty() {
-                match head::parse_request(&self.buf, &self.client_ip, access, sample_ratio) {
+                match head::parse_request(&self.buf, &self.client_ip, sample_ratio) {
                     head::Head::Ready(h) => return Next::Request(h),
                     head::Head::Hyper => return Next::Hyper,
                     head::Head::Refused {
@@ -208,7 +224,8 @@ impl Connection {
                     // Too slow (slowloris), or idle too long: the connection ends without an answer.
                     return Next::Close;
                 }
-                _ = self.stop.wait_for(|s| *s), if idle => {
+                _ = self.stopped.as_mut(), if idle => {
+                    self.stop_seen = true;
                     draining = true;
                     deadline = deadline.min(tokio::time::Instant::now() + DRAIN_IDLE_GRACE);
                     continue;
@@ -224,28 +241,24 @@ impl Connection {
 
     /// Serves one request: limits, `100 Continue`, the body, the balancer, the answer. The outcome is recorded
     /// before the answer leaves (so whoever got it sees it counted). Says what becomes of the connection.
-    async fn exchange(&mut self, app: &Local, mut head: head::RequestHead) -> After {
-        let path = head.path.take();
+    async fn exchange(&mut self, app: &Local, head: head::RequestHead) -> After {
+        // The target is what precedes the first space of `rest` (the head was parsed already): only it is
+        // decoded. The access log and the span take its path, without the query.
+        let end = head
+            .rest
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(head.rest.len());
+        let target = head
+            .rest
+            .get(..end)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or("");
+        let path = target.split('?').next().unwrap_or(target);
         let log = forward::Log::Borrowed(&app.access_log);
-        let mut record = Record::start(
-            log,
-            self.client,
-            head.method.as_str(),
-            path.as_deref().unwrap_or(""),
-        );
+        let mut record = Record::start(log, self.client, head.method.as_str(), path);
         self.buf.advance(head.len);
         {
-            // The target is what precedes the first space (the head was parsed already): only it is decoded.
-            let end = head
-                .rest
-                .iter()
-                .position(|&b| b == b' ')
-                .unwrap_or(head.rest.len());
-            let target = head
-                .rest
-                .get(..end)
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .unwrap_or("");
             let telemetry = app.telemetry.load();
             record.traced(
                 &head.trace,

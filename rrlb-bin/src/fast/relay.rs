@@ -18,7 +18,7 @@ use crate::upstream::BodySource;
 /// The body's bytes sent (framing included, the head not) are counted in `record`.
 pub(super) async fn body(
     client: &mut TcpStream,
-    mut out: Vec<u8>,
+    mut out: crate::bufs::Buf,
     source: BodySource,
     record: &mut Record<'_>,
 ) -> bool {

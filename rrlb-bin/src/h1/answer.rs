@@ -103,7 +103,7 @@ pub(crate) struct Head {
     pub(crate) status: u16,
     /// `HTTP/1.1 STATUS REASON\r\n`, the forwarded header lines and the client's framing line; without the
     /// blank line that ends a head (the caller adds its own headers first).
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: crate::bufs::Buf,
     /// How the body is delimited.
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request once the body is read (rules 3 and 7).
@@ -128,9 +128,15 @@ pub(crate) fn parse_head(
     head_request: bool,
     forwarded: impl Fn(&str) -> bool,
 ) -> Result<Parsed, AnswerError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf) {
+    // Uninitialised: the parser writes only the fields it finds (an initialised array is 3 KiB of stores per
+    // answer).
+    let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(Parsed::Partial),
         Ok(httparse::Status::Partial) => return Err(AnswerError::TooLarge),
@@ -219,7 +225,9 @@ pub(crate) fn parse_head(
     let ambiguous = no_body && (codings > 0 || (status == 204 && length.is_some_and(|n| n > 0)));
     let keep_alive = http11 && !connection.close && framing != Framing::Close && !ambiguous;
 
-    let mut bytes = Vec::with_capacity(len + 64);
+    // Reused from an earlier answer when this thread has one: the caller adds its own lines and, on the fast
+    // path, the body's first bytes.
+    let mut bytes = crate::bufs::take(len + 256);
     push_status_line(&mut bytes, status, Some(reason));
     for h in res.headers.iter() {
         let name = h.name;
@@ -477,7 +485,7 @@ mod tests {
             (200, Framing::Length(5), true)
         );
         assert_eq!(
-            h.bytes,
+            *h.bytes,
             b"HTTP/1.1 200 OK\r\nx-kept: yes\r\ncontent-length: 5\r\n"
         );
 
@@ -487,7 +495,7 @@ mod tests {
         );
         assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
         assert_eq!(
-            h.bytes,
+            *h.bytes,
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"
         );
 
@@ -496,14 +504,14 @@ mod tests {
 
         let (_, h) = final_head(b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n", true);
         assert_eq!((h.framing, h.keep_alive), (Framing::Empty, true));
-        assert_eq!(h.bytes, b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n");
+        assert_eq!(*h.bytes, b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n");
 
         let (_, h) = final_head(
             b"HTTP/1.1 204 No Content\r\ncontent-length: 6\r\n\r\n",
             false,
         );
         assert_eq!((h.framing, h.keep_alive), (Framing::Empty, false));
-        assert_eq!(h.bytes, b"HTTP/1.1 204 No Content\r\n");
+        assert_eq!(*h.bytes, b"HTTP/1.1 204 No Content\r\n");
 
         let (_, h) = final_head(
             b"HTTP/1.1 304 Not Modified\r\ncontent-length: 6\r\n\r\n",

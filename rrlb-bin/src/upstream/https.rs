@@ -81,7 +81,7 @@ pub(super) async fn via_hyper(
     }
     Ok(RawResponse {
         status: parts.status.as_u16(),
-        head,
+        head: head.into(),
         body: BodySource::Hyper {
             body,
             chunked: !no_body,

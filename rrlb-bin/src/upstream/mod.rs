@@ -89,7 +89,7 @@ impl RawRequest {
 pub(crate) struct RawResponse {
     pub status: u16,
     /// `HTTP/1.1 STATUS REASON\r\n`, the forwarded header lines and the framing line; without the blank line.
-    pub head: Vec<u8>,
+    pub head: crate::bufs::Buf,
     /// The body bytes read with the head, and where the rest comes from.
     pub(crate) body: BodySource,
     /// Which backend answered and after how many attempts (set when the balancer returns it).

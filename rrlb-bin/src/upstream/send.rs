@@ -62,9 +62,10 @@ const INLINE_BODY: usize = 16 * 1024;
 
 /// The request's head for `target`, with this attempt's `traceparent` (`span`), and the body appended when it
 /// is small (then `true`).
-fn encode(request: &RawRequest, target: &Target, span: &TraceParent) -> (Vec<u8>, bool) {
+fn encode(request: &RawRequest, target: &Target, span: &TraceParent) -> (crate::bufs::Buf, bool) {
     let inline_body = request.body.len() <= INLINE_BODY;
-    let mut wire = Vec::with_capacity(
+    // A buffer of an earlier request's, when this thread has one.
+    let mut wire = crate::bufs::take(
         request.method.as_str().len()
             + 1
             + target.prefix.len()
