@@ -397,11 +397,37 @@ impl Line {
     }
 
     /// Adds a number.
-    pub(crate) fn num(&mut self, key: &str, value: impl std::fmt::Display) {
-        let _ = match self.json {
-            true => write!(self.buf, ",\"{key}\":{value}"),
-            false => write!(self.buf, " {key}={value}"),
-        };
+    pub(crate) fn num(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// Adds a duration in milliseconds with three decimals (`1.234`), rounded to the microsecond: integer
+    /// formatting only (a float formatted with a precision cost more than the rest of the line).
+    pub(crate) fn millis(&mut self, key: &str, duration: Duration) {
+        let micros = (duration.as_nanos() + 500) / 1000;
+        self.key(key);
+        let mut digits = itoa::Buffer::new();
+        self.buf
+            .extend_from_slice(digits.format(micros / 1000).as_bytes());
+        self.buf.push(b'.');
+        let frac = digits.format(micros % 1000 + 1000);
+        self.buf.extend_from_slice(&frac.as_bytes()[1..]);
+    }
+
+    /// ` key=` (`,"key":`).
+    fn key(&mut self, key: &str) {
+        let b = &mut self.buf;
+        if self.json {
+            b.extend_from_slice(b",\"");
+            b.extend_from_slice(key.as_bytes());
+            b.extend_from_slice(b"\":");
+        } else {
+            b.push(b' ');
+            b.extend_from_slice(key.as_bytes());
+            b.push(b'=');
+        }
     }
 }
 
@@ -475,7 +501,7 @@ mod tests {
         let mut line = log.line().unwrap();
         line.str("path", path);
         line.num("status", 200);
-        line.num("duration_ms", format_args!("{:.3}", 1.5));
+        line.millis("duration_ms", Duration::from_micros(1500));
         log.write(&line);
     }
 
@@ -527,6 +553,30 @@ mod tests {
         // Released, it completes; the bound is generous so that a loaded machine (a CI box running the whole
         // suite) cannot make the writer look stuck.
         assert!(log.flush_within(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn durations_are_milliseconds_with_three_decimals() {
+        let text = |d: Duration| {
+            let mut line = Line {
+                buf: crate::bufs::take(16),
+                json: false,
+            };
+            line.millis("d", d);
+            String::from_utf8(line.buf.to_vec()).unwrap()
+        };
+        assert_eq!(text(Duration::ZERO), " d=0.000");
+        assert_eq!(text(Duration::from_micros(1500)), " d=1.500");
+        assert_eq!(text(Duration::from_nanos(1_234_567)), " d=1.235");
+        assert_eq!(text(Duration::from_nanos(999_999_600)), " d=1000.000");
+        assert_eq!(text(Duration::from_secs(61)), " d=61000.000");
+        let mut json = Line {
+            buf: crate::bufs::take(16),
+            json: true,
+        };
+        json.millis("d", Duration::from_micros(7));
+        json.num("n", 42);
+        assert_eq!(&json.buf[..], b",\"d\":0.007,\"n\":42");
     }
 
     #[test]

@@ -194,9 +194,9 @@ impl<'a> Record<'a> {
                 Some(t) => line.str("trace_id", &t.server.trace_id().to_hex()),
                 None => line.str("trace_id", b"-"),
             }
-            line.num("status", outcome.status);
+            line.num("status", outcome.status.into());
             line.str("backend", outcome.backend.unwrap_or("-").as_bytes());
-            line.num("attempts", outcome.attempts);
+            line.num("attempts", outcome.attempts.into());
         }
     }
 }
@@ -210,8 +210,7 @@ impl Drop for Record<'_> {
         if let Some((log, mut line)) = self.line.take() {
             line.num("bytes_in", self.bytes_in);
             line.num("bytes_out", self.bytes_out);
-            let ms = self.started.elapsed().as_secs_f64() * 1000.0;
-            line.num("duration_ms", format_args!("{ms:.3}"));
+            line.millis("duration_ms", self.started.elapsed());
             if let Some(log) = log.get() {
                 log.write(&line);
             }
