@@ -155,12 +155,12 @@ async fn allocations_for(client: &mut TcpStream, n: usize) -> u64 {
 
 /// Heap allocations per request on the fast path, with rrlb's defaults (access log on, a request id, W3C trace
 /// context) over one pooled backend connection. Measured at 14 before the request path reused its buffers
-/// (`bufs`: the access line, the bytes sent to the backend, the answer head) and before the request head stopped
-/// being boxed and its path copied. What is left: the request's forwarded head (written into a `Vec`, then
-/// shared as `Bytes` with a possible retry: two), its request id, its `x-forwarded-for` value, the boxed upstream
-/// future, the boxed request-timeout timer, the backend answer's read buffer and the shared view of its first
-/// body bytes.
-const BUDGET: u64 = 8;
+/// (`bufs`: the access line, the bytes sent to the backend, the answer head), before the request head stopped
+/// being boxed and its path copied, before `x-forwarded-for` was written straight into the head and before
+/// request ids were cut from a per-thread block. What is left: the request's forwarded head (written into a
+/// `Vec`, then shared as `Bytes` with a possible retry: two), the boxed upstream future, the boxed
+/// request-timeout timer, the backend answer's read buffer and the shared view of its first body bytes.
+const BUDGET: u64 = 6;
 
 /// Allowance for what is amortised over many requests (an access-log buffer that grows again after the writer
 /// took it, every 100 ms): well under one allocation per request.

@@ -222,7 +222,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) expect_continue: bool,
     /// The request's trace.
     pub(crate) trace: Trace,
-    forwarded_for: Vec<u8>,
+    /// The client's `x-forwarded-for` values and its address, written out only with the head.
+    forwarded_for: (&'a [&'a [u8]], &'a str),
     forwarded_host: Option<&'a [u8]>,
 }
 
@@ -233,8 +234,8 @@ pub(crate) fn decide<'a>(
     protocol: Protocol,
     method: &Method,
     (target, authority): (&'a str, Option<&'a str>),
-    facts: &Facts<'a>,
-    client_ip: &str,
+    facts: &'a Facts<'a>,
+    client_ip: &'a str,
     sample_ratio: f64,
 ) -> Result<Plan<'a>, Rejection> {
     if method == Method::CONNECT {
@@ -314,7 +315,7 @@ pub(crate) fn decide<'a>(
         close,
         expect_continue,
         trace: facts.trace(sample_ratio),
-        forwarded_for: forwarded_for(&facts.forwarded_for, client_ip),
+        forwarded_for: (&facts.forwarded_for, client_ip),
         forwarded_host,
     })
 }
@@ -380,14 +381,33 @@ pub(crate) fn new_request_id() -> HeaderValue {
         nibble -= 1;
         *slot = HEX[((v >> (nibble * 4)) & 0xF) as usize];
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    // The id's bytes are cut from a per-thread block (`Bytes` sharing it) instead of allocated one by one.
+    thread_local! {
+        static IDS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+    }
+    /// Request ids per block.
+    const PER_BLOCK: usize = 64;
+    let shared = IDS.try_with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if ids.capacity() < out.len() {
+            *ids = bytes::BytesMut::with_capacity(out.len() * PER_BLOCK);
+        }
+        ids.extend_from_slice(&out);
+        ids.split().freeze()
+    });
+    match shared {
+        Ok(bytes) => HeaderValue::from_maybe_shared(bytes),
+        // A thread being torn down: an allocation of its own.
+        Err(_) => HeaderValue::from_bytes(&out),
+    }
+    .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// `x-forwarded-for`: the client's valid values in order, then the client's address. A value that is empty or
-/// holds anything but visible ASCII and spaces is dropped (it cannot be relayed faithfully as text).
-fn forwarded_for(prior: &[&[u8]], client_ip: &str) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(client_ip.len() + prior.iter().map(|p| p.len() + 2).sum::<usize>());
+/// Writes the `x-forwarded-for` line: the client's valid values in order, then the client's address. A value
+/// that is empty or holds anything but visible ASCII and spaces is dropped (it cannot be relayed faithfully as
+/// text).
+fn push_forwarded_for(out: &mut Vec<u8>, prior: &[&[u8]], client_ip: &str) {
+    out.extend_from_slice(b"x-forwarded-for: ");
     for p in prior {
         let p = p.trim_ascii();
         if !p.is_empty() && p.iter().all(|&b| (0x20..0x7f).contains(&b)) {
@@ -396,7 +416,7 @@ fn forwarded_for(prior: &[&[u8]], client_ip: &str) -> Vec<u8> {
         }
     }
     out.extend_from_slice(client_ip.as_bytes());
-    out
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether a request gets a `content-length` (of `len`) from rrlb: when it has a body, or when its method
@@ -407,15 +427,16 @@ pub(crate) fn sends_length(method: &Method, len: u64) -> bool {
 }
 
 impl Plan<'_> {
-    /// The fields rrlb adds, in order: `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host` (when a
-    /// host is known), `x-request-id`.
-    fn each_added(&self, mut f: impl FnMut(&'static str, &[u8])) {
-        f("x-forwarded-for", &self.forwarded_for);
-        f("x-forwarded-proto", b"http");
+    /// Writes the fields rrlb adds, in order: `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host` (when
+    /// a host is known), `x-request-id`.
+    fn push_added(&self, out: &mut Vec<u8>) {
+        let (prior, client_ip) = self.forwarded_for;
+        push_forwarded_for(out, prior, client_ip);
+        h1::push_header(out, b"x-forwarded-proto", b"http");
         if let Some(host) = self.forwarded_host {
-            f("x-forwarded-host", host);
+            h1::push_header(out, b"x-forwarded-host", host);
         }
-        f("x-request-id", self.request_id.as_bytes());
+        h1::push_header(out, b"x-request-id", self.request_id.as_bytes());
     }
 
     /// Writes the head the backend gets, but for what the upstream adds per backend (the method, the backend
@@ -435,7 +456,7 @@ impl Plan<'_> {
                 h1::push_header(out, name.as_bytes(), value);
             }
         }
-        self.each_added(|name, value| h1::push_header(out, name.as_bytes(), value));
+        self.push_added(out);
     }
 }
 
@@ -794,5 +815,15 @@ mod tests {
         let id = new_request_id();
         assert_eq!(id.as_bytes()[14], b'4');
         assert_ne!(new_request_id(), id);
+        // Ids cut from one block and across blocks stay whole, distinct and well-formed.
+        let ids: Vec<HeaderValue> = (0..200).map(|_| new_request_id()).collect();
+        let distinct: std::collections::HashSet<&[u8]> = ids.iter().map(|i| i.as_bytes()).collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            let b = id.as_bytes();
+            assert_eq!(b.len(), 36);
+            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{id:?}");
+            assert!([8, 13, 18, 23].iter().all(|&i| b[i] == b'-'), "{id:?}");
+        }
     }
 }
