@@ -51,7 +51,9 @@
 #
 # Output: progress on stderr; on stdout the summary table (median req/s of the rounds with min-max,
 # median p50 and p99, peak RSS of the proxy, ratio to direct), a CPU table (CPU time per request
-# of wrk, the proxy and the backends, and how busy the rest of the machine was) and every round.
+# of wrk, the proxy and the backends, and how busy the rest of the machine was), rrlb's ratios to
+# the better peer taken round by round (min / median / max: how far the host's drift moves one
+# comparison) and every round.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -694,6 +696,41 @@ awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
       }
       print line
     }
+  }' "$results"
+# rrlb against the peers round by round: each round's targets run minutes apart at most, so the per-round
+# ratios show how far the host's drift moves a comparison (the medians above hide it).
+awk -F'\t' '
+  function median(x, n,   i, j, tmp) {
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { tmp = x[i]; x[i] = x[j]; x[j] = tmp }
+    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+  }
+  function spread(x, n,   m) { m = median(x, n); return sprintf("%.2f / %.2f / %.2f", x[1], m, x[n]) }
+  NR == 1 { next }
+  {
+    r = $1; t = $2; rounds[r] = 1
+    rps[r, t] = $5; p99[r, t] = $8; if ($3 > 0) cpu[r, t] = $13 / $3
+    if (t == "nginx" || t == "haproxy") peers[t] = 1
+  }
+  END {
+    n = 0
+    for (r in rounds) {
+      if (!((r, "rrlb") in rps)) continue
+      best = 0; low = 0
+      for (t in peers) if ((r, t) in rps) {
+        if (rps[r, t] > best) best = rps[r, t]
+        if (low == 0 || p99[r, t] < low) low = p99[r, t]
+      }
+      if (best == 0) continue
+      n++; tp[n] = rps[r, "rrlb"] / best; lat[n] = low > 0 ? p99[r, "rrlb"] / low : 0
+      if (((r, "nginx") in cpu) && cpu[r, "nginx"] > 0 && ((r, "rrlb") in cpu)) { m++; c[m] = cpu[r, "rrlb"] / cpu[r, "nginx"] }
+    }
+    if (n == 0) exit
+    print ""
+    print "rrlb against the better peer of the same round (min / median / max over " n " rounds):"
+    print ""
+    print "| throughput ÷ better peer | p99 ÷ better peer | CPU per request ÷ NGINX |"
+    print "| ---: | ---: | ---: |"
+    printf "| %s | %s | %s |\n", spread(tp, n), spread(lat, n), (m > 0 ? spread(c, m) : "—")
   }' "$results"
 echo
 echo "Every round (req/s, p50 / p99 in ms, peak RSS in MiB, CPU in ms of wrk / proxy / backends):"
