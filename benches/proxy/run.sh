@@ -697,7 +697,7 @@ awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
       print line
     }
   }' "$results"
-# rrlb against the peers round by round: each round's targets run minutes apart at most, so the per-round
+# rrlb against the peers round by round: a round's targets run within a minute of each other, so the per-round
 # ratios show how far the host's drift moves a comparison (the medians above hide it).
 awk -F'\t' '
   function median(x, n,   i, j, tmp) {
