@@ -431,9 +431,14 @@ async fn peak_ewma_through_the_service_avoids_a_slow_backend() {
     fleet.stop().await;
 }
 
-/// The upstream counts its open backend connections: one pooled connection after sequential requests, shared
-/// with a count that follows another upstream too, and none once the backend has gone and the pooled
-/// connection is found closed.
+/// The upstream counts its open backend connections: one per response still being read (a
+/// connection whose answer is unread cannot go back to the pool, so no interleaving of the pool's
+/// asynchronous return can share one), shared with a count that follows another upstream too, and
+/// none once the backend has gone and the pooled connections are found closed.
+///
+/// Sequential requests are deliberately not used: the pool takes a finished connection back on a
+/// task of its own, so whether the next request finds it idle or opens another depends on
+/// scheduling (this test failed that way under the MSRV build).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_counts_its_open_connections() {
     let fleet = Fleet::start(&["a"]).await;
@@ -448,16 +453,19 @@ async fn the_upstream_counts_its_open_connections() {
         HttpPolicy,
         BalanceConfig::default(),
     );
-    for i in 0..3 {
-        let answer = read(client.clone().oneshot(post(i)).await.expect("answered")).await;
-        assert_eq!(answer.status, 200);
-    }
-    assert_eq!(
-        count.get(),
-        1,
-        "sequential requests share one pooled connection"
+    // Three answers held unread at once: each holds a connection of its own.
+    let (a, b, c) = tokio::join!(
+        client.clone().oneshot(post(0)),
+        client.clone().oneshot(post(1)),
+        client.clone().oneshot(post(2)),
     );
-    assert_eq!(upstream.connections().get(), 1);
+    let held = [
+        a.expect("answered"),
+        b.expect("answered"),
+        c.expect("answered"),
+    ];
+    assert_eq!(count.get(), 3, "one connection per answer in progress");
+    assert_eq!(upstream.connections().get(), 3);
 
     // A second upstream counting in the same count (as after a reload) adds its own connection.
     let second = Balance::new(
@@ -466,9 +474,15 @@ async fn the_upstream_counts_its_open_connections() {
         HttpPolicy,
         BalanceConfig::default(),
     );
-    let answer = read(second.clone().oneshot(post(9)).await.expect("answered")).await;
-    assert_eq!(answer.status, 200);
-    assert_eq!(count.get(), 2);
+    let fourth = second.clone().oneshot(post(9)).await.expect("answered");
+    assert_eq!(count.get(), 4);
+    assert_eq!(upstream.connections().get(), 4, "the count is shared");
+
+    // Read to the end, the connections stay open (pooled, idle) and counted.
+    for response in held.into_iter().chain([fourth]) {
+        assert_eq!(read(response).await.status, 200);
+    }
+    assert_eq!(count.get(), 4, "idle pooled connections are still open");
 
     // The backend goes away: its connections close, and the count follows.
     fleet.stop().await;
