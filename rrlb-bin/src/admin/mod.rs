@@ -21,7 +21,6 @@
 
 mod dashboard;
 mod handlers;
-mod token;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,7 +36,6 @@ use tokio::sync::watch;
 
 use self::handlers::error;
 pub use self::handlers::{Patch, parse_new_backend, parse_object, parse_patch};
-pub use self::token::{AdminToken, InvalidToken};
 use crate::state::App;
 
 /// An admin answer's body: a whole one, or (`GET /admin/events`) a stream.

@@ -49,9 +49,9 @@ mod error;
 mod load;
 mod model;
 mod source;
+mod token;
 mod value;
 
-pub use crate::admin::{AdminToken, InvalidToken};
 pub use crate::logging::{InvalidLogLevel, LogConfig, LogFormat, LogLevel};
 pub use backend::{
     BackendConfig, Discovery, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
@@ -64,4 +64,5 @@ pub use model::{
     DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryOn,
     SlowStartConfig, TimeoutsConfig, TracingConfig,
 };
+pub use token::{AdminToken, InvalidToken};
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};
