@@ -112,28 +112,24 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod balance;
 mod budget;
 mod discover;
 pub mod discovery;
 mod error;
-mod future;
 mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
-mod layer;
 mod policy;
-mod service;
 pub mod trace;
 
+pub use crate::balance::{Balance, BalanceConfig, BalanceLayer, ResponseFuture, Routed};
 pub use crate::budget::RetryBudget;
 pub use crate::discover::apply_changes;
 pub use crate::error::{BoxError, Error, FailureKind};
-pub use crate::future::ResponseFuture;
 pub use crate::health::{HealthCheckConfig, HealthChecker, Maintenance, Probe};
-pub use crate::layer::BalanceLayer;
 pub use crate::policy::{BasicPolicy, Policy, RetryOn, Served};
-pub use crate::service::{Balance, BalanceConfig, Routed};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[cfg(doctest)]

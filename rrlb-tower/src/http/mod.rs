@@ -19,10 +19,10 @@ use pin_project_lite::pin_project;
 use rrlb_core::Backend;
 use tower::Service;
 
+use crate::balance::Routed;
 use crate::error::{BoxError, FailureKind};
 use crate::health::Probe;
 use crate::policy::{Policy, Served};
-use crate::service::Routed;
 
 mod counted;
 mod url;

@@ -6,7 +6,7 @@ use http::header::{HeaderMap, HeaderValue};
 use tower::{Layer, Service};
 
 use super::{TRACEPARENT, TRACESTATE, TraceParent, continue_or_start};
-use crate::service::Routed;
+use crate::balance::Routed;
 
 /// Puts a valid `traceparent` on every request: the caller's when it has exactly one valid value, else a new
 /// trace (sampled with probability `sample_ratio`), in which case a `tracestate` is dropped with it. Goes

@@ -3,8 +3,8 @@
 use rrlb_core::{BackendSet, Balancer};
 use tower::Layer;
 
+use super::service::{Balance, BalanceConfig};
 use crate::budget::RetryBudget;
-use crate::service::{Balance, BalanceConfig};
 
 /// Builds [`Balance`] services over one shared [`BackendSet`]; use it with `tower::ServiceBuilder`.
 ///

@@ -7,9 +7,9 @@ use std::time::Duration;
 use rrlb_core::{Backend, BackendSet, Balancer, Picker};
 use tower::Service;
 
+use super::future::{ResponseFuture, RetryState};
 use crate::budget::RetryBudget;
 use crate::error::{BoxError, Error};
-use crate::future::{ResponseFuture, RetryState};
 use crate::policy::{Policy, RetryOn};
 
 /// A request on its way to the backend that was picked for it: what the inner service receives.

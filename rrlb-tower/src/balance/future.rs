@@ -10,9 +10,9 @@ use pin_project_lite::pin_project;
 use rrlb_core::{Backend, Balancer, Call, Outcome};
 use tower::Service;
 
+use super::service::{Routed, Shared};
 use crate::error::{BoxError, Error, FailureKind};
 use crate::policy::{Policy, RetryOn};
-use crate::service::{Routed, Shared};
 
 /// What a retry needs: a copy of the request, the backends already tried, and a handle on the service.
 pub(crate) struct RetryState<S, B: Balancer, Req> {
