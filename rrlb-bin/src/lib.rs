@@ -42,6 +42,8 @@
 
 mod access_log;
 mod admin;
+mod app;
+mod apply;
 mod bufs;
 pub mod config;
 pub mod demo;
@@ -51,9 +53,9 @@ mod forward;
 mod h1;
 pub mod logging;
 mod metrics;
+mod per_thread;
 mod proxy;
 mod server;
-mod state;
 mod telemetry;
 mod upstream;
 
@@ -61,7 +63,7 @@ mod upstream;
 #[doc(hidden)]
 pub mod testing;
 
+pub use crate::apply::{ApplyError, Reloader};
 pub use crate::discovery::DiscoveryError;
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
-pub use crate::state::{ApplyError, Reloader};
 pub use crate::telemetry::TelemetryError;

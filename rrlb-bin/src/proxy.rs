@@ -22,9 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::forward::{self, BodyFraming, ErrorAnswer, Facts, Outcome, Protocol, Record, Rejection};
+use crate::app::{App, Local};
+use crate::forward::{self, BodyFraming, Facts, Outcome, Protocol, Record, Rejection, Settings};
 use crate::logging::ErrorChain;
-use crate::state::{App, Local};
 use crate::upstream::{RawBody, RawRequest, RawResponse};
 
 /// The proxy's response body: a backend's answer body, or one of rrlb's own JSON answers.
@@ -68,7 +68,7 @@ impl hyper::body::Body for Logged {
 ///
 /// The drain: HTTP/2 gets `GOAWAY` at once (hyper's graceful shutdown: streams already opened are served).
 /// HTTP/1 answers say `connection: close` from the stop on ([`handle`]), which closes a busy connection after
-/// its answer; one still open after [`DRAIN_IDLE_GRACE`](crate::fast::DRAIN_IDLE_GRACE) has been idle since
+/// its answer; one still open after [`DRAIN_IDLE_GRACE`](crate::forward::DRAIN_IDLE_GRACE) has been idle since
 /// the stop and is then closed by hyper (or finishes the request it is serving first).
 pub(crate) async fn serve(
     app: Arc<Local>,
@@ -90,7 +90,7 @@ pub(crate) async fn serve(
     let stopping = async {
         let _ = stop.wait_for(|s| *s).await;
         if !h2 {
-            tokio::time::sleep(crate::fast::DRAIN_IDLE_GRACE).await;
+            tokio::time::sleep(crate::forward::DRAIN_IDLE_GRACE).await;
         }
     };
     let ended = tokio::select! {
@@ -147,6 +147,7 @@ async fn respond(
     let mut record = Record::start(log, client, req.method().as_str(), req.uri().path());
     let (parts, body) = req.into_parts();
     let client_ip = client.ip().to_string();
+    let settings = Settings::of(&app);
     let decided = {
         let facts = Facts::gather(
             parts
@@ -162,7 +163,7 @@ async fn respond(
             (target, authority),
             &facts,
             &client_ip,
-            app.config.load().tracing.sample_ratio,
+            settings.sample_ratio,
         ) {
             Ok(plan) => {
                 let mut rest = Vec::with_capacity(512);
@@ -196,11 +197,10 @@ async fn respond(
         Ok(d) => d,
         Err((id, rejection)) => return refuse(&app, &mut record, &id, &rejection, protocol),
     };
-    let limits = app.config.load().limits.max_body_bytes;
-    if let Err(rejection) = forward::admit(&app.limiter.load(), limits, client, declared) {
+    if let Err(rejection) = forward::admit(&app, &settings, client, declared) {
         return refuse(&app, &mut record, &request_id, &rejection, protocol);
     }
-    let body = match read_body(&app, body).await {
+    let body = match read_body(&settings, body).await {
         Ok(body) => body,
         Err(rejection) => return refuse(&app, &mut record, &request_id, &rejection, protocol),
     };
@@ -212,13 +212,10 @@ async fn respond(
     let close = chunked && protocol != Protocol::Http2;
     let res = match app.call(request).await {
         Ok(res) => answer(&app, record, &request_id, res),
-        Err(e) => {
-            let answer = ErrorAnswer::from_balance(&e);
-            let outcome = Outcome::failed(&e, &answer);
-            record.done(&app.metrics, &request_id, outcome);
-            record.sent(answer.body_len(&request_id));
-            answer.to_response(&request_id).map(Either::Right)
-        }
+        Err(e) => record
+            .failed(&app.metrics, &request_id, &e)
+            .to_response(&request_id)
+            .map(Either::Right),
     };
     if close { closing(res) } else { res }
 }
@@ -238,7 +235,7 @@ fn answer(
         served,
     } = res;
     let outcome = Outcome::answered(status, &served);
-    let backend = outcome.backend;
+    let added = forward::AnswerFields::new(request_id, outcome.backend);
     record.done(&app.metrics, request_id, outcome);
     let body = RawBody::new(body);
     let mut out = Response::new(Either::Left(Logged { body, record }));
@@ -263,10 +260,7 @@ fn answer(
             }
         }
     }
-    headers.insert(forward::X_REQUEST_ID.clone(), request_id.clone());
-    if let Some(v) = backend.and_then(|b| HeaderValue::from_str(b).ok()) {
-        headers.insert(forward::X_RRLB_BACKEND.clone(), v);
-    }
+    added.write_map(headers);
     out
 }
 
@@ -285,11 +279,8 @@ fn joined_cookies(headers: &http::HeaderMap) -> Option<Vec<u8>> {
 }
 
 /// The request body, within `limits.max_body_bytes` and `timeouts.body_read` between frames.
-async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Rejection> {
-    let (max, wait) = {
-        let c = app.config.load();
-        (c.limits.max_body_bytes, c.timeouts.body_read)
-    };
+async fn read_body(settings: &Settings, body: Incoming) -> Result<Bytes, Rejection> {
+    let (max, wait) = (settings.max_body, settings.body_read);
     let mut body = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
     let mut out = BytesMut::new();
     loop {
@@ -322,10 +313,8 @@ fn refuse(
     rejection: &Rejection,
     protocol: Protocol,
 ) -> Response<ProxyBody> {
-    record.done(&app.metrics, request_id, Outcome::rejected(rejection));
-    record.sent(rejection.answer().body_len(request_id));
-    let res = rejection
-        .answer()
+    let res = record
+        .refused(&app.metrics, request_id, rejection)
         .to_response(request_id)
         .map(Either::Right);
     if rejection.closes() && protocol != Protocol::Http2 {

@@ -17,10 +17,9 @@ use std::time::{Duration, SystemTime};
 use http::Method;
 use rrlb_core::Backend;
 use rrlb_tower::FailureKind;
-use rrlb_tower::trace::SpanId;
+use rrlb_tower::trace::{SpanId, TraceParent};
 
 use crate::config::TracingConfig;
-use crate::forward::Trace;
 
 /// How long the exporter waits for the collector, and how long shutdown waits for the last batch.
 #[cfg_attr(not(feature = "otel"), allow(dead_code))]
@@ -320,4 +319,14 @@ impl Telemetry {
     pub(crate) fn client(&self, _c: ClientSpan<'_>, _end: SystemTime) {}
 
     pub(crate) fn shutdown(&self) {}
+}
+
+/// A request's place in a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trace {
+    /// The trace id and flags, with rrlb's span for the request (the server span) as the parent: each attempt
+    /// sends a child of it.
+    pub(crate) server: TraceParent,
+    /// The client's span, the server span's parent, when the request continued a trace.
+    pub(crate) caller: Option<SpanId>,
 }

@@ -1,6 +1,8 @@
 //! Entry points for the fuzz targets into the crate-private HTTP/1 state machines (`h1`) and the fast path's
 //! request reader. Not a stable API.
 
+use bytes::BytesMut;
+
 use crate::h1::{answer, chunked};
 
 /// A client's request head as the fast path reads it: `Some((head length, the head's forwarded part))` when
@@ -40,32 +42,22 @@ pub struct Relayed {
     pub reused: bool,
 }
 
-/// Reads a backend's answer to one request from `parts` (each a read), as the fast path does; `closed`: the
-/// backend closed the connection after the last part.
+/// Reads a backend's answer to one request from `parts` (each a read), with the upstream's own readers
+/// (`h1::answer::HeadReader` and `BodyReader`, the code that serves traffic) and the fast path's framing;
+/// `closed`: the backend closed the connection after the last part. Only the socket is replaced: each part is
+/// what one read returned.
 pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
     let mut out = Relayed::default();
-    let mut buf: Vec<u8> = Vec::new();
     let mut parts = parts.iter();
-    let mut interim = 0;
-    // The head.
+    let mut buf = BytesMut::new();
+    let mut heads = answer::HeadReader::new(head_request);
     let head = loop {
-        match answer::parse_head(&buf, head_request, crate::forward::answer_header_forwarded) {
-            Ok(answer::Parsed::Partial) => match parts.next() {
+        match heads.read(&mut buf) {
+            Ok(Some(head)) => break head,
+            Ok(None) => match parts.next() {
                 Some(p) => buf.extend_from_slice(p),
                 None => return out,
             },
-            Ok(answer::Parsed::Interim(n)) => {
-                interim += 1;
-                if interim > answer::MAX_INTERIM {
-                    out.refused = true;
-                    return out;
-                }
-                buf.drain(..n);
-            }
-            Ok(answer::Parsed::Final(n, head)) => {
-                buf.drain(..n);
-                break head;
-            }
             Err(_) => {
                 out.refused = true;
                 return out;
@@ -73,36 +65,33 @@ pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
         }
     };
     out.status = Some(head.status);
+    let Ok((mut body, first)) = answer::BodyReader::start(&head, &mut buf) else {
+        out.refused = true;
+        return out;
+    };
     out.client.extend_from_slice(&head.bytes);
     out.client.extend_from_slice(b"\r\n");
-    let mut body = answer::Body::new(head.framing);
-    loop {
-        let progress = match body.relay(&buf, &mut out.client) {
-            Ok(p) => p,
+    body.frame(&first, body.is_done(), &mut out.client);
+    let mut data = Vec::new();
+    while !body.is_done() {
+        data.clear();
+        let step = match parts.next() {
+            Some(p) => body.feed(p, &mut data),
+            None if closed => body.closed().map(|()| true),
+            None => return out,
+        };
+        match step {
+            Ok(done) => body.frame(&data, done, &mut out.client),
             Err(_) => {
                 out.refused = true;
                 return out;
             }
-        };
-        if progress.done {
-            out.complete = true;
-            let later = parts.len() > 0;
-            out.reused =
-                body.reusable(head.keep_alive, buf.len() - progress.consumed) && !later && !closed;
-            return out;
-        }
-        buf.clear();
-        match parts.next() {
-            Some(p) => buf.extend_from_slice(p),
-            None => {
-                if closed && body.finish().is_ok() {
-                    body.frame(b"", true, &mut out.client);
-                    out.complete = true;
-                }
-                return out;
-            }
         }
     }
+    out.complete = true;
+    // A pooled connection that became readable (bytes nobody asked for, or the close) is dropped when taken.
+    out.reused = body.reusable() && parts.len() == 0 && !closed;
+    out
 }
 
 /// The admin route table's operations as `(method, path pattern, mutating)`, in table order, for the test that

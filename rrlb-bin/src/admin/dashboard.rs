@@ -31,7 +31,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use super::AdminResponse;
 use super::handlers::{metrics_json, whole};
-use crate::state::App;
+use crate::app::App;
 
 /// The page: HTML, CSS and script in one file, no external references.
 const PAGE: &str = include_str!("dashboard.html");

@@ -10,9 +10,10 @@ use rrlb_core::{Backend, BackendSpec, Member};
 use serde_json::{Value, json};
 
 use super::AdminResponse;
+use crate::app::App;
+use crate::apply::Control;
 use crate::config::{BackendConfig, check_weight};
 use crate::logging::ErrorChain;
-use crate::state::App;
 
 /// The refusal of a `weight` that is not a whole number in the engine's range.
 fn bad_weight() -> String {
@@ -327,7 +328,7 @@ pub(super) fn delete_backend(app: &App, key: &str) -> AdminResponse {
 }
 
 /// `POST /admin/reload`: `200` with the effective config, or `400` and the running config stays.
-pub(super) async fn reload(app: &App) -> AdminResponse {
+pub(super) async fn reload(app: &Control) -> AdminResponse {
     match app.reload().await {
         Ok(_) => respond(StatusCode::OK, &config_json(app)),
         Err(e) => {

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use self::handlers::error;
 pub use self::handlers::{Patch, parse_new_backend, parse_object, parse_patch};
-use crate::state::App;
+use crate::apply::Control;
 
 /// An admin answer's body: a whole one, or (`GET /admin/events`) a stream.
 type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -46,7 +46,7 @@ type AdminResponse = Response<AdminBody>;
 /// What a handler gets: the app, the request, the path's `{parameter}` (empty when the pattern has none), and
 /// the stop flag (set when rrlb shuts down; a streaming answer ends then).
 struct Call<'a> {
-    app: &'a Arc<App>,
+    app: &'a Arc<Control>,
     req: Request<Incoming>,
     param: &'a str,
     stop: &'a watch::Receiver<bool>,
@@ -126,7 +126,7 @@ static ROUTES: &[Route] = &[
         now(dashboard::page())
     }),
     Route::new(Method::GET, "/admin/events", Access::Read, |c| {
-        now(dashboard::events(c.app, c.stop))
+        now(dashboard::events(c.app.app(), c.stop))
     }),
 ];
 
@@ -164,7 +164,7 @@ pub(crate) fn operations() -> Vec<(&'static str, &'static str, bool)> {
 /// Handles one admin request; a streaming answer ends once `stop` is set. Never fails: every problem is a
 /// JSON answer.
 pub(crate) async fn handle(
-    app: Arc<App>,
+    app: Arc<Control>,
     stop: watch::Receiver<bool>,
     req: Request<Incoming>,
 ) -> Result<AdminResponse, Infallible> {
@@ -177,7 +177,7 @@ pub(crate) async fn handle(
 
 /// Route, `405`, the authorization gate, then the handler: the only place that decides who may call what.
 async fn dispatch(
-    app: &Arc<App>,
+    app: &Arc<Control>,
     stop: &watch::Receiver<bool>,
     req: Request<Incoming>,
     path: &str,
@@ -246,7 +246,7 @@ fn without_collection_slash(path: &str) -> &str {
     }
 }
 
-fn authorized(app: &App, req: &Request<Incoming>) -> bool {
+fn authorized(app: &Control, req: &Request<Incoming>) -> bool {
     let config = app.config.load();
     let Some(token) = config.admin.token.as_ref() else {
         return true;

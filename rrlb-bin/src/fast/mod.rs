@@ -23,9 +23,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::forward::{self, BodyFraming, ErrorAnswer, Outcome, Record, Rejection};
+use crate::app::Local;
+use crate::forward::{
+    self, BodyFraming, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Outcome, Record, Rejection, Settings,
+};
 use crate::h1::chunked;
-use crate::state::Local;
 
 /// The fast path's request reader, for [`crate::testing`].
 pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
@@ -37,20 +39,10 @@ pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec
 
 use crate::upstream::{RawRequest, RawResponse};
 
-/// How long a keep-alive client connection may stay idle between requests (NGINX's `keepalive_timeout` default
-/// is 75 s; clients' pools usually drop idle connections sooner).
-pub(crate) const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
-
 /// How long, and for how many bytes, a connection closed with its request body unread keeps reading it (see
 /// `Connection::linger`).
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 8 << 20;
-
-/// How long, once the server stops, a keep-alive connection must have sent nothing before it is closed. A client
-/// that got its last answer before the stop (so without `connection: close`) may have its next request on the
-/// wire already; closing at once would lose it. Every answer during the drain carries `connection: close`, so
-/// only connections that stay quiet this long are closed unasked (as HAProxy's soft stop does, but bounded).
-pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
 
 /// What every connection of one serving thread shares.
 pub(crate) struct Worker {
@@ -171,10 +163,11 @@ impl Connection {
     /// the header-read timeout (slowloris); a keep-alive connection may stay idle for [`KEEP_ALIVE_IDLE`], and
     /// has the header-read timeout from its next request's first byte.
     async fn next_head(&mut self, app: &Local) -> Next {
-        let (header_read, sample_ratio) = {
-            let config = app.config.load();
-            (config.timeouts.header_read, config.tracing.sample_ratio)
-        };
+        let Settings {
+            header_read,
+            sample_ratio,
+            ..
+        } = Settings::of(app);
         let now = tokio::time::Instant::now();
         let mut deadline = if self.served && self.buf.is_empty() {
             now + KEEP_ALIVE_IDLE
@@ -271,12 +264,8 @@ impl Connection {
             BodyFraming::Length(n) => Some(n),
             _ => None,
         };
-        if let Err(rejection) = forward::admit(
-            &app.limiter.load(),
-            app.config.load().limits.max_body_bytes,
-            self.client,
-            declared,
-        ) {
+        let settings = Settings::of(app);
+        if let Err(rejection) = forward::admit(app, &settings, self.client, declared) {
             // A request without a body leaves the connection in a known state; one whose body is unread
             // does not.
             // During the drain the answer says `connection: close` (and `refuse` closes with a lingering close).
@@ -290,7 +279,7 @@ impl Connection {
                 After::Close
             };
         }
-        let body = match self.read_body(app, &head).await {
+        let body = match self.read_body(&settings, &head).await {
             Ok(body) => body,
             Err(BodyError::Refused(rejection)) => {
                 self.refuse(app, id, &rejection, Some((&mut record, false)))
@@ -315,10 +304,7 @@ impl Connection {
         let written = match result {
             Ok(res) => self.answer(app, res, id, close, &mut record).await,
             Err(e) => {
-                let answer = ErrorAnswer::from_balance(&e);
-                let outcome = Outcome::failed(&e, &answer);
-                record.done(&app.metrics, id, outcome);
-                record.sent(answer.body_len(id));
+                let answer = record.failed(&app.metrics, id, &e);
                 self.stream
                     .write_all(&answer.to_h1(id, close))
                     .await
@@ -340,7 +326,7 @@ impl Connection {
     /// The request body, read within `timeouts.body_read` between reads, up to `limits.max_body_bytes`.
     async fn read_body(
         &mut self,
-        app: &Local,
+        settings: &Settings,
         head: &head::RequestHead,
     ) -> Result<Bytes, BodyError> {
         let whole_in_buffer = match head.body {
@@ -348,10 +334,7 @@ impl Connection {
             BodyFraming::Length(n) => self.buf.len() as u64 >= n,
             BodyFraming::Chunked => false,
         };
-        let (max_body, body_read) = {
-            let c = app.config.load();
-            (c.limits.max_body_bytes, c.timeouts.body_read)
-        };
+        let (max_body, body_read) = (settings.max_body, settings.body_read);
         if head.expect_continue && !whole_in_buffer {
             self.stream
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -426,25 +409,20 @@ impl Connection {
         rejection: &Rejection,
         record: Option<(&mut Record<'_>, bool)>,
     ) -> bool {
-        let keep = match record {
-            Some((record, keep)) => {
-                record.done(&app.metrics, id, Outcome::rejected(rejection));
-                record.sent(rejection.answer().body_len(id));
-                keep
-            }
+        let (answer, keep) = match record {
+            Some((record, keep)) => (record.refused(&app.metrics, id, rejection), keep),
             None => {
                 // A head that could not be read: no method or path to log.
                 let log = forward::Log::Borrowed(&app.access_log);
                 let mut record = Record::start(log, self.client, "-", "-");
-                record.done(&app.metrics, id, Outcome::rejected(rejection));
-                record.sent(rejection.answer().body_len(id));
-                tracing::debug!(client = %self.client, error = %rejection.answer().message, "request refused");
-                false
+                let answer = record.refused(&app.metrics, id, rejection);
+                tracing::debug!(client = %self.client, error = %answer.message, "request refused");
+                (answer, false)
             }
         };
         let written = self
             .stream
-            .write_all(&rejection.answer().to_h1(id, !keep))
+            .write_all(&answer.to_h1(id, !keep))
             .await
             .is_ok();
         if written && !keep {
@@ -489,10 +467,7 @@ impl Connection {
             served,
         } = res;
         let outcome = Outcome::answered(status, &served);
-        crate::h1::push_header(&mut out, b"x-request-id", id.as_bytes());
-        if let Some(name) = outcome.backend.filter(|n| forward::valid_value(n)) {
-            crate::h1::push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
-        }
+        forward::AnswerFields::new(id, outcome.backend).write_h1(&mut out);
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }

@@ -12,7 +12,6 @@
 //! - [`Facts::forwards`] says which of the client's fields go to the backend as they are;
 //! - [`admit`] applies the limits (rate, body size); [`Rejection`]/[`ErrorAnswer`] are rrlb's own answers,
 //!   written as bytes ([`ErrorAnswer::to_h1`]) or as a `Response` ([`ErrorAnswer::to_response`]);
-//! - [`answer_header_forwarded`] and [`check_answer`] are the rules for a backend's answer;
 //! - [`Record`] counts the outcome and writes the access line.
 //!
 //! The request rules, stricter than RFC 9112 requires where being lenient has let requests be smuggled, and as
@@ -35,14 +34,27 @@ pub(crate) mod reject;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::Method;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rrlb_tower::trace::{SpanId, TraceParent};
+use http::header::{HeaderName, HeaderValue};
+use rrlb_tower::trace::TraceParent;
 
 pub(crate) use self::record::{Log, Outcome, Record};
 pub(crate) use self::reject::{ErrorAnswer, Rejection};
+use crate::app::App;
 use crate::h1::{self, Connection};
+pub(crate) use crate::telemetry::Trace;
+
+/// How long a keep-alive client connection may stay idle between requests (NGINX's `keepalive_timeout` default
+/// is 75 s; clients' pools usually drop idle connections sooner).
+pub(crate) const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// How long, once the server stops, a keep-alive connection must have sent nothing before it is closed. A client
+/// that got its last answer before the stop (so without `connection: close`) may have its next request on the
+/// wire already; closing at once would lose it. Every answer during the drain carries `connection: close`, so
+/// only connections that stay quiet this long are closed unasked (as HAProxy's soft stop does, but bounded).
+pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
 
 /// `x-request-id`.
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -184,16 +196,6 @@ impl<'a> Facts<'a> {
             .and_then(|v| HeaderValue::from_bytes(v).ok())
             .unwrap_or_else(new_request_id)
     }
-}
-
-/// A request's place in a trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Trace {
-    /// The trace id and flags, with rrlb's span for the request (the server span) as the parent: each attempt
-    /// sends a child of it.
-    pub(crate) server: TraceParent,
-    /// The client's span, the server span's parent, when the request continued a trace.
-    pub(crate) caller: Option<SpanId>,
 }
 
 /// How the request body arrives.
@@ -419,13 +421,6 @@ fn push_forwarded_for(out: &mut Vec<u8>, prior: &[&[u8]], client_ip: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether a request gets a `content-length` (of `len`) from rrlb: when it has a body, or when its method
-/// defines one (RFC 9110 §8.6: a `POST` with no body says `content-length: 0`). Bodies are always forwarded
-/// with a length, never chunked.
-pub(crate) fn sends_length(method: &Method, len: u64) -> bool {
-    len > 0 || !matches!(*method, Method::GET | Method::HEAD)
-}
-
 impl Plan<'_> {
     /// Writes the fields rrlb adds, in order: `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host` (when
     /// a host is known), `x-request-id`.
@@ -460,22 +455,47 @@ impl Plan<'_> {
     }
 }
 
-/// A per-client-IP rate limiter (`limits.rate_per_client`).
-pub(crate) type ClientLimiter = governor::RateLimiter<
-    std::net::IpAddr,
-    governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>,
-    governor::clock::DefaultClock,
->;
+/// What serving a request reads from the configuration in force, the same for both paths and loaded once per
+/// request (one pointer load): a key that requests read is added here and read where it is decided, not loaded
+/// by each path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// `timeouts.header_read`: how long a request head may take.
+    pub(crate) header_read: Duration,
+    /// `timeouts.body_read`: the longest wait between two reads of a request body.
+    pub(crate) body_read: Duration,
+    /// `limits.max_body_bytes`.
+    pub(crate) max_body: u64,
+    /// `tracing.sample_ratio`: the share of new traces that are sampled.
+    pub(crate) sample_ratio: f64,
+}
 
-/// The checks made before a body is read: the client's rate (`limiter`), then the announced body size against
-/// `max_body`.
+impl Settings {
+    /// The settings in force now.
+    pub(crate) fn of(app: &App) -> Self {
+        let c = app.config.load();
+        Self {
+            header_read: c.timeouts.header_read,
+            body_read: c.timeouts.body_read,
+            max_body: c.limits.max_body_bytes,
+            sample_ratio: c.tracing.sample_ratio,
+        }
+    }
+}
+
+/// The checks made before a body is read: the client's rate (`limits.rate_per_client`), then the announced
+/// body size against `limits.max_body_bytes`.
 pub(crate) fn admit(
-    limiter: &Option<ClientLimiter>,
-    max_body: u64,
+    app: &App,
+    settings: &Settings,
     client: SocketAddr,
     declared: Option<u64>,
 ) -> Result<(), Rejection> {
-    if let Some(not_until) = limiter
+    let max_body = settings.max_body;
+    if let Some(not_until) = app
+        .limiter
+        .load()
+        .as_ref()
         .as_ref()
         .and_then(|l| l.check_key(&client.ip()).err())
     {
@@ -492,83 +512,47 @@ pub(crate) fn admit(
     Ok(())
 }
 
-/// Whether a backend's answer field `name` reaches the client (hop-by-hop fields are dropped by each path's
-/// framing code, which knows the `connection` header): not `x-request-id` and `x-rrlb-backend`, which are
-/// rrlb's.
-pub(crate) fn answer_header_forwarded(name: &str) -> bool {
-    !(name.eq_ignore_ascii_case("x-request-id") || name.eq_ignore_ascii_case("x-rrlb-backend"))
+/// The fields rrlb adds to every answer, a backend's and its own: `x-request-id`, and `x-rrlb-backend` naming
+/// the backend that answered or was tried last, when its name can be a field value (one check for both
+/// paths). Written as bytes ([`write_h1`](Self::write_h1)) or into a `HeaderMap`
+/// ([`write_map`](Self::write_map)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerFields<'a> {
+    request_id: &'a HeaderValue,
+    backend: Option<&'a str>,
 }
 
-/// The answer rules of [`h1::answer`] that still apply to an answer hyper's client has parsed (the hyper path):
-/// a status of 200 to 599 (hyper keeps `1xx` to itself, and `101` was never asked for), one `content-length`
-/// of digits, no `content-length` beside `transfer-encoding`, and only `chunked`.
-pub(crate) fn check_answer(
-    status: http::StatusCode,
-    headers: &HeaderMap,
-) -> Result<(), h1::answer::AnswerError> {
-    use h1::answer::AnswerError;
-    let s = status.as_u16();
-    if s == 101 {
-        return Err(AnswerError::UnaskedUpgrade);
-    }
-    if !(100..=599).contains(&s) {
-        return Err(AnswerError::Status);
-    }
-    let lengths = headers.get_all(header::CONTENT_LENGTH);
-    let mut n = 0;
-    for v in lengths {
-        n += 1;
-        if h1::parse_length(v.as_bytes()).is_none() {
-            return Err(AnswerError::Framing(
-                "content-length is not one decimal number",
-            ));
+impl<'a> AnswerFields<'a> {
+    /// The fields for an answer to the request `request_id`, from `backend` when one was tried.
+    pub(crate) fn new(request_id: &'a HeaderValue, backend: Option<&'a str>) -> Self {
+        Self {
+            request_id,
+            backend: backend.filter(|b| h1::is_field_value(b.as_bytes())),
         }
     }
-    if n > 1 {
-        return Err(AnswerError::Framing("more than one content-length"));
-    }
-    let mut codings = 0;
-    for v in headers.get_all(header::TRANSFER_ENCODING) {
-        codings += 1;
-        if n > 0 {
-            return Err(AnswerError::Framing(
-                "both content-length and transfer-encoding",
-            ));
-        }
-        if !h1::is_chunked(v.as_bytes()) {
-            return Err(AnswerError::Framing(
-                "a transfer-encoding other than chunked",
-            ));
-        }
-    }
-    if codings > 1 {
-        return Err(AnswerError::Framing(
-            "a transfer-encoding other than chunked",
-        ));
-    }
-    Ok(())
-}
 
-/// Removes from an answer's fields what does not reach the client (the hyper path): hop-by-hop fields, those
-/// `connection` names, and rrlb's own.
-pub(crate) fn strip_answer(headers: &mut HeaderMap) {
-    let mut connection = Connection::default();
-    for v in headers.get_all(header::CONNECTION) {
-        connection.add(v.as_bytes());
+    /// Appends them as HTTP/1.1 header lines.
+    pub(crate) fn write_h1(&self, out: &mut Vec<u8>) {
+        h1::push_header(
+            out,
+            X_REQUEST_ID.as_str().as_bytes(),
+            self.request_id.as_bytes(),
+        );
+        if let Some(backend) = self.backend {
+            h1::push_header(out, X_RRLB_BACKEND.as_str().as_bytes(), backend.as_bytes());
+        }
     }
-    let drop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| connection.is_hop_by_hop(k.as_str()) || !answer_header_forwarded(k.as_str()))
-        .cloned()
-        .collect();
-    for name in drop {
-        headers.remove(name);
-    }
-}
 
-/// Whether `v` can go in a header value as it is.
-pub(crate) fn valid_value(v: &str) -> bool {
-    h1::is_field_value(v.as_bytes())
+    /// Sets them in `headers`.
+    pub(crate) fn write_map(&self, headers: &mut http::HeaderMap) {
+        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
+        if let Some(v) = self
+            .backend
+            .and_then(|b| HeaderValue::from_bytes(b.as_bytes()).ok())
+        {
+            headers.insert(X_RRLB_BACKEND.clone(), v);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -787,28 +771,7 @@ mod tests {
     }
 
     #[test]
-    fn answers_from_hyper_are_checked_like_raw_ones() {
-        let mut h = HeaderMap::new();
-        assert!(check_answer(http::StatusCode::OK, &h).is_ok());
-        assert!(check_answer(http::StatusCode::from_u16(999).unwrap(), &h).is_err());
-        assert!(check_answer(http::StatusCode::SWITCHING_PROTOCOLS, &h).is_err());
-        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5, 5"));
-        assert!(check_answer(http::StatusCode::OK, &h).is_err());
-        let mut h = HeaderMap::new();
-        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        h.append(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        assert!(check_answer(http::StatusCode::OK, &h).is_err());
-        let mut h = HeaderMap::new();
-        h.append(header::CONNECTION, HeaderValue::from_static("x-hop"));
-        h.append("x-hop", HeaderValue::from_static("1"));
-        h.append("x-request-id", HeaderValue::from_static("theirs"));
-        h.append("x-kept", HeaderValue::from_static("1"));
-        strip_answer(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
+    fn request_ids_are_sane_or_new() {
         assert!(sane_request_id(b"abc-123"));
         assert!(!sane_request_id(b""));
         assert!(!sane_request_id(&[b'x'; 129]));

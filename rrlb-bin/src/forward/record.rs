@@ -10,8 +10,8 @@ use http::Method;
 use http::header::HeaderValue;
 
 use crate::access_log::{AccessLog, Line};
+use crate::app::Local;
 use crate::metrics::Metrics;
-use crate::state::Local;
 use crate::telemetry::{ServerSpan, Telemetry};
 use rrlb_core::Backend;
 use std::sync::Arc;
@@ -155,6 +155,33 @@ impl<'a> Record<'a> {
             };
             self.span = Some(Box::new((telemetry.clone(), span)));
         }
+    }
+
+    /// Records rrlb's refusal of the request (`rrlb_rejected_total`, the access line, the answer's size) and
+    /// returns the answer the client gets.
+    pub(crate) fn refused(
+        &mut self,
+        metrics: &Metrics,
+        request_id: &HeaderValue,
+        rejection: &super::Rejection,
+    ) -> super::ErrorAnswer {
+        self.done(metrics, request_id, Outcome::rejected(rejection));
+        let answer = rejection.answer();
+        self.sent(answer.body_len(request_id));
+        answer
+    }
+
+    /// Records a request whose balancing failed (`error`) and returns the answer the client gets.
+    pub(crate) fn failed(
+        &mut self,
+        metrics: &Metrics,
+        request_id: &HeaderValue,
+        error: &rrlb_tower::Error,
+    ) -> super::ErrorAnswer {
+        let answer = super::ErrorAnswer::from_balance(error);
+        self.done(metrics, request_id, Outcome::failed(error, &answer));
+        self.sent(answer.body_len(request_id));
+        answer
     }
 
     /// The request body's length.

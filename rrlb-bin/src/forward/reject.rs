@@ -185,7 +185,7 @@ impl ErrorAnswer {
             b"content-length",
             itoa::Buffer::new().format(body.len()).as_bytes(),
         );
-        push_header(&mut out, b"x-request-id", request_id.as_bytes());
+        super::AnswerFields::new(request_id, self.backend.as_deref()).write_h1(&mut out);
         if let Some(secs) = self.retry_after {
             push_header(
                 &mut out,
@@ -195,9 +195,6 @@ impl ErrorAnswer {
         }
         if self.allow {
             push_header(&mut out, b"allow", ALLOW.as_bytes());
-        }
-        if let Some(name) = self.backend.as_deref().filter(|n| super::valid_value(n)) {
-            push_header(&mut out, b"x-rrlb-backend", name.as_bytes());
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
@@ -216,19 +213,12 @@ impl ErrorAnswer {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        h.insert(super::X_REQUEST_ID.clone(), request_id.clone());
+        super::AnswerFields::new(request_id, self.backend.as_deref()).write_map(h);
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         if self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-        }
-        if let Some(v) = self
-            .backend
-            .as_deref()
-            .and_then(|n| HeaderValue::from_str(n).ok())
-        {
-            h.insert(super::X_RRLB_BACKEND.clone(), v);
         }
         res
     }

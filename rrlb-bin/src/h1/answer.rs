@@ -29,6 +29,9 @@
 
 use std::fmt;
 
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName};
+
 use super::chunked::{self, ChunkError};
 use super::{Connection, is_field_value, is_tchar, parse_length, push_header, push_status_line};
 
@@ -400,6 +403,7 @@ impl Body {
     }
 
     /// [`decode`](Self::decode) then [`frame`](Self::frame): what the client gets for `input`, appended to `out`.
+    #[cfg(test)]
     pub(crate) fn relay(
         &mut self,
         input: &[u8],
@@ -432,6 +436,209 @@ impl Body {
     /// bytes the backend sent after the body's end (already read, not consumed).
     pub(crate) fn reusable(&self, keep_alive: bool, unconsumed: usize) -> bool {
         keep_alive && unconsumed == 0 && self.is_done() && !matches!(self, Body::Close(_))
+    }
+}
+
+/// Reads a backend's answer head from the bytes received so far, without I/O: interim `1xx` answers are
+/// skipped (at most [`MAX_INTERIM`]) and every head is held to the rules of [`parse_head`]. The upstream calls
+/// [`read`](Self::read) after each read from the backend; the fuzz target `answer` drives the same reader.
+#[derive(Debug)]
+pub(crate) struct HeadReader {
+    head_request: bool,
+    interim: usize,
+}
+
+impl HeadReader {
+    /// A reader for the answer to a request; `head_request`: it was `HEAD`.
+    pub(crate) fn new(head_request: bool) -> Self {
+        Self {
+            head_request,
+            interim: 0,
+        }
+    }
+
+    /// The final head, once `buf` holds it: it is split off `buf`, which keeps what followed it (the body's
+    /// start). `Ok(None)`: more bytes are needed (interim answers already read are removed from `buf`).
+    pub(crate) fn read(&mut self, buf: &mut BytesMut) -> Result<Option<Head>, AnswerError> {
+        loop {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            match parse_head(buf, self.head_request, answer_header_forwarded)? {
+                Parsed::Partial => return Ok(None),
+                Parsed::Interim(len) => {
+                    self.interim += 1;
+                    if self.interim > MAX_INTERIM {
+                        return Err(AnswerError::TooManyInterim);
+                    }
+                    let _ = buf.split_to(len);
+                }
+                Parsed::Final(len, head) => {
+                    let _ = buf.split_to(len);
+                    return Ok(Some(head));
+                }
+            }
+        }
+    }
+}
+
+/// An answer's body as the upstream reads it, without I/O: decoded by the head's framing, written in the
+/// client's, and at its end whether the connection may carry another request (rule 7). The upstream feeds it
+/// what it reads from the backend; the fuzz target `answer` feeds it the same way.
+#[derive(Debug)]
+pub(crate) struct BodyReader {
+    body: Body,
+    keep_alive: bool,
+    /// Set at the framed end: whether the connection may go back to the pool.
+    reusable: Option<bool>,
+}
+
+impl BodyReader {
+    /// Starts reading the body after `head`; `start` holds the bytes read after the head. Their data is decoded
+    /// now (split off without a copy when the body is framed by a length), so that an answer whose body breaks
+    /// the rules in its first read is refused before the client gets any of it. Returns the reader and that
+    /// first data.
+    pub(crate) fn start(head: &Head, start: &mut BytesMut) -> Result<(Self, Bytes), AnswerError> {
+        let mut this = Self {
+            body: Body::new(head.framing),
+            keep_alive: head.keep_alive,
+            reusable: None,
+        };
+        let (first, done) = if let Body::Length(left) = &mut this.body {
+            let take = start
+                .len()
+                .min(usize::try_from(*left).unwrap_or(usize::MAX));
+            *left -= take as u64;
+            (start.split_to(take).freeze(), *left == 0)
+        } else {
+            let mut data = Vec::new();
+            let progress = this.body.decode(start, &mut data)?;
+            let _ = start.split_to(progress.consumed);
+            (Bytes::from(data), progress.done)
+        };
+        if done {
+            this.end(start.len());
+        }
+        Ok((this, first))
+    }
+
+    fn end(&mut self, unconsumed: usize) {
+        self.reusable = Some(self.body.reusable(self.keep_alive, unconsumed));
+    }
+
+    /// Decodes `input` (the next read from the backend), appending the body's data to `data`; `true` once the
+    /// body reached its framed end (bytes after it count against reusing the connection).
+    pub(crate) fn feed(&mut self, input: &[u8], data: &mut Vec<u8>) -> Result<bool, AnswerError> {
+        if self.is_done() {
+            return Ok(true);
+        }
+        let progress = self.body.decode(input, data)?;
+        if progress.done {
+            self.end(input.len() - progress.consumed);
+        }
+        Ok(progress.done)
+    }
+
+    /// The backend closed the connection: the end of a body framed by the close, an error for any other body
+    /// cut short. The connection is not reused.
+    pub(crate) fn closed(&mut self) -> Result<(), AnswerError> {
+        self.body.finish()?;
+        self.reusable = Some(false);
+        Ok(())
+    }
+
+    /// Whether the body was read to its end.
+    pub(crate) fn is_done(&self) -> bool {
+        self.reusable.is_some()
+    }
+
+    /// Whether the connection may carry another request: only after the body's framed end with nothing after it
+    /// on an HTTP/1.1 keep-alive connection.
+    pub(crate) fn reusable(&self) -> bool {
+        self.reusable == Some(true)
+    }
+
+    /// Appends `data` in the client's HTTP/1.1 framing (see [`Body::frame`]).
+    pub(crate) fn frame(&self, data: &[u8], done: bool, out: &mut Vec<u8>) {
+        self.body.frame(data, done, out);
+    }
+
+    /// The checked trailer fields of a chunked body that ended (`name: value\r\n` lines).
+    pub(crate) fn trailers(&self) -> &[u8] {
+        self.body.trailers()
+    }
+}
+
+/// Whether a backend's answer field `name` reaches the client (hop-by-hop fields are dropped by each path's
+/// framing code, which knows the `connection` header): not `x-request-id` and `x-rrlb-backend`, which are
+/// rrlb's.
+pub(crate) fn answer_header_forwarded(name: &str) -> bool {
+    !(name.eq_ignore_ascii_case("x-request-id") || name.eq_ignore_ascii_case("x-rrlb-backend"))
+}
+
+/// The answer rules of this module that still apply to an answer hyper's client has parsed (the hyper path):
+/// a status of 200 to 599 (hyper keeps `1xx` to itself, and `101` was never asked for), one `content-length`
+/// of digits, no `content-length` beside `transfer-encoding`, and only `chunked`.
+pub(crate) fn check_answer(
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Result<(), AnswerError> {
+    let s = status.as_u16();
+    if s == 101 {
+        return Err(AnswerError::UnaskedUpgrade);
+    }
+    if !(100..=599).contains(&s) {
+        return Err(AnswerError::Status);
+    }
+    let lengths = headers.get_all(header::CONTENT_LENGTH);
+    let mut n = 0;
+    for v in lengths {
+        n += 1;
+        if super::parse_length(v.as_bytes()).is_none() {
+            return Err(AnswerError::Framing(
+                "content-length is not one decimal number",
+            ));
+        }
+    }
+    if n > 1 {
+        return Err(AnswerError::Framing("more than one content-length"));
+    }
+    let mut codings = 0;
+    for v in headers.get_all(header::TRANSFER_ENCODING) {
+        codings += 1;
+        if n > 0 {
+            return Err(AnswerError::Framing(
+                "both content-length and transfer-encoding",
+            ));
+        }
+        if !super::is_chunked(v.as_bytes()) {
+            return Err(AnswerError::Framing(
+                "a transfer-encoding other than chunked",
+            ));
+        }
+    }
+    if codings > 1 {
+        return Err(AnswerError::Framing(
+            "a transfer-encoding other than chunked",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes from an answer's fields what does not reach the client (the hyper path): hop-by-hop fields, those
+/// `connection` names, and rrlb's own.
+pub(crate) fn strip_answer(headers: &mut HeaderMap) {
+    let mut connection = Connection::default();
+    for v in headers.get_all(header::CONNECTION) {
+        connection.add(v.as_bytes());
+    }
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| connection.is_hop_by_hop(k.as_str()) || !answer_header_forwarded(k.as_str()))
+        .cloned()
+        .collect();
+    for name in drop {
+        headers.remove(name);
     }
 }
 
@@ -645,5 +852,31 @@ mod tests {
         assert!(body.relay(smuggled, &mut out).is_err());
         assert!(out.is_empty());
         assert_eq!(Body::Length(5).finish(), Err(AnswerError::Truncated));
+    }
+
+    #[test]
+    fn answers_from_hyper_are_checked_like_raw_ones() {
+        use http::HeaderValue;
+        let mut h = HeaderMap::new();
+        assert!(check_answer(http::StatusCode::OK, &h).is_ok());
+        assert!(check_answer(http::StatusCode::from_u16(999).unwrap(), &h).is_err());
+        assert!(check_answer(http::StatusCode::SWITCHING_PROTOCOLS, &h).is_err());
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5, 5"));
+        assert!(check_answer(http::StatusCode::OK, &h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.append(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(check_answer(http::StatusCode::OK, &h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("x-hop"));
+        h.append("x-hop", HeaderValue::from_static("1"));
+        h.append("x-request-id", HeaderValue::from_static("theirs"));
+        h.append("x-kept", HeaderValue::from_static("1"));
+        strip_answer(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
     }
 }

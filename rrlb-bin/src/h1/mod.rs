@@ -122,6 +122,13 @@ pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether a request gets a `content-length` (of `len`) from rrlb: when it has a body, or when its method
+/// defines one (RFC 9110 §8.6: a `POST` with no body says `content-length: 0`). Bodies are always forwarded
+/// with a length, never chunked.
+pub(crate) fn sends_length(method: &http::Method, len: u64) -> bool {
+    len > 0 || !matches!(*method, http::Method::GET | http::Method::HEAD)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

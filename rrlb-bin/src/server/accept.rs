@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::stopped;
-use crate::state::App;
+use crate::app::App;
 use crate::{fast, proxy};
 
 /// Starts serving the proxy listener: on the calling runtime with `workers == 0`, else on `workers` threads
@@ -304,7 +304,7 @@ struct Worker {
 fn worker(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Arc<Worker> {
     Arc::new(Worker {
         fast: fast::Worker {
-            app: Arc::new(crate::state::Local(Arc::clone(app))),
+            app: Arc::new(crate::app::Local(Arc::clone(app))),
             stop: stop.clone(),
         },
         hyper: builder(app),

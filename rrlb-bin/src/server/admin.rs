@@ -10,9 +10,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::stopped;
-use crate::state::App;
+use crate::apply::Control;
 
-pub(super) async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Arc<Control>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

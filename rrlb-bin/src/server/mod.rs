@@ -14,8 +14,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::apply::{ApplyError, Control, Reloader};
 use crate::config::Config;
-use crate::state::{App, ApplyError, Reloader};
 
 mod accept;
 mod admin;
@@ -93,16 +93,17 @@ pub async fn run_on_workers(
     workers: usize,
 ) -> Result<(), RunError> {
     let watch_path = config.source.clone();
-    let app = App::with_upstream_mode(config, reloader, workers > 0).map_err(RunError::Apply)?;
+    let control = Control::start(config, reloader, workers > 0).map_err(RunError::Apply)?;
+    let app = Arc::clone(control.app());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let proxy_addr = listeners.proxy.local_addr().map_err(RunError::Io)?;
     let admin_addr = listeners.admin.local_addr().map_err(RunError::Io)?;
 
-    let reload_tasks = reload::spawn_triggers(&app, watch_path);
+    let reload_tasks = reload::spawn_triggers(&control, watch_path);
     let admin_task = tokio::spawn(admin::serve(
         listeners.admin,
-        Arc::clone(&app),
+        Arc::clone(&control),
         stop_rx.clone(),
     ));
     let proxies =

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::apply::Control;
 use crate::logging::ErrorChain;
-use crate::state::App;
 
-async fn reload_and_log(app: &App, why: &str) {
+async fn reload_and_log(app: &Control, why: &str) {
     match app.reload().await {
         Ok(c) => tracing::info!(
             trigger = why,
@@ -22,7 +22,7 @@ async fn reload_and_log(app: &App, why: &str) {
 }
 
 pub(super) fn spawn_triggers(
-    app: &Arc<App>,
+    app: &Arc<Control>,
     path: Option<PathBuf>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();

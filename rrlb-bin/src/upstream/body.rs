@@ -9,82 +9,63 @@ use rrlb_tower::{BoxError, FailureKind};
 
 use super::pool::Conn;
 use super::{BodySource, RawError};
-use crate::h1::answer::{self, Body};
+use crate::h1::answer::{self, BodyReader};
 
-/// An answer body on a backend connection: decoded by the rules of `h1::answer`, the connection handed
-/// back to the pool only when `Body::reusable` says so.
+/// An answer body on a backend connection: decoded by `h1::answer`'s [`BodyReader`], the connection handed
+/// back to the pool only when the reader says it is reusable.
 #[derive(Debug)]
 pub(crate) struct TcpBody {
     /// Decoded body data read with the head, not yet handed on.
     pub(crate) first: Bytes,
-    body: Body,
-    done: bool,
+    reader: BodyReader,
     buf: BytesMut,
-    keep_alive: bool,
     conn: Option<Conn>,
 }
 
 impl TcpBody {
-    /// Starts reading the body after a head: `start` are the bytes read after the head. The data among them is
-    /// decoded into [`first`](Self::first) now (without a copy when the body is framed by a length), so that an
-    /// answer whose body breaks the rules in its first read is refused before the client gets any of it.
+    /// Starts reading the body after a head: `start` are the bytes read after the head (see
+    /// [`BodyReader::start`]).
     pub(super) fn start(
         head: &answer::Head,
         mut start: BytesMut,
         conn: Conn,
     ) -> Result<Self, answer::AnswerError> {
-        let mut body = Body::new(head.framing);
-        let (first, done) = if let Body::Length(left) = &mut body {
-            let take = start
-                .len()
-                .min(usize::try_from(*left).unwrap_or(usize::MAX));
-            *left -= take as u64;
-            (start.split_to(take).freeze(), *left == 0)
-        } else {
-            let mut data = Vec::new();
-            let progress = body.decode(&start, &mut data)?;
-            let _ = start.split_to(progress.consumed);
-            (Bytes::from(data), progress.done)
-        };
+        let (reader, first) = BodyReader::start(head, &mut start)?;
         let mut this = Self {
             first,
-            body,
-            done: false,
+            reader,
             buf: start,
-            keep_alive: head.keep_alive,
             conn: Some(conn),
         };
-        if done {
-            this.end(this.buf.len());
-        }
+        this.release_if_done();
         Ok(this)
     }
 
-    /// The body reached its framed end with `unconsumed` bytes read after it: the connection goes back to the
-    /// pool if it may, else it is closed.
-    fn end(&mut self, unconsumed: usize) {
-        self.done = true;
-        let conn = self.conn.take();
-        if self.body.reusable(self.keep_alive, unconsumed)
-            && let Some(c) = conn
-        {
-            c.release();
+    /// Once the body ended: the connection goes back to the pool if it may, else it is closed.
+    fn release_if_done(&mut self) {
+        if self.reader.is_done() {
+            let conn = self.conn.take();
+            if self.reader.reusable()
+                && let Some(c) = conn
+            {
+                c.release();
+            }
         }
     }
 
     /// Whether the body was read to its end.
     pub(crate) fn is_done(&self) -> bool {
-        self.done
+        self.reader.is_done()
     }
 
     /// Appends `data` in the client's HTTP/1.1 framing (see `Body::frame`).
     pub(crate) fn frame(&self, data: &[u8], done: bool, out: &mut Vec<u8>) {
-        self.body.frame(data, done, out);
+        self.reader.frame(data, done, out);
     }
 
     /// The checked trailer fields of a chunked body that ended (`name: value\r\n` lines).
     pub(crate) fn trailers(&self) -> &[u8] {
-        self.body.trailers()
+        self.reader.trailers()
     }
 
     /// Reads the next part of the body and appends its data to `data`; `true` once the body ended. An error
@@ -94,7 +75,7 @@ impl TcpBody {
         cx: &mut Context<'_>,
         data: &mut Vec<u8>,
     ) -> Poll<Result<bool, RawError>> {
-        if self.done {
+        if self.reader.is_done() {
             return Poll::Ready(Ok(true));
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -130,20 +111,15 @@ impl TcpBody {
         };
         if n == 0 {
             self.conn = None;
-            return Poll::Ready(match self.body.finish() {
-                Ok(()) => {
-                    self.done = true;
-                    Ok(true)
-                }
+            return Poll::Ready(match self.reader.closed() {
+                Ok(()) => Ok(true),
                 Err(e) => Err(RawError::protocol(e)),
             });
         }
-        match self.body.decode(&self.buf, data) {
-            Ok(progress) => {
-                if progress.done {
-                    self.end(self.buf.len() - progress.consumed);
-                }
-                Poll::Ready(Ok(progress.done))
+        match self.reader.feed(&self.buf, data) {
+            Ok(done) => {
+                self.release_if_done();
+                Poll::Ready(Ok(done))
             }
             Err(e) => {
                 self.conn = None;

@@ -1,5 +1,5 @@
 //! `https://` backends: the request goes through rrlb-tower's hyper client, and its answer is checked by the
-//! same rules as a plain one (`forward::check_answer`) and written back as an HTTP/1.1 head.
+//! same rules as a plain one (`answer::check_answer`) and written back as an HTTP/1.1 head.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use rrlb_tower::{FailureKind, Routed};
 use tower::Service;
 
 use super::{BodySource, RawError, RawRequest, RawResponse};
-use crate::{forward, h1};
+use crate::h1::{self, answer};
 
 /// Splits a [`RawRequest`]'s `rest` into its target and its header lines.
 fn split_rest(rest: &[u8]) -> Option<(&str, &[u8])> {
@@ -64,11 +64,11 @@ pub(super) async fn via_hyper(
         .await
         .map_err(|e| RawError::client(rrlb_tower::http::classify_transport_error(&*e), e))?;
     let (parts, body) = res.into_parts();
-    forward::check_answer(parts.status, &parts.headers).map_err(RawError::protocol)?;
+    answer::check_answer(parts.status, &parts.headers).map_err(RawError::protocol)?;
     let mut head = Vec::with_capacity(256);
     h1::push_status_line(&mut head, parts.status.as_u16(), None);
     let mut response_headers = parts.headers;
-    forward::strip_answer(&mut response_headers);
+    answer::strip_answer(&mut response_headers);
     for (name, value) in &response_headers {
         if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
             continue;

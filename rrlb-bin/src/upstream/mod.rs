@@ -3,7 +3,7 @@
 //! read by the task that serves the client (no connection task, no channel, no second wake-up per request),
 //! its answers framed by `h1::answer`. The fast path writes an answer's body to its client as bytes,
 //! the hyper path as a [`RawBody`]. `https://` backends go through rrlb-tower's hyper client, whose answers are
-//! checked by the same rules (`forward::check_answer`).
+//! checked by the same rules (`h1::answer::check_answer`).
 //!
 //! - `mod.rs`: the request and answer types, [`RawError`], the [`RawUpstream`] service and the balancing
 //!   service built over it ([`service`]).
@@ -32,9 +32,8 @@ use rrlb_tower::trace::TraceParent;
 use rrlb_tower::{Balance, BoxError, FailureKind, Routed};
 use tower::Service;
 
-use crate::forward;
 use crate::h1::{self, answer};
-use crate::telemetry::{ClientSpan, Telemetry};
+use crate::telemetry::{ClientSpan, Telemetry, Trace};
 
 mod body;
 mod https;
@@ -56,19 +55,14 @@ pub(crate) struct RawRequest {
     /// The body (its `content-length` line is in `rest` when needed).
     pub body: Bytes,
     /// The request's trace: each attempt sends a `traceparent` naming a new child of its server span.
-    pub trace: forward::Trace,
+    pub trace: Trace,
 }
 
 impl RawRequest {
     /// A request whose head (`rest`, as `forward::Plan::write_h1` wrote it) gets its `content-length` line
     /// for `body` when the forwarding core says it needs one.
-    pub(crate) fn new(
-        method: Method,
-        mut rest: Vec<u8>,
-        body: Bytes,
-        trace: forward::Trace,
-    ) -> Self {
-        if forward::sends_length(&method, body.len() as u64) {
+    pub(crate) fn new(method: Method, mut rest: Vec<u8>, body: Bytes, trace: Trace) -> Self {
+        if h1::sends_length(&method, body.len() as u64) {
             h1::push_header(
                 &mut rest,
                 b"content-length",

@@ -14,7 +14,6 @@ use tokio::net::TcpStream;
 use super::body::TcpBody;
 use super::pool::{Conn, Target, Upstream, checkout};
 use super::{BodySource, RawError, RawRequest, RawResponse};
-use crate::forward;
 use crate::h1::answer;
 
 pub(super) async fn send(
@@ -118,32 +117,16 @@ async fn exchange(
     }
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut received = false;
-    let mut interim = 0;
+    let mut reader = answer::HeadReader::new(head_only);
     loop {
-        if !buf.is_empty() {
-            match answer::parse_head(&buf, head_only, forward::answer_header_forwarded) {
-                Ok(answer::Parsed::Partial) => {
-                    if buf.capacity() == buf.len() {
-                        buf.reserve(buf.len().max(1024));
-                    }
+        match reader.read(&mut buf) {
+            Ok(Some(head)) => return Ok((head, buf)),
+            Ok(None) => {
+                if buf.capacity() == buf.len() {
+                    buf.reserve(buf.len().max(1024));
                 }
-                // Skipped, and what follows it parsed before reading more.
-                Ok(answer::Parsed::Interim(len)) => {
-                    interim += 1;
-                    if interim > answer::MAX_INTERIM {
-                        return Err(Exchange::Failed(RawError::protocol(
-                            answer::AnswerError::TooManyInterim,
-                        )));
-                    }
-                    let _ = buf.split_to(len);
-                    continue;
-                }
-                Ok(answer::Parsed::Final(len, head)) => {
-                    let _ = buf.split_to(len);
-                    return Ok((head, buf));
-                }
-                Err(e) => return Err(Exchange::Failed(RawError::protocol(e))),
             }
+            Err(e) => return Err(Exchange::Failed(RawError::protocol(e))),
         }
         // Nothing at all came back (a read error or the end): the connection was stale.
         let broken = |e: RawError| {

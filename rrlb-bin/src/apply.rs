@@ -1,0 +1,391 @@
+//! Applying a configuration to the running [`App`]: the mapping from [`Config`] to the engine's settings (set
+//! options, balance and retry settings, health checks, the https client, the rate limiter), building the state
+//! at start, and re-applying it on a reload (SIGHUP, a file change, `POST /admin/reload`). A configuration is
+//! checked whole before anything changes; on any error the running one stays.
+//!
+//! [`Control`] owns what only a reload touches (the health checker, discovery tasks, the retry budget, the
+//! https client) and hands out the [`App`] that requests read.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use governor::{Quota, RateLimiter};
+use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, SetOptions};
+use rrlb_tower::http::{HttpProbe, HttpUpstream, UpstreamConfig};
+use rrlb_tower::{
+    BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
+};
+use tokio::sync::Mutex;
+
+use crate::access_log::AccessLog;
+use crate::app::{App, ClientLimiter};
+use crate::config::{self, BackendConfig, Config, ConfigError};
+use crate::discovery::{self, DiscoveryError, Groups};
+use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
+use crate::upstream::ProxyService;
+
+/// Re-reads the configuration (SIGHUP, a file change, `POST /admin/reload`).
+pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// The running [`App`] and what applying a configuration to it needs: the one writer of its swaps.
+pub(crate) struct Control {
+    app: Arc<App>,
+    upstream: ArcSwap<(Duration, HttpUpstream)>,
+    /// The retry budget both paths draw on; kept across reloads that do not change it.
+    budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
+    health: std::sync::Mutex<Option<HealthChecker>>,
+    /// The discovery tasks of the `[[backends]]` entries with a `discovery` key.
+    discovery: std::sync::Mutex<Groups>,
+    _maintenance: Maintenance,
+    reloader: Option<Reloader>,
+    reload_lock: Mutex<()>,
+    per_thread: bool,
+}
+
+impl std::ops::Deref for Control {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+fn set_options(c: &Config) -> SetOptions {
+    SetOptions {
+        breaker: c.circuit_breaker,
+        health: HealthParams {
+            healthy_threshold: c.health.healthy_threshold,
+            unhealthy_threshold: c.health.unhealthy_threshold,
+        },
+        start_healthy: !c.health.enabled || c.health.initial == config::InitialHealth::Healthy,
+        panic_threshold: c.panic_threshold,
+        ewma_decay: c.balancer.ewma_decay,
+        slow_start: c.slow_start.window,
+    }
+}
+
+/// The configured backends (discovered groups' members are added by their tasks).
+fn specs(c: &Config) -> Vec<BackendSpec> {
+    c.backends
+        .iter()
+        .filter(|b| b.discovery.is_static())
+        .map(BackendConfig::spec)
+        .collect()
+}
+
+fn balance_config(c: &Config) -> BalanceConfig {
+    let mut on = RetryOn::NONE;
+    for r in &c.retries.on {
+        on = on
+            | match r {
+                config::RetryOn::ConnectFailure => RetryOn::CONNECT_FAILURE,
+                config::RetryOn::Timeout => RetryOn::TIMEOUT,
+                config::RetryOn::Reset => RetryOn::RESET,
+                config::RetryOn::Status5xx => RetryOn::STATUS_5XX,
+            };
+    }
+    BalanceConfig {
+        timeout: Some(c.timeouts.request),
+        retries: c.retries.attempts,
+        retry_on: on,
+    }
+}
+
+fn health_config(c: &Config) -> HealthCheckConfig {
+    HealthCheckConfig {
+        interval: c.health.interval,
+        timeout: c.health.timeout,
+        jitter: 0.1,
+    }
+}
+
+/// The health checker for a configuration, counting its checks into `metrics`.
+fn health_checker(
+    set: &BackendSet<AnyBalancer>,
+    c: &Config,
+    metrics: &Arc<Metrics>,
+) -> HealthChecker {
+    let metrics = Arc::clone(metrics);
+    HealthChecker::spawn_observed(
+        set.clone(),
+        HttpProbe::new(c.health.path.as_str(), c.timeouts.connect),
+        health_config(c),
+        move |backend: &rrlb_core::Backend, passed| metrics.health_check(backend.name(), passed),
+    )
+}
+
+fn limiter(c: &Config) -> Option<ClientLimiter> {
+    let rate = NonZeroU32::new(c.limits.rate_per_client)?;
+    let burst = NonZeroU32::new(c.limits.burst).unwrap_or(rate);
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+/// The hyper client for `https://` backends; its connections count in `metrics` (across reloads).
+fn upstream(c: &Config, per_thread: bool, metrics: &Metrics) -> HttpUpstream {
+    let config = UpstreamConfig {
+        connect_timeout: c.timeouts.connect,
+        ..UpstreamConfig::default()
+    };
+    let up = if per_thread {
+        HttpUpstream::per_thread(config)
+    } else {
+        HttpUpstream::new(config)
+    };
+    up.counting(metrics.https_connections.clone())
+}
+
+/// The balancing service for a configuration. Its retry budget is passed in, kept across reloads that do not
+/// change it.
+fn service(
+    c: &Config,
+    set: &BackendSet<AnyBalancer>,
+    upstream: &HttpUpstream,
+    budget: &RetryBudget,
+    (metrics, telemetry): (&Arc<Metrics>, Option<Telemetry>),
+) -> ProxyService {
+    crate::upstream::service(
+        set,
+        c.timeouts.connect,
+        (upstream.clone(), telemetry),
+        balance_config(c),
+        budget.clone(),
+        metrics,
+    )
+}
+
+/// What a retry budget is made of: `retries.budget_ratio` and `retries.budget_min_per_second`.
+type BudgetParams = (u64, u32);
+
+fn budget_params(c: &Config) -> BudgetParams {
+    (
+        c.retries.budget_ratio.to_bits(),
+        c.retries.budget_min_per_second,
+    )
+}
+
+fn retry_budget(c: &Config) -> RetryBudget {
+    RetryBudget::new(
+        c.retries.budget_ratio as f32,
+        c.retries.budget_min_per_second,
+    )
+}
+
+/// Why a configuration could not be applied.
+///
+/// The wrapped errors are transparent: their own messages already say what was refused and where (file, key,
+/// line), and they are what the admin API answers with, so `Display` and
+/// [`source`](std::error::Error::source) are theirs (each cause printed once in a chain).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The configuration did not load or validate.
+    #[error("the new configuration is invalid")]
+    Config(#[source] ConfigError),
+    /// The backend set refused the backend list.
+    #[error("the backend set refused the backend list")]
+    Backends(#[source] SetError),
+    /// The access log's file cannot be opened.
+    #[error("cannot open the access log")]
+    AccessLog(#[source] std::io::Error),
+    /// Span export cannot be set up.
+    #[error("cannot set up span export")]
+    Telemetry(#[source] crate::telemetry::TelemetryError),
+    /// Service discovery cannot start (no usable DNS resolver or Kubernetes API client).
+    #[error("service discovery cannot start")]
+    Discovery(#[source] DiscoveryError),
+    /// There is no way to re-read the configuration (no file).
+    #[error("no configuration file to reload (start rrlb with --config FILE)")]
+    NoReloader,
+}
+
+impl Control {
+    /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).
+    /// Must be called inside a tokio runtime. With `per_thread`, every serving thread gets its own upstream
+    /// connection pool (for thread-per-core serving, see [`run_on_workers`](crate::run_on_workers)).
+    pub(crate) fn start(
+        config: Config,
+        reloader: Option<Reloader>,
+        per_thread: bool,
+    ) -> Result<Arc<Self>, ApplyError> {
+        let set = BackendSet::with_backends(
+            AnyBalancer::new(config.algorithm),
+            set_options(&config),
+            specs(&config),
+        )
+        .map_err(ApplyError::Backends)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.config_applied();
+        let up = upstream(&config, per_thread, &metrics);
+        let budget = retry_budget(&config);
+        let telemetry = Telemetry::new(&config.tracing, config.timeouts.connect)
+            .map_err(ApplyError::Telemetry)?;
+        let svc = service(&config, &set, &up, &budget, (&metrics, telemetry.clone()));
+        let connect = config.timeouts.connect;
+        let budget = (budget_params(&config), budget);
+        let health = config
+            .health
+            .enabled
+            .then(|| health_checker(&set, &config, &metrics));
+        let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
+        let mut groups = Groups::default();
+        groups.apply(&config, &set).map_err(ApplyError::Discovery)?;
+        metrics.set_discovery_groups(groups.stats());
+        let access_log = AccessLog::new(
+            &config.access_log,
+            config.log.format,
+            metrics.access_log_dropped.clone(),
+        )
+        .map_err(ApplyError::AccessLog)?;
+        let app = Arc::new(App {
+            limiter: ArcSwap::from_pointee(limiter(&config)),
+            service: ArcSwap::from_pointee(svc),
+            telemetry: ArcSwap::from_pointee(telemetry),
+            config: ArcSwap::from_pointee(config),
+            set,
+            metrics,
+            access_log,
+        });
+        Ok(Arc::new(Self {
+            app,
+            upstream: ArcSwap::from_pointee((connect, up)),
+            budget: std::sync::Mutex::new(budget),
+            health: std::sync::Mutex::new(health),
+            discovery: std::sync::Mutex::new(groups),
+            _maintenance: maintenance,
+            reloader,
+            reload_lock: Mutex::new(()),
+            per_thread,
+        }))
+    }
+
+    /// Re-reads the configuration and applies it; on any error the running configuration stays.
+    pub(crate) async fn reload(&self) -> Result<Arc<Config>, ApplyError> {
+        let _serial = self.reload_lock.lock().await;
+        let reloader = self.reloader.as_ref().ok_or(ApplyError::NoReloader)?;
+        let applied = reloader()
+            .map_err(ApplyError::Config)
+            .and_then(|new| self.apply(new));
+        self.metrics.reloaded(applied.is_ok());
+        applied
+    }
+
+    /// Applies a validated configuration. Backends that survive keep their state; listeners cannot change
+    /// (a warning says so).
+    pub(crate) fn apply(&self, new: Config) -> Result<Arc<Config>, ApplyError> {
+        let old = self.config.load_full();
+        for key in old.changes_needing_restart(&new) {
+            tracing::warn!(
+                key,
+                "changing this setting needs a restart; the running listener stays"
+            );
+        }
+        // A new access log file must open before anything changes.
+        if new.access_log.path != old.access_log.path {
+            AccessLog::check(&new.access_log).map_err(ApplyError::AccessLog)?;
+        }
+        // So must new span export.
+        let telemetry = match &**self.telemetry.load() {
+            Some(t) if t.is_for(&new.tracing) => None,
+            None if new.tracing.otlp_endpoint.is_none() => None,
+            _ => Some(
+                Telemetry::new(&new.tracing, new.timeouts.connect)
+                    .map_err(ApplyError::Telemetry)?,
+            ),
+        };
+        let mut groups = self
+            .discovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        groups.prepare(&new).map_err(ApplyError::Discovery)?;
+        // Config validation already checked names, URLs and weights. Discovered members of groups that stay
+        // are carried over (their state kept); the groups' tasks change after the list is in place.
+        let mut list = specs(&new);
+        list.extend(discovery::kept_members(&self.set, &old, &new));
+        self.set.update(list).map_err(ApplyError::Backends)?;
+        groups
+            .apply(&new, &self.set)
+            .map_err(ApplyError::Discovery)?;
+        self.metrics.set_discovery_groups(groups.stats());
+        drop(groups);
+        if let Some(telemetry) = telemetry {
+            let old = self.telemetry.swap(Arc::new(telemetry));
+            shut_down(old);
+        }
+        self.access_log.apply(&new.access_log, new.log.format);
+        if new.algorithm != old.algorithm {
+            self.set.set_balancer(AnyBalancer::new(new.algorithm));
+        }
+        let options = set_options(&new);
+        if options != self.set.options() {
+            self.set.set_options(options);
+        }
+        let up = if self.upstream.load().0 == new.timeouts.connect {
+            self.upstream.load().1.clone()
+        } else {
+            let up = upstream(&new, self.per_thread, &self.metrics);
+            self.upstream
+                .store(Arc::new((new.timeouts.connect, up.clone())));
+            up
+        };
+        let budget = {
+            let mut b = self
+                .budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if b.0 != budget_params(&new) {
+                *b = (budget_params(&new), retry_budget(&new));
+            }
+            b.1.clone()
+        };
+        self.service.store(Arc::new(service(
+            &new,
+            &self.set,
+            &up,
+            &budget,
+            (&self.metrics, (*self.telemetry.load_full()).clone()),
+        )));
+        if new.limits.rate_per_client != old.limits.rate_per_client
+            || new.limits.burst != old.limits.burst
+        {
+            self.limiter.store(Arc::new(limiter(&new)));
+        }
+        {
+            let mut health = self
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let path_changed =
+                new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
+            match (&*health, new.health.enabled) {
+                (Some(h), true) if !path_changed => h.set_config(health_config(&new)),
+                (_, true) => *health = Some(health_checker(&self.set, &new, &self.metrics)),
+                (_, false) => *health = None,
+            }
+        }
+        let new = Arc::new(new);
+        self.config.store(Arc::clone(&new));
+        tracing::info!(
+            backends = new.backends.len(),
+            algorithm = new.algorithm.as_str(),
+            "configuration applied"
+        );
+        Ok(new)
+    }
+
+    /// The state requests read.
+    pub(crate) fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+}
+
+/// Stops span export that a reload (or the end) replaced, off the runtime's threads: the last batch is sent
+/// within the exporter's timeout, and nothing waits for it.
+pub(crate) fn shut_down(telemetry: Arc<Option<Telemetry>>) {
+    if let Some(t) = (*telemetry).clone() {
+        tokio::task::spawn_blocking(move || t.shutdown());
+    }
+}
