@@ -113,7 +113,6 @@
 )]
 
 mod budget;
-mod discover;
 pub mod discovery;
 mod error;
 mod future;
@@ -127,7 +126,7 @@ mod service;
 pub mod trace;
 
 pub use crate::budget::RetryBudget;
-pub use crate::discover::apply_changes;
+pub use crate::discovery::changes::apply_changes;
 pub use crate::error::{BoxError, Error, FailureKind};
 pub use crate::future::ResponseFuture;
 pub use crate::health::{HealthCheckConfig, HealthChecker, Maintenance, Probe};
