@@ -114,7 +114,6 @@
 
 mod balance;
 mod budget;
-mod discover;
 pub mod discovery;
 mod error;
 mod health;
@@ -126,7 +125,7 @@ pub mod trace;
 
 pub use crate::balance::{Balance, BalanceConfig, BalanceLayer, ResponseFuture, Routed};
 pub use crate::budget::RetryBudget;
-pub use crate::discover::apply_changes;
+pub use crate::discovery::changes::apply_changes;
 pub use crate::error::{BoxError, Error, FailureKind};
 pub use crate::health::{HealthCheckConfig, HealthChecker, Maintenance, Probe};
 pub use crate::policy::{BasicPolicy, Policy, RetryOn, Served};

@@ -3,6 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::Algorithm;
 use crate::balancer::{AnyBalancer, RoundRobin, WeightedRoundRobin};
+use crate::breaker::{BreakerParams, CircuitState};
 
 fn names<B: Balancer>(set: &BackendSet<B>, n: usize) -> Vec<String> {
     (0..n)

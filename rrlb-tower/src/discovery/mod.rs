@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+pub(crate) mod changes;
 #[cfg(feature = "dns")]
 pub mod dns;
 #[cfg(feature = "kubernetes")]

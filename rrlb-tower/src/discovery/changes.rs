@@ -1,4 +1,5 @@
-//! Discovery input: backend changes as a stream of `tower::discover::Change`s.
+//! Discovery input: backend changes as a stream of `tower::discover::Change`s, the event-style counterpart of
+//! [`Discovery`](super::Discovery)'s full address sets.
 
 use futures_util::{Stream, StreamExt};
 use rrlb_core::backend::{MAX_WEIGHT, MIN_WEIGHT};
