@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use crate::access_log::AccessLog;
 use crate::app::{App, ClientLimiter};
 use crate::config::{self, BackendConfig, Config, ConfigError};
-use crate::discovery::{self, DiscoveryError, Groups};
+use crate::discovery::{self, DiscoveryStartError, Groups};
 use crate::metrics::Metrics;
 use crate::telemetry::Telemetry;
 use crate::upstream::ProxyService;
@@ -196,7 +196,7 @@ pub enum ApplyError {
     Telemetry(#[source] crate::telemetry::TelemetryError),
     /// Service discovery cannot start (no usable DNS resolver or Kubernetes API client).
     #[error("service discovery cannot start")]
-    Discovery(#[source] DiscoveryError),
+    Discovery(#[source] DiscoveryStartError),
     /// There is no way to re-read the configuration (no file).
     #[error("no configuration file to reload (start rrlb with --config FILE)")]
     NoReloader,

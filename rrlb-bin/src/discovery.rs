@@ -54,13 +54,13 @@ impl std::fmt::Debug for Groups {
 /// Why discovery could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up {what} for discovery: {source}")]
-pub struct DiscoveryError {
+pub struct DiscoveryStartError {
     what: &'static str,
     #[source]
     source: rrlb_tower::discovery::DiscoveryError,
 }
 
-impl DiscoveryError {
+impl DiscoveryStartError {
     #[cfg_attr(not(any(feature = "dns", feature = "kubernetes")), allow(dead_code))]
     fn new(what: &'static str, source: rrlb_tower::discovery::DiscoveryError) -> Self {
         Self { what, source }
@@ -117,7 +117,7 @@ pub(crate) fn kept_members(
 impl Groups {
     /// Makes ready what `c`'s groups need (a resolver, an API client), so that [`apply`](Self::apply) cannot
     /// fail: on error nothing changed.
-    pub(crate) fn prepare(&mut self, c: &Config) -> Result<(), DiscoveryError> {
+    pub(crate) fn prepare(&mut self, c: &Config) -> Result<(), DiscoveryStartError> {
         for b in discovered(c) {
             match b.discovery {
                 Source::Static => {}
@@ -126,7 +126,7 @@ impl Groups {
                 #[cfg(feature = "kubernetes")]
                 Source::Kubernetes => drop(self.kube(&c.discovery)?),
                 #[allow(unreachable_patterns)]
-                _ => return Err(DiscoveryError::missing(b.discovery.as_str())),
+                _ => return Err(DiscoveryStartError::missing(b.discovery.as_str())),
             }
         }
         Ok(())
@@ -138,7 +138,7 @@ impl Groups {
         &mut self,
         c: &Config,
         set: &BackendSet<AnyBalancer>,
-    ) -> Result<(), DiscoveryError> {
+    ) -> Result<(), DiscoveryStartError> {
         self.prepare(c)?;
         let mut next = HashMap::new();
         for b in discovered(c) {
@@ -183,7 +183,7 @@ impl Groups {
         &mut self,
         b: &BackendConfig,
         d: &DiscoveryConfig,
-    ) -> Result<BoxStream<'static, Update>, DiscoveryError> {
+    ) -> Result<BoxStream<'static, Update>, DiscoveryStartError> {
         // A bracketed IPv6 literal is looked up without its brackets.
         let host = b.host().trim_start_matches('[').trim_end_matches(']');
         match b.discovery {
@@ -210,13 +210,13 @@ impl Groups {
                 Ok(kubernetes::watch_endpoint_slices(client, namespace, service, port).boxed())
             }
             #[allow(unreachable_patterns)]
-            _ => Err(DiscoveryError::missing(b.discovery.as_str())),
+            _ => Err(DiscoveryStartError::missing(b.discovery.as_str())),
         }
     }
 
     /// The resolver `d` names, made once and kept while `d.resolver` stays.
     #[cfg(feature = "dns")]
-    fn resolver(&mut self, d: &DiscoveryConfig) -> Result<dns::DnsResolver, DiscoveryError> {
+    fn resolver(&mut self, d: &DiscoveryConfig) -> Result<dns::DnsResolver, DiscoveryStartError> {
         if let Some((at, r)) = &self.resolver
             && *at == d.resolver
         {
@@ -226,21 +226,21 @@ impl Groups {
             Some(addr) => dns::DnsResolver::nameserver(addr),
             None => dns::DnsResolver::system(),
         }
-        .map_err(|e| DiscoveryError::new("the DNS resolver", e))?;
+        .map_err(|e| DiscoveryStartError::new("the DNS resolver", e))?;
         self.resolver = Some((d.resolver, r.clone()));
         Ok(r)
     }
 
     /// The Kubernetes client `d` names, made once and kept while `d.kubernetes_api` stays.
     #[cfg(feature = "kubernetes")]
-    fn kube(&mut self, d: &DiscoveryConfig) -> Result<kubernetes::Client, DiscoveryError> {
+    fn kube(&mut self, d: &DiscoveryConfig) -> Result<kubernetes::Client, DiscoveryStartError> {
         if let Some((at, c)) = &self.kube
             && *at == d.kubernetes_api
         {
             return Ok(c.clone());
         }
         let c = kubernetes::client(d.kubernetes_api.as_deref())
-            .map_err(|e| DiscoveryError::new("the Kubernetes API client", e))?;
+            .map_err(|e| DiscoveryStartError::new("the Kubernetes API client", e))?;
         self.kube = Some((d.kubernetes_api.clone(), c.clone()));
         Ok(c)
     }

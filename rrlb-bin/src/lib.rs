@@ -64,6 +64,6 @@ mod upstream;
 pub mod testing;
 
 pub use crate::apply::{ApplyError, Reloader};
-pub use crate::discovery::DiscoveryError;
+pub use crate::discovery::DiscoveryStartError;
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
 pub use crate::telemetry::TelemetryError;

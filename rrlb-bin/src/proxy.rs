@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::app::{App, Local};
-use crate::forward::{self, BodyFraming, Facts, Outcome, Protocol, Record, Rejection, Settings};
+use crate::forward::{self, BodyFraming, Facts, Protocol, Record, Rejection, Settings, Verdict};
 use crate::logging::ErrorChain;
 use crate::upstream::{RawBody, RawRequest, RawResponse};
 
@@ -234,7 +234,7 @@ fn answer(
         body,
         served,
     } = res;
-    let outcome = Outcome::answered(status, &served);
+    let outcome = Verdict::answered(status, &served);
     let added = forward::AnswerFields::new(request_id, outcome.backend);
     record.done(&app.metrics, request_id, outcome);
     let body = RawBody::new(body);

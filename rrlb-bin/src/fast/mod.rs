@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::app::Local;
 use crate::forward::{
-    self, BodyFraming, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Outcome, Record, Rejection, Settings,
+    self, BodyFraming, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Record, Rejection, Settings, Verdict,
 };
 use crate::h1::chunked;
 
@@ -290,7 +290,7 @@ impl Connection {
                 record.done(
                     &app.metrics,
                     id,
-                    Outcome::rejected(&Rejection::bad("the client closed the connection")),
+                    Verdict::rejected(&Rejection::bad("the client closed the connection")),
                 );
                 return After::Close;
             }
@@ -466,7 +466,7 @@ impl Connection {
             body,
             served,
         } = res;
-        let outcome = Outcome::answered(status, &served);
+        let outcome = Verdict::answered(status, &served);
         forward::AnswerFields::new(id, outcome.backend).write_h1(&mut out);
         if close {
             out.extend_from_slice(b"connection: close\r\n");

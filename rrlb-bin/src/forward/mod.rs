@@ -40,7 +40,7 @@ use http::Method;
 use http::header::{HeaderName, HeaderValue};
 use rrlb_tower::trace::TraceParent;
 
-pub(crate) use self::record::{Log, Outcome, Record};
+pub(crate) use self::record::{Log, Record, Verdict};
 pub(crate) use self::reject::{ErrorAnswer, Rejection};
 use crate::app::App;
 use crate::h1::{self, Connection};

@@ -16,9 +16,11 @@ use crate::telemetry::{ServerSpan, Telemetry};
 use rrlb_core::Backend;
 use std::sync::Arc;
 
-/// What one exchange came to.
+/// What one exchange came to, as it is counted and logged: the status the client got, the backend, the
+/// attempts, and the reject reason when rrlb answered itself. (Not rrlb-core's `Outcome`, which is one
+/// attempt's result as a backend's statistics see it.)
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Outcome<'a> {
+pub(crate) struct Verdict<'a> {
     /// The status the client gets.
     pub(crate) status: u16,
     /// The backend that answered or was tried last.
@@ -29,13 +31,13 @@ pub(crate) struct Outcome<'a> {
     pub(crate) reject: Option<&'static str>,
 }
 
-impl<'a> Outcome<'a> {
+impl<'a> Verdict<'a> {
     /// A request whose balancing failed (`answer` is what the client gets): a rejection when no backend was
     /// eligible, else a failed exchange with the backend tried last.
     pub(crate) fn failed(e: &'a rrlb_tower::Error, answer: &super::ErrorAnswer) -> Self {
         match super::Rejection::from_balance(e) {
-            Some(r) => Outcome::rejected(&r),
-            None => Outcome {
+            Some(r) => Verdict::rejected(&r),
+            None => Verdict {
                 status: answer.status.as_u16(),
                 backend: e.backend(),
                 attempts: e.attempts(),
@@ -50,7 +52,7 @@ impl<'a> Outcome<'a> {
             Some((b, n)) => (Some(b.name()), *n),
             None => (None, 1),
         };
-        Outcome {
+        Verdict {
             status,
             backend,
             attempts,
@@ -60,7 +62,7 @@ impl<'a> Outcome<'a> {
 
     /// A request rrlb refused itself.
     pub(crate) fn rejected(rejection: &super::Rejection) -> Self {
-        Outcome {
+        Verdict {
             status: rejection.status().as_u16(),
             backend: None,
             attempts: 0,
@@ -165,7 +167,7 @@ impl<'a> Record<'a> {
         request_id: &HeaderValue,
         rejection: &super::Rejection,
     ) -> super::ErrorAnswer {
-        self.done(metrics, request_id, Outcome::rejected(rejection));
+        self.done(metrics, request_id, Verdict::rejected(rejection));
         let answer = rejection.answer();
         self.sent(answer.body_len(request_id));
         answer
@@ -179,7 +181,7 @@ impl<'a> Record<'a> {
         error: &rrlb_tower::Error,
     ) -> super::ErrorAnswer {
         let answer = super::ErrorAnswer::from_balance(error);
-        self.done(metrics, request_id, Outcome::failed(error, &answer));
+        self.done(metrics, request_id, Verdict::failed(error, &answer));
         self.sent(answer.body_len(request_id));
         answer
     }
@@ -199,7 +201,7 @@ impl<'a> Record<'a> {
         &mut self,
         metrics: &Metrics,
         request_id: &HeaderValue,
-        outcome: Outcome<'_>,
+        outcome: Verdict<'_>,
     ) {
         let elapsed = self.started.elapsed();
         match outcome.reject {
