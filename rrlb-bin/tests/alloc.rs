@@ -5,66 +5,21 @@
 //! Only allocations on that thread are counted, so the access log's writer thread (which formats nothing: the
 //! lines are formatted on the worker) and other threads do not blur the figure. The budget below is what the
 //! path needs today; a change that adds an allocation per request fails this test and must say why in the budget.
-//! This file is its own test binary so the counting allocator sees only this test; it needs `unsafe` for the
-//! `GlobalAlloc` impl, which only forwards to the system allocator.
-#![allow(unsafe_code)]
+//! This file is its own test binary so that it alone runs on the counting allocator (rrlb-testkit's, which
+//! counts per thread).
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use rrlb_testkit::{CountingAllocator, allocations};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use support::Harness;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; counting touches no allocator state.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Counts an allocation made on a thread that is being counted.
-fn count() {
-    // `try_with`: a thread being torn down has no thread-locals left, and is not counted.
-    if COUNTED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// The request the client sends, again and again on one keep-alive connection.
 const REQUEST: &[u8] = b"POST /bench/echo HTTP/1.1\r\nhost: rrlb\r\nuser-agent: alloc-test\r\n\
@@ -145,12 +100,9 @@ async fn exchange(client: &mut TcpStream, n: usize) {
 
 /// The allocations made on this thread while `n` requests go through rrlb.
 async fn allocations_for(client: &mut TcpStream, n: usize) -> u64 {
-    COUNTED.with(|c| c.set(true));
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     exchange(client, n).await;
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTED.with(|c| c.set(false));
-    after - before
+    allocations() - before
 }
 
 /// Heap allocations per request on the fast path, with rrlb's defaults (access log on, a request id, W3C trace
