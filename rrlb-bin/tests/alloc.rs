@@ -10,13 +10,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use rrlb_testkit::{CountingAllocator, allocations};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use support::Harness;
+use support::scripted::RawBackend;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -32,35 +31,29 @@ const ANSWER: &[u8] =
 /// A backend that answers every request with [`ANSWER`], reading into a fixed buffer: it allocates nothing per
 /// request. It reads a head up to its blank line, then the body its `content-length` announces (what rrlb sends
 /// for [`REQUEST`]).
-async fn raw_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let mut len = 0;
-                loop {
-                    match stream.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => len += n,
-                    }
-                    // Answers every complete request in the buffer (one, unless the proxy pipelined).
-                    while let Some(end) = request_end(&buf[..len]) {
-                        if stream.write_all(ANSWER).await.is_err() {
-                            return;
-                        }
-                        buf.copy_within(end..len, 0);
-                        len -= end;
-                    }
-                    if len == buf.len() {
-                        return;
-                    }
+async fn raw_backend() -> RawBackend {
+    RawBackend::start(|mut stream: TcpStream| async move {
+        let mut buf = [0u8; 8192];
+        let mut len = 0;
+        loop {
+            match stream.read(&mut buf[len..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => len += n,
+            }
+            // Answers every complete request in the buffer (one, unless the proxy pipelined).
+            while let Some(end) = request_end(&buf[..len]) {
+                if stream.write_all(ANSWER).await.is_err() {
+                    return;
                 }
-            });
+                buf.copy_within(end..len, 0);
+                len -= end;
+            }
+            if len == buf.len() {
+                return;
+            }
         }
-    });
-    (addr, task)
+    })
+    .await
 }
 
 /// Where the first complete request in `buf` ends: its head and the `content-length` bytes after it.
@@ -120,11 +113,12 @@ const AMORTISED: f64 = 0.5;
 
 #[tokio::test]
 async fn a_proxied_request_allocates_within_its_budget() {
-    let (backend, task) = raw_backend().await;
+    let backend = raw_backend().await;
     // Health checks off: their probes would be counted with the requests.
     let h = Harness::builder()
         .file(format!(
-            "[[backends]]\nname = \"raw\"\nurl = \"http://{backend}\"\n\n[health]\nenabled = false\n"
+            "[[backends]]\nname = \"raw\"\nurl = \"{}\"\n\n[health]\nenabled = false\n",
+            backend.url()
         ))
         .start()
         .await;
@@ -147,5 +141,5 @@ async fn a_proxied_request_allocates_within_its_budget() {
         "{per_request:.2} allocations per request: the counting allocator did not see the request path"
     );
     drop(h);
-    task.abort();
+    drop(backend);
 }
