@@ -37,28 +37,21 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
+use support::scripted::{RawBackend, RawRequest, chunked, long_body, read_request};
+use support::wire::{Answer, Conn, Head, Read, WAIT, describe, parse_head, show};
 use support::*;
 
-/// The bound on every single wait: a hang becomes a failure naming the case, never a timing assertion.
-const WAIT: Duration = Duration::from_secs(10);
 /// What every smuggled or refused byte sequence carries; no client may ever receive it.
 const MARKER: &[u8] = b"POISON";
 /// Cases run at once (each with its own rrlb and backend), so that hanging cases cost one `WAIT`, not one each.
@@ -130,17 +123,6 @@ fn panic_text(e: tokio::task::JoinError) -> String {
     }
 }
 
-/// Bytes for a failure message: lossy text, cut at 300 bytes.
-fn show(b: &[u8]) -> String {
-    let cut = &b[..b.len().min(300)];
-    let more = if b.len() > 300 {
-        format!("… ({} bytes)", b.len())
-    } else {
-        String::new()
-    };
-    format!("{:?}{more}", String::from_utf8_lossy(cut))
-}
-
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -193,451 +175,6 @@ impl Wire {
         match self {
             Wire::Http11 => "",
             Wire::Http10 => "connection: keep-alive\r\n",
-        }
-    }
-}
-
-/// An answer as a client read it.
-#[derive(Debug, Clone, Default)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
-    /// The 1xx answers before it.
-    interim: Vec<u16>,
-    /// The body was delimited by the close (no length, not chunked).
-    until_close: bool,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    fn closes(&self) -> bool {
-        self.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("connection")
-                && v.split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        })
-    }
-
-    fn describe(&self) -> String {
-        let headers: Vec<String> = self
-            .headers
-            .iter()
-            .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v)))
-            .collect();
-        format!(
-            "{}{} [{}] body {}",
-            if self.interim.is_empty() {
-                String::new()
-            } else {
-                format!("(after {:?}) ", self.interim)
-            },
-            self.status,
-            headers.join("; "),
-            show(&self.body)
-        )
-    }
-}
-
-/// What reading one answer gave.
-#[derive(Debug)]
-enum Read {
-    Answer(Answer),
-    /// The connection closed before any byte of an answer.
-    Closed,
-    /// The connection closed in the middle of an answer (what arrived of it, when its head did).
-    Truncated {
-        answer: Option<Answer>,
-        why: String,
-    },
-    /// Bytes that are not a well-framed HTTP/1 answer.
-    Malformed(String),
-    /// Nothing more for `WAIT` (what arrived of an answer).
-    Hang(String),
-}
-
-fn describe(r: &Read) -> String {
-    match r {
-        Read::Answer(a) => a.describe(),
-        Read::Closed => "the connection closed without an answer".to_owned(),
-        Read::Truncated { answer, why } => format!(
-            "a truncated answer ({why}){}",
-            answer
-                .as_ref()
-                .map(|a| format!(": {}", a.describe()))
-                .unwrap_or_default()
-        ),
-        Read::Malformed(why) => format!("a malformed answer: {why}"),
-        Read::Hang(got) => format!("no (whole) answer within {WAIT:?}; got {got}"),
-    }
-}
-
-enum Head {
-    Partial,
-    Bad(String),
-    Done {
-        len: usize,
-        status: u16,
-        headers: Vec<(String, Vec<u8>)>,
-    },
-}
-
-/// A response head at the start of `buf`, strictly: CRLF line endings only.
-fn parse_head(buf: &[u8]) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut res = httparse::Response::new(&mut headers);
-    match res.parse(buf) {
-        Ok(httparse::Status::Partial) => Head::Partial,
-        Err(e) => Head::Bad(format!("{e} in {}", show(buf))),
-        Ok(httparse::Status::Complete(len)) => {
-            let head = &buf[..len];
-            if head
-                .iter()
-                .enumerate()
-                .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
-            {
-                return Head::Bad(format!("a bare LF in the head {}", show(head)));
-            }
-            Head::Done {
-                len,
-                status: res.code.unwrap_or(0),
-                headers: res
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                    .collect(),
-            }
-        }
-    }
-}
-
-enum BodyFraming {
-    None,
-    Length(usize),
-    Chunked,
-    Close,
-}
-
-/// How the body of an answer to a client is delimited (RFC 9112 §6.3), refusing what rrlb must never send.
-fn body_framing(
-    status: u16,
-    head_only: bool,
-    headers: &[(String, Vec<u8>)],
-) -> Result<BodyFraming, String> {
-    if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok(BodyFraming::None);
-    }
-    let named = |n: &str| -> Vec<&[u8]> {
-        headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.as_slice())
-            .collect()
-    };
-    let te = named("transfer-encoding");
-    let cl = named("content-length");
-    match (te.is_empty(), cl.as_slice()) {
-        (false, []) => {
-            let last = te.last().and_then(|v| v.rsplit(|&b| b == b',').next());
-            Ok(
-                if last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")) {
-                    BodyFraming::Chunked
-                } else {
-                    BodyFraming::Close
-                },
-            )
-        }
-        (false, _) => Err("both transfer-encoding and content-length".to_owned()),
-        (true, []) => Ok(BodyFraming::Close),
-        (true, [one]) => std::str::from_utf8(one)
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok())
-            .map(BodyFraming::Length)
-            .ok_or_else(|| format!("a bad content-length {}", show(one))),
-        (true, _) => Err("several content-length headers".to_owned()),
-    }
-}
-
-enum Chunks {
-    /// Not all there yet: the data of the whole chunks so far.
-    Partial(Vec<u8>),
-    Done {
-        body: Vec<u8>,
-        len: usize,
-    },
-    Bad(String),
-}
-
-/// One CRLF-terminated line from `pos`: `Ok(None)` when it is not all there; bare CR and bare LF are errors.
-fn line(buf: &[u8], pos: usize) -> Result<Option<(&[u8], usize)>, String> {
-    let Some(lf) = buf[pos..].iter().position(|&b| b == b'\n') else {
-        return Ok(None);
-    };
-    let raw = &buf[pos..pos + lf];
-    let Some(text) = raw.strip_suffix(b"\r") else {
-        return Err(format!("a bare LF after {}", show(raw)));
-    };
-    if text.contains(&b'\r') {
-        return Err(format!("a bare CR in {}", show(text)));
-    }
-    Ok(Some((text, pos + lf + 1)))
-}
-
-/// Decodes a chunked body at the start of `buf`, strictly (RFC 9112 §7.1).
-fn decode_chunked(buf: &[u8]) -> Chunks {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let (size_line, next) = match line(buf, pos) {
-            Ok(Some(l)) => l,
-            Ok(None) => return Chunks::Partial(body),
-            Err(e) => return Chunks::Bad(format!("chunk-size line: {e}")),
-        };
-        let digits = size_line.split(|&b| b == b';').next().unwrap_or_default();
-        let size = std::str::from_utf8(digits)
-            .ok()
-            .filter(|d| !d.is_empty() && d.len() <= 16)
-            .and_then(|d| u64::from_str_radix(d, 16).ok());
-        let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
-            return Chunks::Bad(format!("a bad chunk size {}", show(size_line)));
-        };
-        pos = next;
-        if size == 0 {
-            loop {
-                match line(buf, pos) {
-                    Ok(Some((t, next))) => {
-                        pos = next;
-                        if t.is_empty() {
-                            return Chunks::Done { body, len: pos };
-                        }
-                        if !t.contains(&b':') {
-                            return Chunks::Bad(format!("a bad trailer line {}", show(t)));
-                        }
-                    }
-                    Ok(None) => return Chunks::Partial(body),
-                    Err(e) => return Chunks::Bad(format!("trailer: {e}")),
-                }
-            }
-        }
-        if buf.len() < pos + size + 2 {
-            return Chunks::Partial(body);
-        }
-        body.extend_from_slice(&buf[pos..pos + size]);
-        if &buf[pos + size..pos + size + 2] != b"\r\n" {
-            return Chunks::Bad(format!(
-                "no CRLF after a chunk's data: {}",
-                show(&buf[pos..])
-            ));
-        }
-        pos += size + 2;
-    }
-}
-
-/// A raw client connection: what it sent, what it received (all of it, for the marker check).
-struct Conn {
-    stream: TcpStream,
-    /// Received, not yet consumed.
-    buf: Vec<u8>,
-    /// Everything received.
-    seen: Vec<u8>,
-    closed: bool,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Self {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect to rrlb in time")
-            .expect("connect to rrlb");
-        Self {
-            stream,
-            buf: Vec::new(),
-            seen: Vec::new(),
-            closed: false,
-        }
-    }
-
-    /// Writes `bytes`; a failure (rrlb closed first) shows in what is read next.
-    async fn send(&mut self, bytes: &[u8]) {
-        let _ = tokio::time::timeout(WAIT, self.stream.write_all(bytes)).await;
-    }
-
-    /// Reads more: `Some(true)` when bytes came, `Some(false)` at the end (closed or reset), `None` after `WAIT`
-    /// without any.
-    async fn fill(&mut self) -> Option<bool> {
-        if self.closed {
-            return Some(false);
-        }
-        let mut chunk = vec![0u8; 64 * 1024];
-        match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
-            Err(_) => None,
-            Ok(Ok(n)) if n > 0 => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                self.seen.extend_from_slice(&chunk[..n]);
-                Some(true)
-            }
-            Ok(_) => {
-                self.closed = true;
-                Some(false)
-            }
-        }
-    }
-
-    /// Reads one final answer (collecting any 1xx before it); `head_only` for an answer to `HEAD`.
-    async fn answer(&mut self, head_only: bool) -> Read {
-        let mut interim = Vec::new();
-        loop {
-            let (len, status, headers) = loop {
-                match parse_head(&self.buf) {
-                    Head::Done {
-                        len,
-                        status,
-                        headers,
-                    } => break (len, status, headers),
-                    Head::Bad(why) => return Read::Malformed(why),
-                    Head::Partial => match self.fill().await {
-                        Some(true) => {}
-                        Some(false) if self.buf.is_empty() && interim.is_empty() => {
-                            return Read::Closed;
-                        }
-                        Some(false) => {
-                            return Read::Truncated {
-                                answer: None,
-                                why: format!(
-                                    "closed in a head, after {interim:?}: {}",
-                                    show(&self.buf)
-                                ),
-                            };
-                        }
-                        None => return Read::Hang(show(&self.buf)),
-                    },
-                }
-            };
-            self.buf.drain(..len);
-            if (100..200).contains(&status) && status != 101 {
-                interim.push(status);
-                continue;
-            }
-            let mut answer = Answer {
-                status,
-                headers,
-                body: Vec::new(),
-                interim,
-                until_close: false,
-            };
-            let framing = match body_framing(status, head_only, &answer.headers) {
-                Ok(f) => f,
-                Err(why) => return Read::Malformed(format!("{why}: {}", answer.describe())),
-            };
-            return match framing {
-                BodyFraming::None => Read::Answer(answer),
-                BodyFraming::Length(n) => loop {
-                    if self.buf.len() >= n {
-                        answer.body = self.buf.drain(..n).collect();
-                        break Read::Answer(answer);
-                    }
-                    match self.fill().await {
-                        Some(true) => {}
-                        Some(false) => {
-                            answer.body = std::mem::take(&mut self.buf);
-                            break Read::Truncated {
-                                why: format!(
-                                    "closed after {} of {n} body bytes",
-                                    answer.body.len()
-                                ),
-                                answer: Some(answer),
-                            };
-                        }
-                        None => {
-                            break Read::Hang(format!(
-                                "{} and {}",
-                                answer.describe(),
-                                show(&self.buf)
-                            ));
-                        }
-                    }
-                },
-                BodyFraming::Chunked => loop {
-                    match decode_chunked(&self.buf) {
-                        Chunks::Done { body, len } => {
-                            self.buf.drain(..len);
-                            answer.body = body;
-                            break Read::Answer(answer);
-                        }
-                        Chunks::Bad(why) => {
-                            break Read::Malformed(format!(
-                                "{why} (in the body of {})",
-                                answer.describe()
-                            ));
-                        }
-                        Chunks::Partial(body) => match self.fill().await {
-                            Some(true) => {}
-                            Some(false) => {
-                                answer.body = body;
-                                break Read::Truncated {
-                                    answer: Some(answer),
-                                    why: "closed before the last chunk".to_owned(),
-                                };
-                            }
-                            None => {
-                                break Read::Hang(format!(
-                                    "{} and {}",
-                                    answer.describe(),
-                                    show(&self.buf)
-                                ));
-                            }
-                        },
-                    }
-                },
-                BodyFraming::Close => loop {
-                    match self.fill().await {
-                        Some(true) => {}
-                        Some(false) => {
-                            answer.body = std::mem::take(&mut self.buf);
-                            answer.until_close = true;
-                            break Read::Answer(answer);
-                        }
-                        None => {
-                            break Read::Hang(format!(
-                                "{} and {}",
-                                answer.describe(),
-                                show(&self.buf)
-                            ));
-                        }
-                    }
-                },
-            };
-        }
-    }
-
-    /// Reads until the connection ends: `Ok(what came after what was consumed)`, or `Err(that)` when it stays open
-    /// for `WAIT` without a byte.
-    async fn rest(&mut self) -> Result<Vec<u8>, Vec<u8>> {
-        loop {
-            match self.fill().await {
-                Some(true) => {}
-                Some(false) => return Ok(std::mem::take(&mut self.buf)),
-                None => return Err(std::mem::take(&mut self.buf)),
-            }
-        }
-    }
-
-    /// After an answer that must end the connection: a failure when anything follows it or it stays open.
-    async fn must_close(&mut self) -> Option<String> {
-        match self.rest().await {
-            Ok(rest) if rest.is_empty() => None,
-            Ok(rest) => Some(format!("bytes after the answer: {}", show(&rest))),
-            Err(rest) => Some(format!(
-                "the connection stayed open after the answer (nothing for {WAIT:?}); after it: {}",
-                show(&rest)
-            )),
         }
     }
 }
@@ -702,49 +239,30 @@ enum Step {
 /// for `/case/…` runs the script; the connection then serves the next request unless the script closed it.
 /// Stopped (with its connections) when dropped.
 struct Scripted {
-    addr: SocketAddr,
+    backend: RawBackend,
     go: Arc<Notify>,
     written: mpsc::UnboundedReceiver<()>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Scripted {
     async fn start(script: Vec<Step>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let go = Arc::new(Notify::new());
         let (tx, written) = mpsc::unbounded_channel();
         let script = Arc::new(script);
         let notify = Arc::clone(&go);
-        let task = tokio::spawn(async move {
-            // Dropped (aborting every connection) when this task is aborted.
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                while connections.try_join_next().is_some() {}
-                connections.spawn(serve_script(
-                    stream,
-                    Arc::clone(&script),
-                    Arc::clone(&notify),
-                    tx.clone(),
-                ));
-            }
-        });
+        let backend = RawBackend::start(move |stream| {
+            serve_script(stream, Arc::clone(&script), Arc::clone(&notify), tx.clone())
+        })
+        .await;
         Self {
-            addr,
+            backend,
             go,
             written,
-            task,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.backend.url()
     }
 
     /// Lets the script go on past its `AwaitGo`, and waits for its `Signal`; `false` if it never came.
@@ -767,42 +285,6 @@ fn good(path: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Reads a request head and its content-length body from `stream`: `(method, path)`, `None` at the end.
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, String)> {
-    let (head_len, method, path, body_len) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
-            let len = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .unwrap_or(0usize);
-            break (
-                n,
-                req.method.unwrap_or_default().to_owned(),
-                req.path.unwrap_or_default().to_owned(),
-                len,
-            );
-        }
-        let mut chunk = [0u8; 8192];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    while buf.len() < head_len + body_len {
-        let mut chunk = [0u8; 8192];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    buf.drain(..head_len + body_len);
-    Some((method, path))
-}
-
 async fn serve_script(
     mut stream: TcpStream,
     script: Arc<Vec<Step>>,
@@ -810,7 +292,7 @@ async fn serve_script(
     written: mpsc::UnboundedSender<()>,
 ) {
     let mut buf = Vec::new();
-    while let Some((_method, path)) = read_request(&mut stream, &mut buf).await {
+    while let Some(RawRequest { path, .. }) = read_request(&mut stream, &mut buf).await {
         let answer = if path == "/health" {
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec()
         } else if path.starts_with("/good/") {
@@ -1421,20 +903,12 @@ fn chunked_error_cases() -> Vec<Case> {
         .collect()
 }
 
-/// A 1 MiB body of a repeating pattern (which cannot contain the marker).
-fn long_body() -> Vec<u8> {
-    (0..1024 * 1024).map(|i| (i % 251) as u8).collect()
-}
-
 /// Case 8: answers that are fine and must still work.
 fn control_cases() -> Vec<Case> {
-    let mut long_chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-    for part in long_body().chunks(64 * 1024) {
-        long_chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-        long_chunked.extend_from_slice(part);
-        long_chunked.extend_from_slice(b"\r\n");
-    }
-    long_chunked.extend_from_slice(b"0\r\n\r\n");
+    let long_chunked = cat(&[
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        &chunked(&long_body(), 64 * 1024),
+    ]);
     vec![
         get(
             "100 Continue before a 200",
@@ -1510,96 +984,18 @@ async fn well_formed_unusual_answers_still_work() {
 // ---------------------------------------------------------------------------------------------------------
 // Client-side cases: a backend that records what reaches it
 
-/// A hyper backend that answers like `TestBackend` (`{"method","path","headers":{name:[values]},"body_len"}`,
-/// with `x-test-backend: 1`) and records `METHOD path` of every request, so that a test can tell that a request
-/// never reached it (`TestBackend` keeps no record). Stopped, with its connections, when dropped.
-struct Recorder {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Recorder {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                while connections.try_join_next().is_some() {}
-                let log = Arc::clone(&log);
-                connections.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let log = Arc::clone(&log);
-                        async move { Ok::<_, std::convert::Infallible>(record(req, &log).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self { addr, seen, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-async fn record(req: Request<Incoming>, log: &Mutex<Vec<String>>) -> Response<Full<Bytes>> {
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in req.headers() {
-        headers
-            .entry(k.as_str().to_owned())
-            .or_default()
-            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-    }
-    let method = req.method().to_string();
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    log.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(format!("{method} {pq}"));
-    let body_len = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
-    let body = json!({"method": method, "path": pq, "headers": headers, "body_len": body_len});
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    res.headers_mut()
-        .insert("x-test-backend", http::HeaderValue::from_static("1"));
-    res
-}
-
-/// rrlb in front of a [`Recorder`]; `timeouts` are more lines for the `[timeouts]` table.
+/// rrlb in front of a [`TestBackend`], which records what reaches it; `timeouts` are more lines for the
+/// `[timeouts]` table.
 struct Env {
     proxy: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Received,
     _h: Harness,
-    _rec: Recorder,
+    _rec: TestBackend,
 }
 
 impl Env {
     async fn start(timeouts: &str) -> Self {
-        let rec = Recorder::start().await;
+        let rec = TestBackend::start().await;
         let toml = format!(
             "{}[health]\nenabled = false\n[limits]\nmax_body_bytes = 1024\n[timeouts]\n{HEADER_READ}{timeouts}",
             backends_toml(&[("t", &rec.url(), 1)])
@@ -1607,7 +1003,7 @@ impl Env {
         let h = Harness::builder().file(toml).start().await;
         Self {
             proxy: h.proxy,
-            seen: Arc::clone(&rec.seen),
+            seen: rec.received(),
             _h: h,
             _rec: rec,
         }
@@ -1616,7 +1012,7 @@ impl Env {
     fn probe(&self) -> Probe {
         Probe {
             proxy: self.proxy,
-            seen: Arc::clone(&self.seen),
+            seen: self.seen.clone(),
         }
     }
 }
@@ -1625,7 +1021,7 @@ impl Env {
 #[derive(Clone)]
 struct Probe {
     proxy: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Received,
 }
 
 impl Probe {
@@ -1639,11 +1035,7 @@ impl Probe {
 
     /// A failure for each recorded request whose path starts with one of `paths`.
     fn never(&self, paths: &[&str]) -> Vec<String> {
-        let seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let seen = self.seen.list();
         seen.iter()
             .filter(|r| {
                 let path = r.split_once(' ').map(|(_, p)| p).unwrap_or_default();
@@ -2267,11 +1659,7 @@ async fn connect_gets_a_405() {
                 &[],
             )
             .await;
-        let seen = p
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let seen = p.seen.list();
         f.extend(
             seen.iter()
                 .filter(|r| r.starts_with("CONNECT"))

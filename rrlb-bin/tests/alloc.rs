@@ -5,66 +5,20 @@
 //! Only allocations on that thread are counted, so the access log's writer thread (which formats nothing: the
 //! lines are formatted on the worker) and other threads do not blur the figure. The budget below is what the
 //! path needs today; a change that adds an allocation per request fails this test and must say why in the budget.
-//! This file is its own test binary so the counting allocator sees only this test; it needs `unsafe` for the
-//! `GlobalAlloc` impl, which only forwards to the system allocator.
-#![allow(unsafe_code)]
+//! This file is its own test binary so that it alone runs on the counting allocator (rrlb-testkit's, which
+//! counts per thread).
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use rrlb_testkit::{CountingAllocator, allocations};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use support::Harness;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; counting touches no allocator state.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use support::scripted::RawBackend;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Counts an allocation made on a thread that is being counted.
-fn count() {
-    // `try_with`: a thread being torn down has no thread-locals left, and is not counted.
-    if COUNTED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// The request the client sends, again and again on one keep-alive connection.
 const REQUEST: &[u8] = b"POST /bench/echo HTTP/1.1\r\nhost: rrlb\r\nuser-agent: alloc-test\r\n\
@@ -77,35 +31,29 @@ const ANSWER: &[u8] =
 /// A backend that answers every request with [`ANSWER`], reading into a fixed buffer: it allocates nothing per
 /// request. It reads a head up to its blank line, then the body its `content-length` announces (what rrlb sends
 /// for [`REQUEST`]).
-async fn raw_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let mut len = 0;
-                loop {
-                    match stream.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => len += n,
-                    }
-                    // Answers every complete request in the buffer (one, unless the proxy pipelined).
-                    while let Some(end) = request_end(&buf[..len]) {
-                        if stream.write_all(ANSWER).await.is_err() {
-                            return;
-                        }
-                        buf.copy_within(end..len, 0);
-                        len -= end;
-                    }
-                    if len == buf.len() {
-                        return;
-                    }
+async fn raw_backend() -> RawBackend {
+    RawBackend::start(|mut stream: TcpStream| async move {
+        let mut buf = [0u8; 8192];
+        let mut len = 0;
+        loop {
+            match stream.read(&mut buf[len..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => len += n,
+            }
+            // Answers every complete request in the buffer (one, unless the proxy pipelined).
+            while let Some(end) = request_end(&buf[..len]) {
+                if stream.write_all(ANSWER).await.is_err() {
+                    return;
                 }
-            });
+                buf.copy_within(end..len, 0);
+                len -= end;
+            }
+            if len == buf.len() {
+                return;
+            }
         }
-    });
-    (addr, task)
+    })
+    .await
 }
 
 /// Where the first complete request in `buf` ends: its head and the `content-length` bytes after it.
@@ -145,12 +93,9 @@ async fn exchange(client: &mut TcpStream, n: usize) {
 
 /// The allocations made on this thread while `n` requests go through rrlb.
 async fn allocations_for(client: &mut TcpStream, n: usize) -> u64 {
-    COUNTED.with(|c| c.set(true));
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     exchange(client, n).await;
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTED.with(|c| c.set(false));
-    after - before
+    allocations() - before
 }
 
 /// Heap allocations per request on the fast path, with rrlb's defaults (access log on, a request id, W3C trace
@@ -168,11 +113,12 @@ const AMORTISED: f64 = 0.5;
 
 #[tokio::test]
 async fn a_proxied_request_allocates_within_its_budget() {
-    let (backend, task) = raw_backend().await;
+    let backend = raw_backend().await;
     // Health checks off: their probes would be counted with the requests.
     let h = Harness::builder()
         .file(format!(
-            "[[backends]]\nname = \"raw\"\nurl = \"http://{backend}\"\n\n[health]\nenabled = false\n"
+            "[[backends]]\nname = \"raw\"\nurl = \"{}\"\n\n[health]\nenabled = false\n",
+            backend.url()
         ))
         .start()
         .await;
@@ -195,5 +141,5 @@ async fn a_proxied_request_allocates_within_its_budget() {
         "{per_request:.2} allocations per request: the counting allocator did not see the request path"
     );
     drop(h);
-    task.abort();
+    drop(backend);
 }

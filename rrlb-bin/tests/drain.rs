@@ -12,9 +12,9 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use support::wire::Conn;
 use support::*;
 
 /// Keep-alive clients sending back to back.
@@ -35,52 +35,6 @@ async fn rrlb_over(backend: &str) -> Process {
         "127.0.0.1:0",
     ])
     .await
-}
-
-/// One answer read off the wire.
-struct Answer {
-    status: u16,
-    /// Whether the server said the connection closes after it.
-    close: bool,
-}
-
-/// Reads one complete answer (head and `content-length` body) from `stream`; `buf` keeps what was read beyond
-/// it. `Err` when the connection ends or breaks first.
-async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Answer, String> {
-    loop {
-        let mut fields = [httparse::EMPTY_HEADER; 32];
-        let mut res = httparse::Response::new(&mut fields);
-        if let httparse::Status::Complete(head_len) =
-            res.parse(buf).map_err(|e| format!("bad answer: {e}"))?
-        {
-            let header = |name: &str| {
-                res.headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
-            };
-            let len: usize = header("content-length")
-                .ok_or("an answer without content-length")?
-                .parse()
-                .map_err(|e| format!("bad content-length: {e}"))?;
-            let connection = header("connection").unwrap_or_default();
-            // HTTP/1.0 keeps the connection only when the answer says `keep-alive`.
-            let close =
-                connection == "close" || (res.version == Some(0) && connection != "keep-alive");
-            let status = res.code.unwrap_or_default();
-            if buf.len() >= head_len + len {
-                buf.drain(..head_len + len);
-                return Ok(Answer { status, close });
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout(HANG, stream.read(&mut chunk)).await {
-            Err(_) => return Err("no answer (hang)".into()),
-            Ok(Ok(0)) => return Err("the connection closed".into()),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => return Err(format!("read: {e}")),
-        }
-    }
 }
 
 /// A keep-alive client: writes `request`, reads the whole answer, again, until an answer says the connection
@@ -119,33 +73,32 @@ async fn reconnecting_client(
 /// Sends `request` back to back on `stream` until an answer says `connection: close`, then checks that the
 /// server closes; the number of answers.
 async fn serve_until_close(
-    mut stream: TcpStream,
+    stream: TcpStream,
     request: &'static [u8],
     answered: &AtomicU64,
 ) -> Result<u64, String> {
-    let mut buf = Vec::new();
+    let mut conn = Conn::new(stream, HANG);
     for i in 0..MAX_REQUESTS {
-        stream
-            .write_all(request)
+        conn.try_send(request)
             .await
             .map_err(|e| format!("request {i}: the connection broke while it was written: {e}"))?;
-        let answer = read_answer(&mut stream, &mut buf)
+        let answer = conn
+            .answer(false)
             .await
+            .into_answer()
             .map_err(|e| format!("request {i} was written and got no complete answer: {e}"))?;
         if answer.status != 200 {
             return Err(format!("request {i}: status {}", answer.status));
         }
         answered.fetch_add(1, Relaxed);
-        if answer.close {
+        if answer.ends_connection() {
             // Told to go: the server closes its side next (nothing more to read).
-            let mut rest = [0u8; 64];
-            return match tokio::time::timeout(HANG, stream.read(&mut rest)).await {
-                Ok(Ok(0)) => Ok(i + 1),
-                Ok(Ok(n)) => Err(format!("{n} bytes after the last answer")),
-                Ok(Err(e)) => Err(format!("the close after the last answer: {e}")),
-                Err(_) => {
-                    Err("the server kept the connection open after `connection: close`".into())
-                }
+            if let Some(e) = conn.must_close().await {
+                return Err(e);
+            }
+            return match conn.error() {
+                None => Ok(i + 1),
+                Some(e) => Err(format!("the close after the last answer: {e}")),
             };
         }
     }

@@ -4,101 +4,25 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
+use support::scripted::{RawBackend, RawRequest, chunked, long_body, read_request};
+use support::wire::Conn;
 use support::*;
 
-/// A body long enough to need many reads and writes: 1 MiB of a repeating pattern.
-fn long_body() -> Vec<u8> {
-    (0..1024 * 1024).map(|i| (i % 251) as u8).collect()
-}
-
-/// A backend that answers by path, speaking raw HTTP/1.1 (or worse) on purpose. Stopped when dropped.
-struct Scripted {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Scripted {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&connections);
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_scripted(stream));
-            }
-        });
-        Self {
-            addr,
-            connections,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
+/// A backend that answers by path, speaking raw HTTP/1.1 (or worse) on purpose ([`serve_scripted`]). Stopped
+/// when dropped.
+async fn scripted() -> RawBackend {
+    RawBackend::start(serve_scripted).await
 }
 
 /// One backend connection: requests in, scripted answers out, until an answer closes it.
 async fn serve_scripted(mut stream: TcpStream) {
     let mut buf = Vec::new();
-    loop {
-        // Read a head and its content-length body.
-        let (head_len, method, path, body_len) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
-            if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
-                let len = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                    .unwrap_or(0usize);
-                break (
-                    n,
-                    req.method.unwrap_or_default().to_owned(),
-                    req.path.unwrap_or_default().to_owned(),
-                    len,
-                );
-            }
-            let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        while buf.len() < head_len + body_len {
-            let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-        buf.drain(..head_len + body_len);
+    while let Some(RawRequest { method, path, head }) = read_request(&mut stream, &mut buf).await {
         let (answer, close): (Vec<u8>, bool) = match path.as_str() {
             "/health" => (ok(b"{}"), false),
             "/chunked" => (
@@ -117,12 +41,7 @@ async fn serve_scripted(mut stream: TcpStream) {
             }
             "/long-chunked" => {
                 let mut a = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-                for part in long_body().chunks(100_000) {
-                    a.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-                    a.extend_from_slice(part);
-                    a.extend_from_slice(b"\r\n");
-                }
-                a.extend_from_slice(b"0\r\n\r\n");
+                a.extend_from_slice(&chunked(&long_body(), 100_000));
                 (a, false)
             }
             "/head" if method == "HEAD" => (
@@ -152,7 +71,7 @@ fn ok(body: &[u8]) -> Vec<u8> {
     a
 }
 
-async fn harness(backend: &Scripted, url_suffix: &str) -> Harness {
+async fn harness(backend: &RawBackend, url_suffix: &str) -> Harness {
     let url = format!("{}{url_suffix}", backend.url());
     Harness::builder()
         .file(backends_toml(&[("s", &url, 1)]))
@@ -167,7 +86,7 @@ async fn get(h: &Harness, method: Method, path: &str) -> Resp {
 /// Every framing a backend may use reaches the client intact, and the client's connection stays usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_framing_is_relayed() {
-    let b = Scripted::start().await;
+    let b = scripted().await;
     let h = harness(&b, "").await;
 
     let res = get(&h, Method::GET, "/chunked").await;
@@ -215,7 +134,7 @@ async fn every_answer_framing_is_relayed() {
 /// no client sees an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_closed_by_the_backend_are_replaced() {
-    let b = Scripted::start().await;
+    let b = scripted().await;
     let h = harness(&b, "").await;
     let before = b.connections();
     for i in 0..5 {
@@ -235,7 +154,7 @@ async fn pooled_connections_closed_by_the_backend_are_replaced() {
 /// a `content-length` for the body, and none of the hop-by-hop headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_gets_a_clean_head() {
-    let b = Scripted::start().await;
+    let b = scripted().await;
     let h = harness(&b, "/prefix").await;
     let res = send(
         &h.client,
@@ -259,7 +178,7 @@ async fn the_backend_gets_a_clean_head() {
         head.starts_with("post /prefix/echo?x=1 http/1.1\r\n"),
         "{head}"
     );
-    let addr = b.addr.to_string();
+    let addr = b.addr().to_string();
     for line in [
         format!("host: {addr}"),
         "x-forwarded-for: 203.0.113.7, 127.0.0.1".to_owned(),
@@ -280,66 +199,41 @@ async fn the_backend_gets_a_clean_head() {
     assert_eq!(head.matches("\r\nhost:").count(), 1, "{head}");
 }
 
-/// Reads one whole answer (content-length framed) from `stream`; returns its head and body.
-async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(n)) = res.parse(buf) {
-            let len: usize = res
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-                .expect("a content-length");
-            if buf.len() >= n + len {
-                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let body = buf[n..n + len].to_vec();
-                buf.drain(..n + len);
-                return (head, body);
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(HANG, stream.read(&mut chunk))
-            .await
-            .expect("an answer in time")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed early; got {:?}",
-            String::from_utf8_lossy(buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
+/// Reads one whole answer from `conn`, which must be `content-length` framed; returns its head and body.
+async fn read_answer(conn: &mut Conn) -> (String, Vec<u8>) {
+    let a = conn
+        .answer(false)
+        .await
+        .into_answer()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(a.header("content-length").is_some(), "{}", a.describe());
+    (a.head, a.body)
 }
 
 /// Two requests sent in one write are answered in order; an HTTP/1.0 request on the same connection is then
 /// served by the hyper path, and a chunked request body too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_and_the_hand_over_to_hyper() {
-    let b = Scripted::start().await;
+    let b = scripted().await;
     let h = harness(&b, "").await;
-    let mut stream = TcpStream::connect(h.proxy).await.expect("connect");
-    stream
-        .write_all(
+    let mut conn = Conn::connect(h.proxy, HANG).await;
+    conn.try_send(
             b"POST /first HTTP/1.1\r\nhost: p\r\ncontent-length: 3\r\n\r\nabcGET /second HTTP/1.1\r\nhost: p\r\n\r\n",
         )
         .await
         .expect("write");
-    let mut buf = Vec::new();
-    let (head1, body1) = read_answer(&mut stream, &mut buf).await;
-    let (head2, body2) = read_answer(&mut stream, &mut buf).await;
+    let (head1, body1) = read_answer(&mut conn).await;
+    let (head2, body2) = read_answer(&mut conn).await;
     assert!(head1.starts_with("HTTP/1.1 200"), "{head1}");
     assert!(String::from_utf8_lossy(&body1).starts_with("POST /first "));
     assert!(head2.starts_with("HTTP/1.1 200"), "{head2}");
     assert!(String::from_utf8_lossy(&body2).starts_with("GET /second "));
     assert!(head1.contains("x-rrlb-backend: s\r\n"), "{head1}");
 
-    stream
-        .write_all(b"GET /third HTTP/1.0\r\nhost: p\r\nconnection: keep-alive\r\n\r\n")
+    conn.try_send(b"GET /third HTTP/1.0\r\nhost: p\r\nconnection: keep-alive\r\n\r\n")
         .await
         .expect("write");
-    let (head3, body3) = read_answer(&mut stream, &mut buf).await;
+    let (head3, body3) = read_answer(&mut conn).await;
     assert!(head3.contains(" 200 OK\r\n"), "{head3}");
     assert!(
         head3.to_ascii_lowercase().contains("x-rrlb-backend: s\r\n"),
@@ -347,13 +241,12 @@ async fn pipelined_requests_and_the_hand_over_to_hyper() {
     );
     assert!(String::from_utf8_lossy(&body3).starts_with("GET /third HTTP/1.1"));
 
-    let mut chunked = TcpStream::connect(h.proxy).await.expect("connect");
+    let mut chunked = Conn::connect(h.proxy, HANG).await;
     chunked
-        .write_all(b"POST /fourth HTTP/1.1\r\nhost: p\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        .try_send(b"POST /fourth HTTP/1.1\r\nhost: p\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
         .await
         .expect("write");
-    let mut buf = Vec::new();
-    let (head4, body4) = read_answer(&mut chunked, &mut buf).await;
+    let (head4, body4) = read_answer(&mut chunked).await;
     assert!(head4.starts_with("HTTP/1.1 200"), "{head4}");
     let body4 = String::from_utf8_lossy(&body4).to_ascii_lowercase();
     assert!(body4.contains("\r\ncontent-length: 2\r\n"), "{body4}");
@@ -364,7 +257,7 @@ async fn pipelined_requests_and_the_hand_over_to_hyper() {
 /// a reset: the proxy closes its side and reads the rest of the body away before it lets go of the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_413_reaches_a_client_still_sending_its_body() {
-    let b = Scripted::start().await;
+    let b = scripted().await;
     let toml = format!(
         "{}[health]\nenabled = false\n[limits]\nmax_body_bytes = 64\n",
         backends_toml(&[("s", &b.url(), 1)])
@@ -410,7 +303,7 @@ async fn a_413_reaches_a_client_still_sending_its_body() {
 /// the connection is closed; an HTTP/2 preface still reaches hyper's h2c server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_heads_get_a_json_400() {
-    let b = Scripted::start().await;
+    let b = scripted().await;
     let h = harness(&b, "").await;
     for raw in [
         &b"GARBAGE\x00\x01 nonsense\r\n\r\n"[..],

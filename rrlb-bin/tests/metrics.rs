@@ -3,13 +3,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
+use support::scripted::RawBackend;
+use support::wire::Conn;
 use support::*;
 
 const QUIET: &str = "[health]\nenabled = false\n";
@@ -101,28 +100,24 @@ enum Broken {
     Silent,
 }
 
-/// Starts a broken backend on `127.0.0.1:0`; the task is aborted by the caller.
-async fn broken_backend(how: Broken) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = [0u8; 4096];
-            match how {
-                Broken::Closes => drop(stream),
-                Broken::Garbage => {
-                    let _ = stream.read(&mut buf).await;
-                    let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
-                }
-                Broken::Silent => {
-                    let _ = stream.read(&mut buf).await;
-                    held.push(stream);
-                }
+/// Starts a broken backend on `127.0.0.1:0`; stopped (with the connections it holds) when dropped.
+async fn broken_backend(how: Broken) -> RawBackend {
+    RawBackend::start(move |mut stream: TcpStream| async move {
+        let mut buf = [0u8; 4096];
+        match how {
+            Broken::Closes => drop(stream),
+            Broken::Garbage => {
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+            }
+            Broken::Silent => {
+                let _ = stream.read(&mut buf).await;
+                // Held open, unanswered, until the backend is dropped.
+                std::future::pending::<()>().await;
             }
         }
-    });
-    (addr, task)
+    })
+    .await
 }
 
 /// Every kind of upstream error is counted against its backend: a refused connection (`connect`), a
@@ -138,13 +133,11 @@ async fn upstream_errors_are_counted_by_backend_and_kind() {
         ("timeout", Some(Broken::Silent)),
     ];
     for (kind, how) in cases {
-        let (addr, task) = match how {
-            Some(how) => {
-                let (addr, task) = broken_backend(how).await;
-                (addr, Some(task))
-            }
-            None => (dead, None),
+        let backend = match how {
+            Some(how) => Some(broken_backend(how).await),
+            None => None,
         };
+        let addr = backend.as_ref().map_or(dead, RawBackend::addr);
         let h = Harness::builder()
             .file(format!(
                 "{}{QUIET}[timeouts]\nrequest = \"300ms\"\n",
@@ -168,9 +161,7 @@ async fn upstream_errors_are_counted_by_backend_and_kind() {
             "{kind}: counted as another kind too: {others:?}"
         );
         drop(h);
-        if let Some(task) = task {
-            task.abort();
-        }
+        drop(backend);
     }
 }
 
@@ -221,36 +212,17 @@ async fn health_checks_are_counted_by_backend_and_result() {
     );
 }
 
-/// Writes one keep-alive request on `stream` and reads its whole answer, which must be a 200.
-async fn one_request(stream: &mut TcpStream) {
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nhost: rrlb\r\n\r\n")
+/// Writes one keep-alive request on `conn` and reads its whole answer, which must be a 200.
+async fn one_request(conn: &mut Conn) {
+    conn.try_send(b"GET /health HTTP/1.1\r\nhost: rrlb\r\n\r\n")
         .await
         .expect("write");
-    let mut buf = Vec::new();
-    loop {
-        let mut fields = [httparse::EMPTY_HEADER; 32];
-        let mut res = httparse::Response::new(&mut fields);
-        if let Ok(httparse::Status::Complete(head)) = res.parse(&buf) {
-            assert_eq!(res.code, Some(200), "{}", String::from_utf8_lossy(&buf));
-            let len: usize = res
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-                .expect("content-length");
-            if buf.len() >= head + len {
-                return;
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(HANG, stream.read(&mut chunk))
-            .await
-            .expect("hang")
-            .expect("read");
-        assert!(n > 0, "closed before the answer");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let answer = conn
+        .answer(false)
+        .await
+        .into_answer()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status, 200, "{}", answer.describe());
 }
 
 /// `rrlb_connections`: the client gauge follows the open client connections up and back down; the upstream
@@ -271,7 +243,7 @@ async fn connection_gauges_go_up_and_back_down() {
 
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let mut c = TcpStream::connect(h.proxy).await.expect("connect");
+        let mut c = Conn::connect(h.proxy, HANG).await;
         one_request(&mut c).await;
         clients.push(c);
     }

@@ -28,7 +28,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
@@ -38,13 +37,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rrlb_tower::trace::TraceParent;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use support::wire::{Conn, WAIT};
 use support::*;
-
-/// The bound on every single wait.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// One request, as every rendering sends it.
 struct Req {
@@ -438,128 +434,28 @@ async fn send_raw(proxy: SocketAddr, r: &Req, version: &str) -> Result<Got, Stri
     raw.extend_from_slice(b"\r\n");
     raw.extend_from_slice(&r.body);
     let exchange = async {
-        let mut stream = TcpStream::connect(proxy)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let mut conn = Conn::connect(proxy, WAIT).await;
         // rrlb may answer (a 413) before it reads the body: a write error is not the answer.
-        let _ = stream.write_all(&raw).await;
-        read_answer(&mut stream, r.method == "HEAD").await
+        conn.send(&raw).await;
+        let a = conn.answer(r.method == "HEAD").await.into_answer()?;
+        Ok(Got {
+            status: a.status,
+            headers: a
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_ascii_lowercase(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect(),
+            body: a.body,
+        })
     };
     tokio::time::timeout(WAIT, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {WAIT:?}")))
-}
-
-/// Reads more of an answer into `buf`; sets `closed` at the end of the stream.
-async fn more(stream: &mut TcpStream, buf: &mut Vec<u8>, closed: &mut bool) -> Result<(), String> {
-    let mut chunk = [0u8; 16 * 1024];
-    match stream.read(&mut chunk).await {
-        Ok(0) => *closed = true,
-        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        Err(e) => {
-            *closed = true;
-            if buf.is_empty() {
-                return Err(format!("read: {e}"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads one answer: content-length, chunked or until the close.
-async fn read_answer(stream: &mut TcpStream, head_only: bool) -> Result<Got, String> {
-    let mut buf = Vec::new();
-    let mut closed = false;
-    let (len, status, headers) = loop {
-        let mut parsed = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut parsed);
-        match res.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = res.code.unwrap_or(0);
-                let headers: Vec<(String, String)> = res
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                if (100..200).contains(&status) {
-                    buf.drain(..len);
-                    continue;
-                }
-                break (len, status, headers);
-            }
-            Ok(httparse::Status::Partial) if !closed => more(stream, &mut buf, &mut closed).await?,
-            other => {
-                return Err(format!(
-                    "not an answer ({other:?}): {:?}",
-                    String::from_utf8_lossy(&buf)
-                ));
-            }
-        }
-    };
-    buf.drain(..len);
-    let got = |body: Vec<u8>| Got {
-        status,
-        headers: headers.clone(),
-        body,
-    };
-    let value = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    if head_only || status == 204 || status == 304 {
-        return Ok(got(Vec::new()));
-    }
-    if value("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
-        let mut body = Vec::new();
-        loop {
-            let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
-                if closed {
-                    return Err("closed in a chunked body".to_owned());
-                }
-                more(stream, &mut buf, &mut closed).await?;
-                continue;
-            };
-            let size_text = String::from_utf8_lossy(&buf[..eol]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
-            if size == 0 {
-                return Ok(got(body));
-            }
-            while buf.len() < eol + 2 + size + 2 {
-                if closed {
-                    return Err("closed in a chunk".to_owned());
-                }
-                more(stream, &mut buf, &mut closed).await?;
-            }
-            body.extend_from_slice(&buf[eol + 2..eol + 2 + size]);
-            buf.drain(..eol + 2 + size + 2);
-        }
-    }
-    if let Some(n) = value("content-length") {
-        let n: usize = n
-            .trim()
-            .parse()
-            .map_err(|e| format!("content-length {n:?}: {e}"))?;
-        while buf.len() < n {
-            if closed {
-                return Err(format!("closed after {} of {n} body bytes", buf.len()));
-            }
-            more(stream, &mut buf, &mut closed).await?;
-        }
-        buf.truncate(n);
-        return Ok(got(buf));
-    }
-    while !closed {
-        more(stream, &mut buf, &mut closed).await?;
-    }
-    Ok(got(buf))
 }
 
 type H2Client = Client<HttpConnector, Full<Bytes>>;

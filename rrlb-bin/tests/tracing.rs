@@ -9,25 +9,21 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use rrlb_tower::trace::TraceParent;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use support::scripted::RawBackend;
 use support::*;
 
 const CLIENT_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// A backend that reads one request head per connection, reports its `traceparent` values, and closes the
-/// connection without answering: to rrlb, a reset attempt.
-async fn resetting_backend() -> (
-    String,
-    mpsc::UnboundedReceiver<Vec<String>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+/// connection without answering: to rrlb, a reset attempt. Stopped when dropped.
+async fn resetting_backend() -> (RawBackend, mpsc::UnboundedReceiver<Vec<String>>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+    let backend = RawBackend::start(move |mut stream: TcpStream| {
+        let tx = tx.clone();
+        async move {
             let mut head = Vec::new();
             let mut buf = [0u8; 4096];
             while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -43,8 +39,9 @@ async fn resetting_backend() -> (
             let _ = tx.send(values);
             // Dropped: closed with no answer.
         }
-    });
-    (url, rx, task)
+    })
+    .await;
+    (backend, rx)
 }
 
 /// The access line of the request for `path`, once the log's writer has written it.
@@ -66,13 +63,13 @@ async fn access_line(h: &Harness, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_is_a_child_of_the_request_span() {
-    let (broken, mut seen_by_broken, broken_task) = resetting_backend().await;
+    let (broken, mut seen_by_broken) = resetting_backend().await;
     let good = TestBackend::start().await;
     // Round robin starts with the first backend: the first request's first attempt is reset, and its retry
     // goes to the second.
     let toml = format!(
         "{}[health]\nenabled = false\n[retries]\non = [\"connect-failure\", \"reset\"]\n",
-        backends_toml(&[("broken", &broken, 1), ("good", &good.url(), 1)])
+        backends_toml(&[("broken", &broken.url(), 1), ("good", &good.url(), 1)])
     );
     let h = Harness::builder().file(toml).start().await;
 
@@ -123,7 +120,7 @@ async fn every_attempt_is_a_child_of_the_request_span() {
         "{line}"
     );
     assert!(line.contains("attempts=2"), "{line}");
-    broken_task.abort();
+    drop(broken);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,12 +300,12 @@ fn id_of(tp: &TraceParent) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_with_their_parent_links() {
     let mut receiver = Receiver::start().await;
-    let (broken, mut seen_by_broken, broken_task) = resetting_backend().await;
+    let (broken, mut seen_by_broken) = resetting_backend().await;
     let good = TestBackend::start().await;
     let toml = format!(
         "{}[health]\nenabled = false\n[retries]\non = [\"connect-failure\", \"reset\"]\n\
          [tracing]\notlp_endpoint = {:?}\nservice_name = \"rrlb-under-test\"\nsample_ratio = 0.0\n",
-        backends_toml(&[("broken", &broken, 1), ("good", &good.url(), 1)]),
+        backends_toml(&[("broken", &broken.url(), 1), ("good", &good.url(), 1)]),
         receiver.url
     );
     let h = Harness::builder().file(toml).start().await;
@@ -397,5 +394,5 @@ async fn spans_are_exported_with_their_parent_links() {
     // What each backend saw as its parent is that attempt's CLIENT span.
     assert_eq!(one.span_id, id_of(&first));
     assert_eq!(two.span_id, id_of(&second));
-    broken_task.abort();
+    drop(broken);
 }

@@ -1,51 +1,17 @@
 //! Proves that picking and recording allocate nothing: a counting global allocator around 10,000 picks of
 //! every algorithm.
 //!
-//! This file is its own test binary so the counting allocator sees only this test. It needs `unsafe` for the
-//! `GlobalAlloc` impl, which only delegates to the system allocator.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! This file is its own test binary so that it alone runs on the counting allocator (rrlb-testkit's, which
+//! counts per thread: the harness runs the other tests on other threads at the same time).
 
 use rrlb_core::{
     Algorithm, AnyBalancer, BackendSet, BackendSpec, Balancer, LeastRequest, PeakEwma, Random,
     RoundRobin, SetOptions, WeightedRoundRobin,
 };
-
-struct Counting;
-
-thread_local! {
-    /// Allocations made by this thread (the test harness runs other tests on other threads at the same time).
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn count_one() {
-    // `try_with`: the allocator can be called while thread-locals are being torn down.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use rrlb_testkit::{CountingAllocator, allocations};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn set_of<B: Balancer>(balancer: B) -> BackendSet<B> {
     BackendSet::with_backends(
@@ -59,7 +25,7 @@ fn set_of<B: Balancer>(balancer: B) -> BackendSet<B> {
 }
 
 /// Allocations made by 10,000 picks, each finished as a success, after a warm-up.
-fn allocations_of_picks<B: Balancer>(set: &BackendSet<B>) -> usize {
+fn allocations_of_picks<B: Balancer>(set: &BackendSet<B>) -> u64 {
     for _ in 0..100 {
         set.pick().unwrap().success();
     }

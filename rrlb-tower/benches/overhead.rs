@@ -13,56 +13,22 @@
 //!
 //! Run with `cargo bench -p rrlb-tower --bench overhead`.
 
-// The counting allocator needs `unsafe` for its `GlobalAlloc` impl, which only delegates to the
-// system allocator (as rrlb-core/tests/alloc.rs does).
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rrlb_core::{BackendSet, BackendSpec, Balancer, LeastRequest, RoundRobin, SetOptions};
+use rrlb_testkit::{CountingAllocator, allocations};
 use rrlb_tower::{Balance, BalanceConfig, BasicPolicy, RetryOn, Routed};
 use tokio::runtime::Runtime;
 use tower::discover::ServiceList;
 use tower::load::Constant;
 use tower::{Service, ServiceExt, service_fn};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn count_one() {
-    // `try_with`: the allocator can be called while thread-locals are being torn down.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Counts allocations per thread (the summary's "allocations" column).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// The pure overhead: no timeout, no retries.
 const BARE: BalanceConfig = BalanceConfig {

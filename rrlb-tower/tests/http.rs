@@ -16,7 +16,7 @@ use rrlb_tower::http::{HttpPolicy, HttpProbe, HttpUpstream, UpstreamConfig, stat
 use rrlb_tower::{
     Balance, BalanceConfig, Error, HealthCheckConfig, HealthChecker, RetryBudget, RetryOn,
 };
-use support::{Answer, Fleet, post, read, trip_after, until};
+use support::{Answer, Fleet, never_trip, post, read, trip_after, until};
 use tower::ServiceExt;
 
 type Client = Balance<HttpUpstream, RoundRobin, HttpPolicy>;
@@ -208,16 +208,8 @@ async fn with_reset_retries_a_stale_keep_alive_connection_costs_no_client_error(
 async fn a_backend_slower_than_the_timeout_times_out_without_a_retry() {
     let mut fleet = Fleet::start(&["a", "slow", "c"]).await;
     fleet.chaos("slow").set_delay(Duration::from_secs(20));
-    let options = SetOptions {
-        breaker: BreakerParams {
-            consecutive_failures: 0,
-            failure_rate: 0.0,
-            slow_call_rate: 0.0,
-            ..BreakerParams::default()
-        },
-        ..SetOptions::default()
-    };
-    let set = BackendSet::with_backends(RoundRobin::new(), options, fleet.specs()).unwrap();
+    // No breaker: the timeouts are counted, the slow backend stays in rotation.
+    let set = BackendSet::with_backends(RoundRobin::new(), never_trip(), fleet.specs()).unwrap();
     let client = client(
         &set,
         BalanceConfig {

@@ -3,14 +3,21 @@
 //! - [`Harness`]: an in-process rrlb (`rrlb::run` on its own task) with the echo backends it balances over;
 //!   dropping it stops everything, also when a test fails.
 //! - [`TestBackend`]: a tiny hyper backend that answers with what it received (method, path, headers, body
-//!   length) and can hold requests at `/hold` until released: a deterministic "request in flight".
+//!   length), records every request (to tell that one never reached it) and can hold requests at `/hold` until
+//!   released: a deterministic "request in flight".
 //! - [`Process`]: the real `rrlb` binary as a child process, killed on drop.
 //! - An HTTP client ([`send`], [`Resp`]) and bounded polling ([`eventually`]).
+//! - [`scripted`]: raw-TCP backends that write what the test scripts ([`scripted::RawBackend`],
+//!   [`scripted::read_request`]).
+//! - [`wire`]: a raw HTTP/1 client that reads answers strictly ([`wire::Conn`], [`wire::Read`]).
 //!
 //! Synchronisation is by signals (a held request counter, log lines, admin state) through bounded polls;
 //! the only deadlines are safety bounds that turn a hang into a failure.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod scripted;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -36,7 +43,7 @@ use rrlb::{Listeners, RunError};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Safety bound for any single wait in the tests: a hang becomes a failure, never a timing assertion.
 pub const HANG: Duration = Duration::from_secs(30);
@@ -607,15 +614,40 @@ impl Harness {
 // A backend that shows what it received, and can hold requests
 
 /// A hyper backend: `GET /health` is `200`; any other request is answered `200` with
-/// `{"method","path","headers":{name:[values]},"body_len"}`, after being held until [`release`] when its
-/// path ends in `/hold`.
+/// `{"method","path","headers":{name:[values]},"body_len"}` and `x-test-backend: 1`, after being held until
+/// [`release`] when its path ends in `/hold`. Every request is recorded as `METHOD path?query` ([`received`]).
+/// Stopped, with its connections, when dropped.
 ///
 /// [`release`]: TestBackend::release
+/// [`received`]: TestBackend::received
 pub struct TestBackend {
     addr: SocketAddr,
     gate: watch::Sender<bool>,
     held: watch::Receiver<usize>,
+    received: Received,
     task: JoinHandle<()>,
+}
+
+/// The requests a [`TestBackend`] received, as `METHOD path?query`, in order; a handle that stays valid after
+/// the backend stopped.
+#[derive(Clone, Default)]
+pub struct Received(Arc<Mutex<Vec<String>>>);
+
+impl Received {
+    fn push(&self, request: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request);
+    }
+
+    /// Every request so far.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Drop for TestBackend {
@@ -639,18 +671,25 @@ impl TestBackend {
         let (gate, gate_rx) = watch::channel(false);
         let (held_tx, held) = watch::channel(0usize);
         let held_tx = Arc::new(held_tx);
+        let received = Received::default();
+        let log = received.clone();
         let task = tokio::spawn(async move {
+            // Dropped (aborting every connection) when this task is aborted.
+            let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                while connections.try_join_next().is_some() {}
                 let gate = gate_rx.clone();
                 let held = Arc::clone(&held_tx);
-                tokio::spawn(async move {
+                let log = log.clone();
+                connections.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let gate = gate.clone();
                         let held = Arc::clone(&held);
-                        async move { Ok::<_, Infallible>(answer(req, gate, &held).await) }
+                        let log = log.clone();
+                        async move { Ok::<_, Infallible>(answer(req, gate, &held, &log).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -662,6 +701,7 @@ impl TestBackend {
             addr,
             gate,
             held,
+            received,
             task,
         }
     }
@@ -674,6 +714,11 @@ impl TestBackend {
     /// The address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The requests received so far (and from then on: the handle follows the backend).
+    pub fn received(&self) -> Received {
+        self.received.clone()
     }
 
     /// Lets every held request (and every future one) through.
@@ -695,7 +740,15 @@ async fn answer(
     req: Request<Incoming>,
     mut gate: watch::Receiver<bool>,
     held: &watch::Sender<usize>,
+    received: &Received,
 ) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    received.push(format!("{method} {pq}"));
     let path = req.uri().path().to_owned();
     if path == "/health" {
         return Response::new(Full::new(Bytes::from_static(b"{\"status\":\"ok\"}")));
@@ -707,12 +760,6 @@ async fn answer(
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
-    let method = req.method().to_string();
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
     let body_len = req
         .into_body()
         .collect()
