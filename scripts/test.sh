@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need when it is missing, then runs
-# every check: formatting, lints, docs, the Rust workspace tests (which include the echo conformance suite
-# against all four implementations), each echo service's own tests, the fuzz targets (briefly), the
-# deployment checks and the local end-to-end stack.
+# every check: formatting, the layering of modules, lints, docs, the Rust workspace tests (which include
+# the echo conformance suite against all four implementations), each echo service's own tests, the fuzz
+# targets (briefly), the deployment checks and the local end-to-end stack.
 #
 #   scripts/test.sh            everything
 #   SKIP_INSTALL=1             do not install anything
@@ -53,6 +53,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+step "layering: no import goes up the order in docs/architecture.md, no folder cycle (scripts/checks/layering.py)"
+"${PYTHON:-python3}" scripts/checks/layering.py
 
 step "cargo clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings

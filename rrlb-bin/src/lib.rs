@@ -59,7 +59,10 @@ mod server;
 mod telemetry;
 mod upstream;
 
-/// What the fuzz targets drive: the HTTP/1 wire-format state machines, without sockets. Not a stable API.
+/// What the fuzz targets and the integration tests reach of the crate-private code: the HTTP/1 wire-format
+/// state machines (without sockets) and the admin API's parsers and route table. Not a stable API: hidden from
+/// the docs, and always compiled, since both the fuzz crate and `tests/` link the ordinary build (a
+/// `cfg(fuzzing)` or a feature would leave one of them out).
 #[doc(hidden)]
 pub mod testing;
 
