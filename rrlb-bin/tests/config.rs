@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rrlb::config::{
-    Algorithm, Cli, Config, ConfigError, ConfigErrorKind, InitialHealth, LogFormat, Origin, RetryOn,
+    Algorithm, Cli, Config, ConfigError, ConfigErrorKind, InitialHealth, Origin, RetryCondition,
 };
+use rrlb::logging::LogFormat;
 
 /// The example file of `docs/configuration.md` (the contract's), verbatim.
 const SPEC_EXAMPLE: &str = r#"
@@ -144,7 +145,7 @@ fn defaults_match_spec() {
     assert_eq!(c.retries.attempts, 2);
     assert_eq!(
         c.retries.on.iter().copied().collect::<Vec<_>>(),
-        [RetryOn::ConnectFailure]
+        [RetryCondition::ConnectFailure]
     );
     assert_eq!(
         (c.retries.budget_ratio, c.retries.budget_min_per_second),

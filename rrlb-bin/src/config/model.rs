@@ -242,10 +242,11 @@ section! {
     }
 }
 
-/// When a failed attempt is retried on another backend.
+/// A kind of failed attempt that `retries.on` may list, to have it retried on another backend. The list as a
+/// whole is rrlb-tower's [`RetryOn`](rrlb_tower::RetryOn) set: [`RetriesConfig::retry_on`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RetryOn {
+pub enum RetryCondition {
     /// `"connect-failure"`: the connection could not be made (nothing reached the backend).
     ConnectFailure,
     /// `"timeout"`: the attempt exceeded `timeouts.request`.
@@ -265,13 +266,27 @@ section! {
         #[serde(deserialize_with = "value::int::<_, _, 0, { value::MAX_RETRY_ATTEMPTS as i64 }>")]
         pub attempts: u32 = 2,
         /// Which failures are retried. Default connect failures only.
-        pub on: BTreeSet<RetryOn> = BTreeSet::from([RetryOn::ConnectFailure]),
+        pub on: BTreeSet<RetryCondition> = BTreeSet::from([RetryCondition::ConnectFailure]),
         /// Retries are at most this share of requests, in `[0, 1]` (extension). Default 0.2.
         #[serde(deserialize_with = "value::ratio")]
         pub budget_ratio: f64 = 0.2,
         /// … but this many retries per second are always allowed (extension). Default 10.
         #[serde(deserialize_with = "value::int::<_, _, 0, 1_000_000>")]
         pub budget_min_per_second: u32 = 10,
+    }
+}
+
+impl RetriesConfig {
+    /// The conditions of `on` as the set rrlb-tower's balancing service takes.
+    pub fn retry_on(&self) -> rrlb_tower::RetryOn {
+        use rrlb_tower::RetryOn;
+        let bit = |c: &RetryCondition| match c {
+            RetryCondition::ConnectFailure => RetryOn::CONNECT_FAILURE,
+            RetryCondition::Timeout => RetryOn::TIMEOUT,
+            RetryCondition::Reset => RetryOn::RESET,
+            RetryCondition::Status5xx => RetryOn::STATUS_5XX,
+        };
+        self.on.iter().map(bit).fold(RetryOn::NONE, RetryOn::union)
     }
 }
 
@@ -481,14 +496,29 @@ mod tests {
             assert_eq!(a.as_str().parse::<Algorithm>(), Ok(a));
         }
         for (r, name) in [
-            (RetryOn::ConnectFailure, "\"connect-failure\""),
-            (RetryOn::Timeout, "\"timeout\""),
-            (RetryOn::Reset, "\"reset\""),
-            (RetryOn::Status5xx, "\"5xx\""),
+            (RetryCondition::ConnectFailure, "\"connect-failure\""),
+            (RetryCondition::Timeout, "\"timeout\""),
+            (RetryCondition::Reset, "\"reset\""),
+            (RetryCondition::Status5xx, "\"5xx\""),
         ] {
             assert_eq!(serde_json::to_string(&r).unwrap(), name);
-            assert_eq!(serde_json::from_str::<RetryOn>(name).unwrap(), r);
+            assert_eq!(serde_json::from_str::<RetryCondition>(name).unwrap(), r);
         }
         assert!("fastest".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn retry_conditions_become_the_engines_set() {
+        use rrlb_tower::RetryOn;
+        let retries = RetriesConfig::default();
+        assert_eq!(retries.retry_on(), RetryOn::CONNECT_FAILURE);
+        let on = BTreeSet::from([RetryCondition::Timeout, RetryCondition::Status5xx]);
+        let retries = RetriesConfig { on, ..retries };
+        assert_eq!(retries.retry_on(), RetryOn::TIMEOUT | RetryOn::STATUS_5XX);
+        let none = RetriesConfig {
+            on: BTreeSet::new(),
+            ..retries
+        };
+        assert_eq!(none.retry_on(), RetryOn::NONE);
     }
 }
