@@ -97,9 +97,8 @@ section! {
     }
 }
 
-/// The balancing algorithm: `round-robin`, `weighted-round-robin`, `least-request`, `random` or `peak-ewma` (the
-/// engine's own
-/// type: its names, parsing and errors are the configuration's).
+/// The balancing algorithm: the engine's own type, so its names ([`Algorithm::ALL`]), parsing and errors are the
+/// configuration's.
 pub use rrlb_core::Algorithm;
 
 section! {
