@@ -24,7 +24,7 @@ use super::backend::BackendConfig;
 use super::error::Origin;
 use super::model::Algorithm;
 use super::token::AdminToken;
-use super::value::parse_socket_addr;
+use super::value::{parse_duration, parse_socket_addr};
 use crate::logging::{LogFormat, LogLevel};
 
 /// Command line of `rrlb`. Each flag has an `RRLB_*` environment variable; the flag wins.
@@ -128,11 +128,6 @@ fn algorithm_parser() -> impl TypedValueParser<Value = Algorithm> {
         Algorithm::ALL.map(|a| PossibleValue::new(a.as_str()).help(a.summary())),
     )
     .try_map(|name| name.parse::<Algorithm>())
-}
-
-/// Parses a humantime duration such as `250ms`, `2s` or `1m 30s`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration: {e}"))
 }
 
 impl Cli {
