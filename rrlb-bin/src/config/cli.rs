@@ -47,12 +47,7 @@ pub struct Cli {
     pub listen: Option<SocketAddr>,
 
     /// Admin listener, IP:PORT [default: 127.0.0.1:9901].
-    #[arg(
-        long = "admin-listen",
-        env = "RRLB_ADMIN_LISTEN",
-        value_name = "ADDR",
-        value_parser = parse_socket_addr
-    )]
+    #[arg(long = "admin-listen", env = "RRLB_ADMIN_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
     pub admin_listen: Option<SocketAddr>,
 
     /// Backend, e.g. http://echo-go:8081=3 (repeatable; RRLB_BACKENDS is comma-separated).
