@@ -77,20 +77,11 @@ fn specs(c: &Config) -> Vec<BackendSpec> {
 }
 
 fn balance_config(c: &Config) -> BalanceConfig {
-    let mut on = RetryOn::NONE;
-    for r in &c.retries.on {
-        on = on
-            | match r {
-                config::RetryOn::ConnectFailure => RetryOn::CONNECT_FAILURE,
-                config::RetryOn::Timeout => RetryOn::TIMEOUT,
-                config::RetryOn::Reset => RetryOn::RESET,
-                config::RetryOn::Status5xx => RetryOn::STATUS_5XX,
-            };
-    }
+    let retry_on: RetryOn = c.retries.retry_on();
     BalanceConfig {
         timeout: Some(c.timeouts.request),
         retries: c.retries.attempts,
-        retry_on: on,
+        retry_on,
     }
 }
 

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rrlb::config::{
-    Algorithm, Cli, Config, ConfigError, ConfigErrorKind, InitialHealth, LogFormat, Origin, RetryOn,
+    Algorithm, Cli, Config, ConfigError, ConfigErrorKind, InitialHealth, Origin, RetryCondition,
 };
+use rrlb::logging::LogFormat;
 
 /// The example file of `docs/configuration.md` (the contract's), verbatim.
 const SPEC_EXAMPLE: &str = r#"
@@ -144,7 +145,7 @@ fn defaults_match_spec() {
     assert_eq!(c.retries.attempts, 2);
     assert_eq!(
         c.retries.on.iter().copied().collect::<Vec<_>>(),
-        [RetryOn::ConnectFailure]
+        [RetryCondition::ConnectFailure]
     );
     assert_eq!(
         (c.retries.budget_ratio, c.retries.budget_min_per_second),
@@ -1049,4 +1050,52 @@ max_ejection_percent = 50
     );
     let flags = cli(&["--algorithm", "peak-ewma"], &[]);
     assert_eq!(flags.algorithm.map(|a| a.as_str()), Some("peak-ewma"));
+}
+
+/// `Algorithm::ALL` is the one list of algorithm names: `docs/configuration.md` (the `--algorithm` row and the
+/// `algorithm = ...` line of the example file) and `docs/api-spec.yml` (the effective configuration's enum)
+/// list exactly its names, in its order.
+#[test]
+fn docs_list_exactly_the_engines_algorithms() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/");
+    let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+
+    let md = std::fs::read_to_string(format!("{docs}configuration.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| `--algorithm NAME` |"))
+        .expect("configuration.md has the --algorithm row");
+    let meaning = row.trim_end_matches(['|', ' ']).rsplit('|').next().unwrap();
+    let listed: Vec<&str> = meaning
+        .split(',')
+        .map(|n| n.trim().trim_matches('`'))
+        .collect();
+    assert_eq!(
+        listed, names,
+        "the --algorithm row of docs/configuration.md"
+    );
+    let example = md
+        .lines()
+        .find(|l| l.starts_with("algorithm = "))
+        .expect("configuration.md's example file sets algorithm");
+    let (_, comment) = example.split_once('#').unwrap();
+    let listed: Vec<&str> = comment.split('|').map(str::trim).collect();
+    assert_eq!(
+        listed, names,
+        "the example file's algorithm line in docs/configuration.md"
+    );
+
+    let yml = std::fs::read_to_string(format!("{docs}api-spec.yml")).unwrap();
+    let spec: serde_norway::Value = serde_norway::from_str(&yml).unwrap();
+    let listed: Vec<&str> =
+        spec["components"]["schemas"]["EffectiveConfig"]["properties"]["algorithm"]["enum"]
+            .as_sequence()
+            .expect("api-spec.yml: EffectiveConfig.algorithm has an enum")
+            .iter()
+            .filter_map(serde_norway::Value::as_str)
+            .collect();
+    assert_eq!(
+        listed, names,
+        "EffectiveConfig.algorithm in docs/api-spec.yml"
+    );
 }

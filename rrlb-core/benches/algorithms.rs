@@ -44,14 +44,19 @@ const P50: RGBColor = RGBColor(0x9e, 0xc5, 0xe8);
 const P99: RGBColor = RGBColor(0x2b, 0x6c, 0xb0);
 const P999: RGBColor = RGBColor(0xd9, 0x4f, 0x3d);
 
+/// A short label for the chart; an algorithm without one is labelled with its name.
 fn short(a: rrlb_core::Algorithm) -> &'static str {
-    match a {
-        rrlb_core::Algorithm::RoundRobin => "RR",
-        rrlb_core::Algorithm::WeightedRoundRobin => "WRR",
-        rrlb_core::Algorithm::LeastRequest => "LR",
-        rrlb_core::Algorithm::Random => "random",
-        rrlb_core::Algorithm::PeakEwma => "EWMA",
-    }
+    use rrlb_core::Algorithm::{LeastRequest, PeakEwma, RoundRobin, WeightedRoundRobin};
+    let labels = [
+        (RoundRobin, "RR"),
+        (WeightedRoundRobin, "WRR"),
+        (LeastRequest, "LR"),
+        (PeakEwma, "EWMA"),
+    ];
+    labels
+        .iter()
+        .find(|(x, _)| *x == a)
+        .map_or(a.as_str(), |(_, label)| label)
 }
 
 /// One panel per scenario: for each algorithm, a bar up to its p99 with its p50 inside and a mark at its p99.9,

@@ -24,7 +24,7 @@ use super::backend::BackendConfig;
 use super::error::Origin;
 use super::model::Algorithm;
 use super::token::AdminToken;
-use super::value::parse_socket_addr;
+use super::value::{parse_duration, parse_socket_addr};
 use crate::logging::{LogFormat, LogLevel};
 
 /// Command line of `rrlb`. Each flag has an `RRLB_*` environment variable; the flag wins.
@@ -47,12 +47,7 @@ pub struct Cli {
     pub listen: Option<SocketAddr>,
 
     /// Admin listener, IP:PORT [default: 127.0.0.1:9901].
-    #[arg(
-        long = "admin-listen",
-        env = "RRLB_ADMIN_LISTEN",
-        value_name = "ADDR",
-        value_parser = parse_socket_addr
-    )]
+    #[arg(long = "admin-listen", env = "RRLB_ADMIN_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
     pub admin_listen: Option<SocketAddr>,
 
     /// Backend, e.g. http://echo-go:8081=3 (repeatable; RRLB_BACKENDS is comma-separated).
@@ -128,11 +123,6 @@ fn algorithm_parser() -> impl TypedValueParser<Value = Algorithm> {
         Algorithm::ALL.map(|a| PossibleValue::new(a.as_str()).help(a.summary())),
     )
     .try_map(|name| name.parse::<Algorithm>())
-}
-
-/// Parses a humantime duration such as `250ms`, `2s` or `1m 30s`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration: {e}"))
 }
 
 impl Cli {

@@ -113,17 +113,15 @@ macro_rules! kind_predicates {
 impl ConfigError {
     pub(crate) fn new(kind: ConfigErrorKind, origin: Origin, reason: impl Into<String>) -> Self {
         let (key, value, location, reason) = (None, None, None, reason.into());
-        let inner = Inner {
+        let inner = Box::new(Inner {
             kind,
             origin,
             key,
             value,
             reason,
             location,
-        };
-        Self {
-            inner: Box::new(inner),
-        }
+        });
+        Self { inner }
     }
 
     /// The same error, about `key`.
@@ -145,12 +143,11 @@ impl ConfigError {
     }
 
     pub(crate) fn read(path: &Path, err: &std::io::Error) -> Self {
-        let reason = format!("cannot read the configuration file: {err}");
-        Self::new(
-            ConfigErrorKind::Read,
+        let (origin, reason) = (
             Origin::File(path.to_path_buf()),
-            reason,
-        )
+            "cannot read the configuration file",
+        );
+        Self::new(ConfigErrorKind::Read, origin, format!("{reason}: {err}"))
     }
 
     /// The class of the error.

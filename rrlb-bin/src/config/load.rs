@@ -7,6 +7,7 @@ use rrlb_tower::http::BackendUrl;
 
 use super::backend::BackendConfig;
 use super::cli::Cli;
+use super::error::ConfigErrorKind::{Duplicate, Insecure, InvalidValue};
 use super::error::{ConfigError, ConfigErrorKind, Origin};
 use super::model::{Config, InitialHealth};
 use super::source::Source;
@@ -76,14 +77,14 @@ impl Layers<'_> {
     /// An error about `key`, whose value is `shown`: blamed on the flag or variable that set it,
     /// else on the file's value, else on the default.
     fn blame(&self, kind: ConfigErrorKind, key: &str, shown: &str, reason: String) -> ConfigError {
-        if let Some(origin) = self.cli.overrides(key) {
-            return ConfigError::new(kind, origin, reason)
-                .with_key(key)
-                .with_value(shown);
-        }
-        let default = || ConfigError::new(kind, Origin::Default, reason.clone());
-        let error = self.file(kind, key, &reason);
-        error.unwrap_or_else(|| default().with_key(key).with_value(shown))
+        let error = match self.cli.overrides(key) {
+            Some(origin) => ConfigError::new(kind, origin, reason),
+            None => match self.file(kind, key, &reason) {
+                Some(error) => return error,
+                None => ConfigError::new(kind, Origin::Default, reason),
+            },
+        };
+        error.with_key(key).with_value(shown)
     }
 
     /// An error about the file's value of `key`, if the file sets it.
@@ -91,9 +92,8 @@ impl Layers<'_> {
         self.src?.error_at(kind, key, reason)
     }
 
-    /// A rule between `keys` is broken: blames the first of them that the file sets.
-    fn blame_any(&self, keys: &[&str], reason: String) -> ConfigError {
-        let kind = ConfigErrorKind::InvalidValue;
+    /// A rule between `keys` is broken: blames the first of them that the file sets (else names the first).
+    fn blame_any(&self, kind: ConfigErrorKind, keys: &[&str], reason: String) -> ConfigError {
         let first = keys.first().copied().unwrap_or_default();
         let error = keys.iter().find_map(|key| self.file(kind, key, &reason));
         error.unwrap_or_else(|| ConfigError::new(kind, Origin::Default, reason).with_key(first))
@@ -112,20 +112,15 @@ fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigError> {
     c.algorithm = cli.algorithm.unwrap_or(c.algorithm);
     if let Some(t) = cli.timeout {
         let shown = humantime::format_duration(t).to_string();
-        c.timeouts.request = check_positive(t).map_err(|reason| {
-            layers.blame(
-                ConfigErrorKind::InvalidValue,
-                "timeouts.request",
-                &shown,
-                reason,
-            )
-        })?;
+        let blame = |reason| layers.blame(InvalidValue, "timeouts.request", &shown, reason);
+        c.timeouts.request = check_positive(t).map_err(blame)?;
     }
     if cli.admin_token.is_some() {
         c.admin.token.clone_from(&cli.admin_token);
     }
     if !cli.backends.is_empty() {
-        c.backends = cli_backends(&layers)?;
+        cli_backends(&layers)?;
+        c.backends.clone_from(&cli.backends);
     }
     c.log = LogConfig {
         format: cli.log_format.unwrap_or_default(),
@@ -140,29 +135,26 @@ fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigError> {
 /// The listeners must not collide, and an admin API reachable from other hosts needs a token.
 fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     let (listen, admin) = (c.listen, c.admin_listen);
-    let clash = listen.port() == admin.port()
+    let unspecified = listen.ip().is_unspecified() || admin.ip().is_unspecified();
+    if listen.port() == admin.port()
         && listen.port() != 0
-        && (listen.ip() == admin.ip()
-            || listen.ip().is_unspecified()
-            || admin.ip().is_unspecified());
-    let kind = ConfigErrorKind::InvalidValue;
-    if clash {
+        && (listen.ip() == admin.ip() || unspecified)
+    {
         // Blame the one that was set (both defaults cannot clash).
         let admin_set = layers.cli.overrides("admin_listen").is_some()
             || layers.src.and_then(|s| s.span_of("admin_listen")).is_some();
-        return Err(if admin_set {
-            let reason = format!("same port as the proxy listener ({listen})");
-            layers.blame(kind, "admin_listen", &admin.to_string(), reason)
-        } else {
-            let reason = format!("same port as the admin listener ({admin})");
-            layers.blame(kind, "listen", &listen.to_string(), reason)
-        });
+        let (key, mine, other, theirs) = match admin_set {
+            true => ("admin_listen", admin, "proxy", listen),
+            false => ("listen", listen, "admin", admin),
+        };
+        let reason = format!("same port as the {other} listener ({theirs})");
+        return Err(layers.blame(InvalidValue, key, &mine.to_string(), reason));
     }
     if !admin.ip().to_canonical().is_loopback() && c.admin.token.is_none() {
         let reason = "the admin API would be reachable from other hosts without authentication: \
              set a token ([admin] token, --admin-token or RRLB_ADMIN_TOKEN) or listen on a loopback address such as 127.0.0.1";
         return Err(layers.blame(
-            ConfigErrorKind::Insecure,
+            Insecure,
             "admin_listen",
             &admin.to_string(),
             reason.to_owned(),
@@ -232,7 +224,7 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
         ),
     ];
     match rules.into_iter().find(|(broken, _, _)| *broken) {
-        Some((_, keys, reason)) => Err(layers.blame_any(keys, reason)),
+        Some((_, keys, reason)) => Err(layers.blame_any(InvalidValue, keys, reason)),
         None => Ok(()),
     }
 }
@@ -243,31 +235,36 @@ const MIN_REFRESH: std::time::Duration = std::time::Duration::from_millis(50);
 /// A `discovery` other than `static` needs the feature that implements it; `port_name` is for `kubernetes`;
 /// a `kubernetes` URL's host is `<service>` or `<service>.<namespace>`.
 fn check_discovery(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
-    use super::backend::Discovery;
+    use super::backend::Discovery::{Dns, DnsSrv, Kubernetes};
     for (i, b) in c.backends.iter().enumerate() {
+        let blame = |field: &str, reason| {
+            Err(layers.blame_any(InvalidValue, &[&format!("backends[{i}].{field}")], reason))
+        };
         let missing = match b.discovery {
-            Discovery::Dns | Discovery::DnsSrv if !cfg!(feature = "dns") => Some("dns"),
-            Discovery::Kubernetes if !cfg!(feature = "kubernetes") => Some("kubernetes"),
+            Dns | DnsSrv if !cfg!(feature = "dns") => Some("dns"),
+            Kubernetes if !cfg!(feature = "kubernetes") => Some("kubernetes"),
             _ => None,
         };
         if let Some(feature) = missing {
-            let reason = format!(
-                "this rrlb was built without the `{feature}` feature: {:?} is not available",
-                b.discovery.as_str()
+            let name = b.discovery.as_str();
+            let why = format!(
+                "this rrlb was built without the `{feature}` feature: {name:?} is not available"
             );
-            return Err(layers.blame_any(&[&format!("backends[{i}].discovery")], reason));
+            return blame("discovery", why);
         }
-        if b.port_name.is_some() && b.discovery != Discovery::Kubernetes {
-            let reason = "port_name is only for discovery = \"kubernetes\"".to_owned();
-            return Err(layers.blame_any(&[&format!("backends[{i}].port_name")], reason));
+        if b.port_name.is_some() && b.discovery != Kubernetes {
+            return blame(
+                "port_name",
+                "port_name is only for discovery = \"kubernetes\"".to_owned(),
+            );
         }
-        if b.discovery == Discovery::Kubernetes && !service_host(b.url.host()) {
-            let reason = format!(
+        if b.discovery == Kubernetes && !service_host(b.url.host()) {
+            let why = format!(
                 "with discovery = \"kubernetes\" the url's host is <service> or <service>.<namespace>, \
                  each a DNS label (a-z, 0-9, '-'); {:?} is not",
                 b.url.host()
             );
-            return Err(layers.blame_any(&[&format!("backends[{i}].url")], reason));
+            return blame("url", why);
         }
     }
     Ok(())
@@ -309,52 +306,45 @@ impl Seen {
 
 /// Checks the file's list: default names valid, no URL or name twice.
 fn file_backends(layers: &Layers<'_>, backends: &[BackendConfig]) -> Result<(), ConfigError> {
-    let src = layers.src;
     let mut seen = Seen::default();
     for (i, b) in backends.iter().enumerate() {
         let key = |field: &str| format!("backends[{i}].{field}");
-        let has_name = src.and_then(|s| s.span_of(&key("name"))).is_some();
-        let blame = |kind, field: &str, reason: String| {
-            let default = ConfigError::new(kind, Origin::Default, reason.clone());
-            let error = layers.file(kind, &key(field), &reason);
-            error.unwrap_or_else(|| default.with_key(key(field)))
-        };
+        let blame = |kind, field: &str, reason| Err(layers.blame_any(kind, &[&key(field)], reason));
         if let Err(e) = super::backend::check_backend_name(&b.name) {
-            let reason = format!("{e} (the default name is host:port: set `name`)");
-            return Err(blame(ConfigErrorKind::InvalidValue, "url", reason));
+            return blame(
+                InvalidValue,
+                "url",
+                format!("{e} (the default name is host:port: set `name`)"),
+            );
         }
         if let Some((first, is_name)) = seen.repeat(i, b) {
+            let has_name = layers.src.and_then(|s| s.span_of(&key("name"))).is_some();
             let (field, what) = match (has_name, is_name) {
                 (true, true) => ("name", "name"),
                 (false, true) => ("url", "default name (host:port; set `name`)"),
                 _ => ("url", "URL"),
             };
             let reason = format!("duplicate backend {what}: backends[{first}] has the same");
-            return Err(blame(ConfigErrorKind::Duplicate, field, reason));
+            return blame(Duplicate, field, reason);
         }
     }
     Ok(())
 }
 
-/// The list given by `--backend` or `RRLB_BACKENDS`.
-fn cli_backends(layers: &Layers<'_>) -> Result<Vec<BackendConfig>, ConfigError> {
+/// Checks the list given by `--backend` or `RRLB_BACKENDS`: no URL or name twice.
+fn cli_backends(layers: &Layers<'_>) -> Result<(), ConfigError> {
     let args = &layers.cli.backends;
     let mut seen = Seen::default();
-    let mut out = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
-        let blame = |kind, reason| layers.blame(kind, "backends", &arg.to_string(), reason);
-        let backend = arg.clone();
-        if let Some((first, is_name)) = seen.repeat(i, &backend) {
+        if let Some((first, is_name)) = seen.repeat(i, arg) {
             let first = args.get(first).map(ToString::to_string).unwrap_or_default();
-            let what = if is_name {
-                "default name (host:port)"
-            } else {
-                "URL"
+            let what = match is_name {
+                true => "default name (host:port)",
+                false => "URL",
             };
             let reason = format!("duplicate backend {what}: {first} was given before");
-            return Err(blame(ConfigErrorKind::Duplicate, reason));
+            return Err(layers.blame(Duplicate, "backends", &arg.to_string(), reason));
         }
-        out.push(backend);
     }
-    Ok(out)
+    Ok(())
 }

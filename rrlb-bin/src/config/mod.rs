@@ -52,7 +52,6 @@ mod source;
 mod token;
 mod value;
 
-pub use crate::logging::{InvalidLogLevel, LogConfig, LogFormat, LogLevel};
 pub use backend::{
     BackendConfig, Discovery, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
     parse_backend_url,
@@ -61,7 +60,7 @@ pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CircuitBreakerConfig, Config,
-    DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryOn,
+    DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryCondition,
     SlowStartConfig, TimeoutsConfig, TracingConfig,
 };
 pub use token::{AdminToken, InvalidToken};

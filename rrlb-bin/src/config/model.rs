@@ -12,10 +12,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::backend::BackendConfig;
-use super::token::AdminToken;
+use super::token::{AdminToken, InvalidToken};
 use super::value::{self, duration, named};
 use crate::logging::{LogConfig, LogFormat};
 
@@ -97,9 +97,8 @@ section! {
     }
 }
 
-/// The balancing algorithm: `round-robin`, `weighted-round-robin`, `least-request`, `random` or `peak-ewma` (the
-/// engine's own
-/// type: its names, parsing and errors are the configuration's).
+/// The balancing algorithm: the engine's own type, so its names ([`Algorithm::ALL`]), parsing and errors are the
+/// configuration's.
 pub use rrlb_core::Algorithm;
 
 section! {
@@ -110,7 +109,7 @@ section! {
         /// as healthy and only the circuit breaker takes backends out.
         pub enabled: bool = true,
         /// Path (and optional query) probed with `GET`. Default `/health`.
-        #[serde(with = "probe_path")]
+        #[serde(serialize_with = "named::serialize", deserialize_with = "probe_path")]
         pub path: PathAndQuery = PathAndQuery::from_static("/health"),
         /// Time between probes of one backend. Default 2s.
         #[serde(with = "duration")]
@@ -130,23 +129,15 @@ section! {
 }
 
 /// `health.path`: an absolute path, with an optional query, and no fragment.
-mod probe_path {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(p: &PathAndQuery, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(p)
+fn probe_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathAndQuery, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    if !text.starts_with('/') || text.contains('#') {
+        return Err(D::Error::custom(
+            "must start with / (and have no #fragment)",
+        ));
     }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathAndQuery, D::Error> {
-        use serde::de::Error;
-        let text = String::deserialize(d)?;
-        if !text.starts_with('/') || text.contains('#') {
-            return Err(D::Error::custom(
-                "must start with / (and have no #fragment)",
-            ));
-        }
-        PathAndQuery::from_str(&text).map_err(|e| D::Error::custom(format!("invalid path: {e}")))
-    }
+    PathAndQuery::from_str(&text).map_err(|e| D::Error::custom(format!("invalid path: {e}")))
 }
 
 /// The health a backend starts with, before its first check.
@@ -242,10 +233,11 @@ section! {
     }
 }
 
-/// When a failed attempt is retried on another backend.
+/// A kind of failed attempt that `retries.on` may list, to have it retried on another backend. The list as a
+/// whole is rrlb-tower's [`RetryOn`](rrlb_tower::RetryOn) set: [`RetriesConfig::retry_on`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RetryOn {
+pub enum RetryCondition {
     /// `"connect-failure"`: the connection could not be made (nothing reached the backend).
     ConnectFailure,
     /// `"timeout"`: the attempt exceeded `timeouts.request`.
@@ -265,13 +257,27 @@ section! {
         #[serde(deserialize_with = "value::int::<_, _, 0, { value::MAX_RETRY_ATTEMPTS as i64 }>")]
         pub attempts: u32 = 2,
         /// Which failures are retried. Default connect failures only.
-        pub on: BTreeSet<RetryOn> = BTreeSet::from([RetryOn::ConnectFailure]),
+        pub on: BTreeSet<RetryCondition> = BTreeSet::from([RetryCondition::ConnectFailure]),
         /// Retries are at most this share of requests, in `[0, 1]` (extension). Default 0.2.
         #[serde(deserialize_with = "value::ratio")]
         pub budget_ratio: f64 = 0.2,
         /// … but this many retries per second are always allowed (extension). Default 10.
         #[serde(deserialize_with = "value::int::<_, _, 0, 1_000_000>")]
         pub budget_min_per_second: u32 = 10,
+    }
+}
+
+impl RetriesConfig {
+    /// The conditions of `on` as the set rrlb-tower's balancing service takes.
+    pub fn retry_on(&self) -> rrlb_tower::RetryOn {
+        use rrlb_tower::RetryOn;
+        let bit = |c: &RetryCondition| match c {
+            RetryCondition::ConnectFailure => RetryOn::CONNECT_FAILURE,
+            RetryCondition::Timeout => RetryOn::TIMEOUT,
+            RetryCondition::Reset => RetryOn::RESET,
+            RetryCondition::Status5xx => RetryOn::STATUS_5XX,
+        };
+        self.on.iter().map(bit).fold(RetryOn::NONE, RetryOn::union)
     }
 }
 
@@ -297,7 +303,7 @@ section! {
     pub struct AdminConfig {
         /// Bearer token required by mutating admin calls; `None` = no authentication
         /// (only allowed when the admin listener is on a loopback address). In the file, `""` is none.
-        #[serde(with = "token")]
+        #[serde(serialize_with = "value::display_or_empty", deserialize_with = "token")]
         pub token: Option<AdminToken> = None,
     }
 }
@@ -344,92 +350,33 @@ section! {
     pub struct DiscoveryConfig {
         /// The nameserver asked, `IP:PORT` (UDP and TCP); `None` (`""` in the file, the default): the system's
         /// `/etc/resolv.conf`.
-        #[serde(with = "resolver")]
+        #[serde(serialize_with = "value::display_or_empty", deserialize_with = "resolver")]
         pub resolver: Option<SocketAddr> = None,
         /// How often names are re-resolved (a record's TTL never makes it slower). Default 5s.
         #[serde(with = "duration")]
         pub refresh: Duration = Duration::from_secs(5),
         /// The Kubernetes API's base URL for `kubernetes` entries (e.g. `kubectl proxy`'s
         /// `http://127.0.0.1:8001`); `None` (`""`, the default): the in-cluster configuration.
-        #[serde(with = "api_url")]
+        #[serde(serialize_with = "value::display_or_empty", deserialize_with = "api_url")]
         pub kubernetes_api: Option<String> = None,
     }
 }
 
 /// `discovery.kubernetes_api`: an `http` or `https` URL with a host, or `""` for in-cluster.
-mod api_url {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(u.as_deref().unwrap_or_default())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        let text = String::deserialize(d)?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let uri: http::Uri = text
-            .parse()
-            .map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
-        let http = matches!(uri.scheme_str(), Some("http" | "https"));
-        if !http || uri.host().is_none_or(str::is_empty) {
-            return Err(serde::de::Error::custom(
-                "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001",
-            ));
-        }
-        Ok(Some(text.to_owned()))
-    }
+fn api_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let checked = |text: &str| value::http_url(text.trim()).map(|_| text.trim().to_owned());
+    value::or_none(d, true, checked)
 }
 
 /// `discovery.resolver`: `IP:PORT`, or `""` for the system's resolver.
-mod resolver {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(
-        r: &Option<SocketAddr>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match r {
-            Some(addr) => s.collect_str(addr),
-            None => s.serialize_str(""),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<SocketAddr>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        value::parse_socket_addr(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
-    }
+fn resolver<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    value::or_none(d, true, value::parse_socket_addr)
 }
 
-/// `admin.token`: printed as `"<redacted>"` (or `""` when there is none).
-mod token {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(
-        t: &Option<AdminToken>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if t.is_some() { "<redacted>" } else { "" })
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<AdminToken>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.is_empty() {
-            return Ok(None);
-        }
-        text.parse().map(Some).map_err(serde::de::Error::custom)
-    }
+/// `admin.token`: printed as `"<redacted>"` (its `Display`), or `""` when there is none.
+fn token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AdminToken>, D::Error> {
+    let parse = |text: &str| text.parse().map_err(|e: InvalidToken| e.to_string());
+    value::or_none(d, false, parse)
 }
 
 impl Config {
@@ -481,14 +428,29 @@ mod tests {
             assert_eq!(a.as_str().parse::<Algorithm>(), Ok(a));
         }
         for (r, name) in [
-            (RetryOn::ConnectFailure, "\"connect-failure\""),
-            (RetryOn::Timeout, "\"timeout\""),
-            (RetryOn::Reset, "\"reset\""),
-            (RetryOn::Status5xx, "\"5xx\""),
+            (RetryCondition::ConnectFailure, "\"connect-failure\""),
+            (RetryCondition::Timeout, "\"timeout\""),
+            (RetryCondition::Reset, "\"reset\""),
+            (RetryCondition::Status5xx, "\"5xx\""),
         ] {
             assert_eq!(serde_json::to_string(&r).unwrap(), name);
-            assert_eq!(serde_json::from_str::<RetryOn>(name).unwrap(), r);
+            assert_eq!(serde_json::from_str::<RetryCondition>(name).unwrap(), r);
         }
         assert!("fastest".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn retry_conditions_become_the_engines_set() {
+        use rrlb_tower::RetryOn;
+        let retries = RetriesConfig::default();
+        assert_eq!(retries.retry_on(), RetryOn::CONNECT_FAILURE);
+        let on = BTreeSet::from([RetryCondition::Timeout, RetryCondition::Status5xx]);
+        let retries = RetriesConfig { on, ..retries };
+        assert_eq!(retries.retry_on(), RetryOn::TIMEOUT | RetryOn::STATUS_5XX);
+        let none = RetriesConfig {
+            on: BTreeSet::new(),
+            ..retries
+        };
+        assert_eq!(none.retry_on(), RetryOn::NONE);
     }
 }

@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, ConfigErrorKind, Location, Origin};
@@ -148,30 +149,26 @@ fn walk_table(
     depth: usize,
     f: &mut impl FnMut(&str, Range<usize>, bool),
 ) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    for (key, value) in table {
+    for (key, value) in table.iter().filter(|_| depth <= MAX_DEPTH) {
         let path = join_key(prefix, key.get_ref());
         f(&path, key.span(), false);
-        f(&path, value.span(), true);
-        walk_value(value.get_ref(), &path, depth + 1, f);
+        walk_value(value, path, depth + 1, f);
     }
 }
 
+/// Calls `f` for `value` at `path`, then for what it holds.
 fn walk_value(
-    value: &DeValue<'_>,
-    path: &str,
+    value: &Spanned<DeValue<'_>>,
+    path: String,
     depth: usize,
     f: &mut impl FnMut(&str, Range<usize>, bool),
 ) {
-    match value {
-        DeValue::Table(table) => walk_table(table, path, depth, f),
+    f(&path, value.span(), true);
+    match value.get_ref() {
+        DeValue::Table(table) => walk_table(table, &path, depth, f),
         DeValue::Array(items) if depth <= MAX_DEPTH => {
             for (i, item) in items.iter().enumerate() {
-                let path = format!("{path}[{i}]");
-                f(&path, item.span(), true);
-                walk_value(item.get_ref(), &path, depth + 1, f);
+                walk_value(item, format!("{path}[{i}]"), depth + 1, f);
             }
         }
         _ => {}

@@ -20,10 +20,9 @@ pub const MAX_RETRY_ATTEMPTS: u32 = 10;
 /// The largest `limits.max_body_bytes`: 1 GiB (bodies are buffered in memory for retries).
 pub const MAX_BODY_BYTES: u64 = 1 << 30;
 
-/// A duration with a unit (`"250ms"`, `"2s"`, `"1m 30s"`), greater than 0 and at most [`MAX_DURATION`].
-pub(crate) fn check_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration: {e}"))?;
-    check_positive(d)
+/// Parses a duration with a unit (`"250ms"`, `"2s"`, `"1m 30s"`); `--timeout` and the file share it.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration: {e}"))
 }
 
 /// A duration given as a value (e.g. `--timeout`) is greater than 0 and at most [`MAX_DURATION`].
@@ -37,7 +36,25 @@ pub(crate) fn check_positive(d: Duration) -> Result<Duration, String> {
     }
 }
 
-/// Durations: written and printed as strings with a unit.
+/// Reads a duration string: greater than 0 (or also `"0s"`, "off", when `ZERO`) and at most [`MAX_DURATION`].
+struct DurationText<const ZERO: bool>;
+
+impl<const ZERO: bool> Visitor<'_> for DurationText<ZERO> {
+    type Value = Duration;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let such_as = [r#""250ms", "2s" or "5m""#, r#""0s", "30s" or "2m""#][usize::from(ZERO)];
+        write!(f, "a duration string with a unit, such as {such_as}")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+        let d = parse_duration(v).map_err(E::custom)?;
+        match d {
+            Duration::ZERO if ZERO => Ok(d),
+            _ => check_positive(d).map_err(E::custom),
+        }
+    }
+}
+
+/// Durations: written and printed as strings with a unit, greater than 0 and at most [`MAX_DURATION`].
 pub(crate) mod duration {
     use super::*;
 
@@ -46,17 +63,7 @@ pub(crate) mod duration {
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(r#"a duration string with a unit, such as "250ms", "2s" or "5m""#)
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                check_duration(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
+        d.deserialize_str(DurationText::<false>)
     }
 }
 
@@ -67,23 +74,7 @@ pub(crate) mod duration_or_zero {
     pub(crate) use super::duration::serialize;
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(r#"a duration string with a unit, such as "0s", "30s" or "2m""#)
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                let d = humantime::parse_duration(v.trim())
-                    .map_err(|e| E::custom(format!("invalid duration: {e}")))?;
-                if d > MAX_DURATION {
-                    Err(E::custom("at most 1 day"))
-                } else {
-                    Ok(d)
-                }
-            }
-        }
-        d.deserialize_str(V)
+        d.deserialize_str(DurationText::<true>)
     }
 }
 
@@ -162,25 +153,51 @@ pub(crate) fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
+/// Optional text, printed back with `Display`, none as `""`.
+pub(crate) fn display_or_empty<S: Serializer, T: Display>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_str(""),
+    }
+}
+
+/// Optional text: `""` (and, when `blank_is_none`, blanks only) means none; anything else is what `parse` makes
+/// of it.
+pub(crate) fn or_none<'de, D: Deserializer<'de>, T>(
+    d: D,
+    blank_is_none: bool,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.is_empty() || (blank_is_none && text.trim().is_empty()) {
+        true => Ok(None),
+        false => parse(&text).map(Some).map_err(D::Error::custom),
+    }
+}
+
+/// An `http` or `https` URL with a host.
+pub(crate) fn http_url(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("the scheme must be http or https".to_owned());
+    }
+    match uri.host().is_none_or(str::is_empty) {
+        true => Err("the URL has no host".to_owned()),
+        false => Ok(uri),
+    }
+}
+
 /// An OTLP/HTTP base URL: `http` or `https`, a host, no query or fragment; `""` means none.
 pub(crate) fn otlp_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let text = String::deserialize(d)?;
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|e| D::Error::custom(format!("not a URL: {e}")))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(D::Error::custom("the scheme must be http or https"));
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(D::Error::custom("the URL has no host"));
-    }
-    if uri.query().is_some() || text.contains('#') {
-        return Err(D::Error::custom("a base URL has no query or fragment"));
-    }
-    Ok(Some(text.trim_end_matches('/').to_owned()))
+    or_none(d, false, |text| {
+        match http_url(text)?.query().is_some() || text.contains('#') {
+            true => Err("a base URL has no query or fragment".to_owned()),
+            false => Ok(text.trim_end_matches('/').to_owned()),
+        }
+    })
 }
 
 /// Text that is not empty.

@@ -399,8 +399,8 @@ fn init_logging() {
 }
 
 fn tracing_subscriber_init(level: &str) -> Option<()> {
-    let config = rrlb::config::LogConfig {
-        format: rrlb::config::LogFormat::Text,
+    let config = rrlb::logging::LogConfig {
+        format: rrlb::logging::LogFormat::Text,
         level: level.parse().ok()?,
     };
     rrlb::logging::init(&config);

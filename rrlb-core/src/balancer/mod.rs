@@ -123,7 +123,9 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Every algorithm, in documentation order.
+    /// Every algorithm, in documentation order: the one list of them. Configuration parsing, `rrlb --algorithm`
+    /// and its `--help`, and [`UnknownAlgorithm`]'s message take their names from it, and a test of `rrlb` holds
+    /// `docs/configuration.md` and `docs/api-spec.yml` to it.
     pub const ALL: [Algorithm; 5] = [
         Algorithm::RoundRobin,
         Algorithm::WeightedRoundRobin,
@@ -132,7 +134,7 @@ impl Algorithm {
         Algorithm::PeakEwma,
     ];
 
-    /// The configuration name (`round-robin`, `weighted-round-robin`, `least-request`, `random`, `peak-ewma`).
+    /// The configuration name, e.g. `round-robin` (parsed back by `FromStr`; [`Algorithm::ALL`] has them all).
     pub const fn as_str(self) -> &'static str {
         match self {
             Algorithm::RoundRobin => "round-robin",
@@ -177,11 +179,17 @@ pub struct UnknownAlgorithm(pub String);
 
 impl fmt::Display for UnknownAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown algorithm {:?} (expected round-robin, weighted-round-robin, least-request, random or peak-ewma)",
-            self.0
-        )
+        write!(f, "unknown algorithm {:?} (expected ", self.0)?;
+        let last = Algorithm::ALL.len() - 1;
+        for (i, a) in Algorithm::ALL.into_iter().enumerate() {
+            let sep = match i {
+                0 => "",
+                _ if i == last => " or ",
+                _ => ", ",
+            };
+            write!(f, "{sep}{a}")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -334,6 +342,17 @@ mod tests {
             assert_eq!(AnyBalancer::with_seed(a, 7).algorithm(), a);
         }
         let err = "fastest".parse::<Algorithm>().unwrap_err();
-        assert!(err.to_string().contains("fastest"));
+        // Every name, from the one list: `(expected a, b, ... or z)`.
+        let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+        let (last, rest) = names.split_last().unwrap();
+        let expected = format!("(expected {} or {last})", rest.join(", "));
+        assert_eq!(
+            err.to_string(),
+            format!("unknown algorithm \"fastest\" {expected}")
+        );
+        assert!(
+            expected
+                .starts_with("(expected round-robin, weighted-round-robin, least-request, random")
+        );
     }
 }
