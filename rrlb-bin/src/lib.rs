@@ -42,6 +42,7 @@
 
 mod access_log;
 mod admin;
+mod admin_token;
 mod app;
 mod apply;
 mod bufs;

@@ -23,8 +23,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use super::backend::BackendConfig;
 use super::error::Origin;
 use super::model::Algorithm;
-use super::token::AdminToken;
 use super::value::{parse_duration, parse_socket_addr};
+use crate::admin_token::AdminToken;
 use crate::logging::{LogFormat, LogLevel};
 
 /// Command line of `rrlb`. Each flag has an `RRLB_*` environment variable; the flag wins.

@@ -49,9 +49,9 @@ mod error;
 mod load;
 mod model;
 mod source;
-mod token;
 mod value;
 
+pub use crate::admin_token::{AdminToken, InvalidToken};
 pub use backend::{
     BackendConfig, Discovery, InvalidBackend, MAX_NAME_LEN, check_backend_name, check_weight,
     parse_backend_url,
@@ -63,5 +63,4 @@ pub use model::{
     DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryCondition,
     SlowStartConfig, TimeoutsConfig, TracingConfig,
 };
-pub use token::{AdminToken, InvalidToken};
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

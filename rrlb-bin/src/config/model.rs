@@ -15,8 +15,8 @@ use http::uri::PathAndQuery;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::backend::BackendConfig;
-use super::token::{AdminToken, InvalidToken};
 use super::value::{self, duration, named};
+use crate::admin_token::{AdminToken, InvalidToken};
 use crate::logging::{LogConfig, LogFormat};
 
 /// Declares a section of the file: its struct, with serde's `default` and `deny_unknown_fields`, and a
