@@ -19,11 +19,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::app::{App, Local};
-use crate::forward::{self, BodyFraming, Facts, Protocol, Record, Rejection, Settings, Verdict};
+use crate::fast::ClientStream;
+use crate::forward::{
+    self, BodyFraming, Facts, Peer, Protocol, Record, Rejection, Settings, Verdict,
+};
 use crate::logging::ErrorChain;
 use crate::upstream::{RawBody, RawRequest, RawResponse};
 
@@ -70,17 +72,21 @@ impl hyper::body::Body for Logged {
 /// HTTP/1 answers say `connection: close` from the stop on ([`handle`]), which closes a busy connection after
 /// its answer; one still open after [`DRAIN_IDLE_GRACE`](crate::forward::DRAIN_IDLE_GRACE) has been idle since
 /// the stop and is then closed by hyper (or finishes the request it is serving first).
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: ClientStream>(
     app: Arc<Local>,
     hyper: &auto::Builder<TokioExecutor>,
-    (stream, read): (TcpStream, Bytes),
-    client: SocketAddr,
+    (stream, read, h2): (S, Bytes, bool),
+    (client, peer): (SocketAddr, Peer),
     mut stop: watch::Receiver<bool>,
     watcher: Watcher,
 ) {
-    let h2 = read.starts_with(b"PRI * HTTP/2");
+    let h2 = h2 || read.starts_with(b"PRI * HTTP/2");
     let draining = stop.clone();
-    let svc = service_fn(move |req| handle(Arc::clone(&app), req, client, draining.clone()));
+    let peer = Arc::new(peer);
+    let svc = service_fn(move |req| {
+        let peer = Arc::clone(&peer);
+        handle(Arc::clone(&app), req, (client, peer), draining.clone())
+    });
     let io = Rewind {
         prefix: read,
         inner: stream,
@@ -113,14 +119,14 @@ pub(crate) async fn serve(
 pub(crate) async fn handle(
     app: Arc<Local>,
     req: Request<Incoming>,
-    client: SocketAddr,
+    (client, peer): (SocketAddr, Arc<Peer>),
     stop: watch::Receiver<bool>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let h1 = matches!(
         req.version(),
         Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
     );
-    let res = respond(app, req, client).await;
+    let res = respond(app, req, client, &peer).await;
     Ok(if h1 && *stop.borrow() {
         closing(res)
     } else {
@@ -133,6 +139,7 @@ async fn respond(
     app: Arc<Local>,
     req: Request<Incoming>,
     client: SocketAddr,
+    peer: &Peer,
 ) -> Response<ProxyBody> {
     let protocol = match req.version() {
         Version::HTTP_09 | Version::HTTP_10 => Protocol::Http10,
@@ -146,7 +153,6 @@ async fn respond(
     };
     let mut record = Record::start(log, client, req.method().as_str(), req.uri().path());
     let (parts, body) = req.into_parts();
-    let client_ip = client.ip().to_string();
     let settings = Settings::of(&app);
     let decided = {
         let facts = Facts::gather(
@@ -162,7 +168,7 @@ async fn respond(
             &parts.method,
             (target, authority),
             &facts,
-            &client_ip,
+            peer,
             settings.sample_ratio,
         ) {
             Ok(plan) => {
@@ -332,12 +338,12 @@ fn closing(mut res: Response<ProxyBody>) -> Response<ProxyBody> {
 }
 
 /// A stream whose first reads return `prefix`.
-struct Rewind {
+struct Rewind<S> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: ClientStream> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -352,7 +358,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: ClientStream> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1099,3 +1099,99 @@ fn docs_list_exactly_the_engines_algorithms() {
         "EffectiveConfig.algorithm in docs/api-spec.yml"
     );
 }
+
+#[test]
+fn tls_sections_parse_print_and_refuse_what_cannot_work() {
+    use rrlb::config::ClientAuth;
+    let c = parse("").unwrap();
+    assert!(!c.tls.is_on());
+    assert_eq!(c.tls.client_auth, ClientAuth::None);
+    assert!(!c.upstream_tls.insecure_skip_verify);
+    let text = "[tls]\ncert = \"a.crt\"\nkey = \"a.key\"\nclient_ca = \"ca.pem\"\nclient_auth = \"required\"\n\
+                client_subject_header = \"x-client-subject\"\n[[tls.certificates]]\ncert = \"b.crt\"\nkey = \"b.key\"\n\
+                [upstream_tls]\nca = \"ca.pem\"\nserver_name = \"backend.internal\"\n\
+                [[backends]]\nurl = \"https://127.0.0.1:8443\"\ntls = { insecure_skip_verify = true, cert = \"c.crt\", key = \"c.key\" }\n";
+    let c = parse(text).unwrap();
+    assert!(c.tls.is_on());
+    assert_eq!(c.tls.client_auth, ClientAuth::Required);
+    assert_eq!(c.tls.certificates.len(), 1);
+    let own = c.upstream_tls.overridden_by(c.backends[0].tls.as_ref());
+    assert_eq!(
+        own.ca.as_deref(),
+        Some(std::path::Path::new("ca.pem")),
+        "the global key stays where the backend sets none"
+    );
+    assert_eq!(
+        own.cert.as_deref(),
+        Some(std::path::Path::new("c.crt")),
+        "the backend's own key wins"
+    );
+    assert!(own.insecure_skip_verify);
+    // What --check prints loads back to the same configuration; paths are printed, never a key's contents.
+    let printed = c.to_toml_string();
+    assert_eq!(parse(&printed).unwrap().tls, c.tls);
+    assert!(
+        printed.contains("a.key") && !printed.contains("PRIVATE KEY"),
+        "{printed}"
+    );
+    for (text, key, why) in [
+        ("[tls]\ncert = \"a.crt\"\n", "tls.cert", "go together"),
+        ("[tls]\nkey = \"a.key\"\n", "tls.key", "go together"),
+        (
+            "[[tls.certificates]]\ncert = \"b\"\nkey = \"b\"\n",
+            "tls.certificates",
+            "default pair",
+        ),
+        (
+            "[tls]\ncert = \"a\"\nkey = \"a\"\nclient_auth = \"required\"\n",
+            "tls.client_auth",
+            "client_ca",
+        ),
+        (
+            "[tls]\nclient_ca = \"ca\"\n",
+            "tls.client_ca",
+            "TLS on the listener",
+        ),
+        (
+            "[tls]\ncert = \"a\"\nkey = \"a\"\nclient_subject_header = \"x-request-id\"\n",
+            "tls.client_subject_header",
+            "does not set",
+        ),
+        (
+            "[tls]\ncert = \"a\"\nkey = \"a\"\nclient_subject_header = \"bad header\"\n",
+            "tls.client_subject_header",
+            "header field name",
+        ),
+        (
+            "[tls]\nclient_auth = \"sometimes\"\n",
+            "tls.client_auth",
+            "unknown variant",
+        ),
+        (
+            "[upstream_tls]\ncert = \"c\"\n",
+            "upstream_tls.cert",
+            "go together",
+        ),
+        (
+            "[upstream_tls]\nverify = false\n",
+            "upstream_tls.verify",
+            "unknown",
+        ),
+        (
+            "[[backends]]\nurl = \"http://a\"\ntls = { ca = \"ca\" }\n",
+            "backends[0].tls",
+            "only for https",
+        ),
+        (
+            "[[backends]]\nurl = \"https://a\"\ntls = { key = \"k\" }\n",
+            "backends[0].tls",
+            "go together",
+        ),
+    ] {
+        let e = parse_err(text).to_string();
+        assert!(
+            e.starts_with("rrlb.toml: ") && e.contains(key) && e.contains(why),
+            "{text}: {e}"
+        );
+    }
+}

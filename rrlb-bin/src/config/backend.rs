@@ -149,6 +149,9 @@ pub struct BackendConfig {
     /// `kubernetes` only: the EndpointSlice port of this name, instead of the URL's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
+    /// `https://` only: this backend's TLS settings (`[backends.tls]`), over `[upstream_tls]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::UpstreamTlsConfig>,
 }
 
 /// A `[[backends]]` entry as written; the name defaults to `host:port` (checked with the others in
@@ -166,6 +169,8 @@ struct Entry {
     discovery: Discovery,
     #[serde(default, deserialize_with = "deserialize_port_name")]
     port_name: Option<String>,
+    #[serde(default)]
+    tls: Option<super::UpstreamTlsConfig>,
 }
 
 fn default_weight() -> u32 {
@@ -184,6 +189,7 @@ impl From<Entry> for BackendConfig {
             name,
             discovery: e.discovery,
             port_name: e.port_name,
+            tls: e.tls,
         }
     }
 }
@@ -280,6 +286,7 @@ impl BackendConfig {
             name,
             discovery: Discovery::Static,
             port_name: None,
+            tls: None,
         })
     }
 

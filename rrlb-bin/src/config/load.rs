@@ -9,7 +9,7 @@ use super::backend::BackendConfig;
 use super::cli::Cli;
 use super::error::ConfigErrorKind::{Duplicate, Insecure, InvalidValue};
 use super::error::{ConfigError, ConfigErrorKind, Origin};
-use super::model::{Config, InitialHealth};
+use super::model::{ClientAuth, Config, InitialHealth};
 use super::source::Source;
 use super::value::check_positive;
 use crate::logging::LogConfig;
@@ -129,6 +129,7 @@ fn resolve(cli: &Cli, src: Option<&Source>) -> Result<Config, ConfigError> {
     check_listeners(&layers, &c)?;
     check_sections(&layers, &c)?;
     check_discovery(&layers, &c)?;
+    check_tls(&layers, &c)?;
     Ok(c)
 }
 
@@ -227,6 +228,79 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
         Some((_, keys, reason)) => Err(layers.blame_any(InvalidValue, keys, reason)),
         None => Ok(()),
     }
+}
+
+/// The TLS sections: pairs are whole, client authentication has its CA, the subject header is a field name
+/// rrlb does not set itself, and `[backends.tls]` is for `https://` backends. The files themselves are read
+/// and checked when the configuration is applied (and by `rrlb --check`).
+fn check_tls(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
+    let t = &c.tls;
+    let header = t.client_subject_header.as_deref();
+    let bad_header = header.is_some_and(|h| {
+        http::HeaderName::from_bytes(h.as_bytes()).is_err()
+            || [
+                "host",
+                "x-request-id",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+            ]
+            .iter()
+            .any(|own| own.eq_ignore_ascii_case(h))
+    });
+    let pair = |cert: &Option<_>, key: &Option<_>| cert.is_some() != key.is_some();
+    let u = &c.upstream_tls;
+    let rules: [(bool, &[&str], &str); 6] = [
+        (
+            pair(&t.cert, &t.key),
+            &["tls.cert", "tls.key"],
+            "tls.cert and tls.key go together",
+        ),
+        (
+            !t.is_on() && !t.certificates.is_empty(),
+            &["tls.certificates"],
+            "[[tls.certificates]] needs the default pair (tls.cert and tls.key)",
+        ),
+        (
+            t.client_auth != ClientAuth::None && t.client_ca.is_none(),
+            &["tls.client_auth", "tls.client_ca"],
+            "client certificates need tls.client_ca to verify them",
+        ),
+        (
+            !t.is_on() && (t.client_ca.is_some() || header.is_some()),
+            &["tls.client_ca", "tls.client_subject_header"],
+            "client certificates need TLS on the listener (tls.cert and tls.key)",
+        ),
+        (
+            bad_header,
+            &["tls.client_subject_header"],
+            "must be a header field name that rrlb does not set itself",
+        ),
+        (
+            pair(&u.cert, &u.key),
+            &["upstream_tls.cert", "upstream_tls.key"],
+            "upstream_tls.cert and upstream_tls.key go together",
+        ),
+    ];
+    if let Some((_, keys, reason)) = rules.into_iter().find(|(broken, _, _)| *broken) {
+        return Err(layers.blame_any(InvalidValue, keys, reason.to_owned()));
+    }
+    for (i, b) in c.backends.iter().enumerate() {
+        let Some(own) = &b.tls else { continue };
+        let reason = if !b.url.is_https() {
+            "[backends.tls] is only for https:// backends"
+        } else if pair(&own.cert, &own.key) {
+            "cert and key go together"
+        } else {
+            continue;
+        };
+        return Err(layers.blame_any(
+            InvalidValue,
+            &[&format!("backends[{i}].tls")],
+            reason.to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// The shortest `discovery.refresh`: a lookup every few milliseconds would only load the nameserver.

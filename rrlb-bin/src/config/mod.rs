@@ -59,8 +59,8 @@ pub use backend::{
 pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
-    AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CircuitBreakerConfig, Config,
-    DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig, RetryCondition,
-    SlowStartConfig, TimeoutsConfig, TracingConfig,
+    AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CertPair, CircuitBreakerConfig,
+    ClientAuth, Config, DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig,
+    RetryCondition, SlowStartConfig, TimeoutsConfig, TlsConfig, TracingConfig, UpstreamTlsConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

@@ -91,6 +91,10 @@ section! {
         pub slow_start: SlowStartConfig = SlowStartConfig::default(),
         /// Service discovery settings (`[discovery]`), for `[[backends]]` entries with a `discovery` key.
         pub discovery: DiscoveryConfig = DiscoveryConfig::default(),
+        /// TLS on the proxy listener (`[tls]`); without `cert` and `key` the listener is plaintext.
+        pub tls: TlsConfig = TlsConfig::default(),
+        /// TLS to `https://` backends (`[upstream_tls]`); a backend's own `[backends.tls]` keys win over these.
+        pub upstream_tls: UpstreamTlsConfig = UpstreamTlsConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
@@ -100,6 +104,91 @@ section! {
 /// The balancing algorithm: the engine's own type, so its names ([`Algorithm::ALL`]), parsing and errors are the
 /// configuration's.
 pub use rrlb_core::Algorithm;
+
+section! {
+    /// TLS on the proxy listener (`[tls]`): TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. Files are PEM, read at
+    /// start and on every reload; a key is never printed.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TlsConfig {
+        /// The default certificate chain: for clients without SNI or with a name no other pair has.
+        pub cert: Option<PathBuf> = None,
+        /// The default certificate's private key.
+        pub key: Option<PathBuf> = None,
+        /// More pairs (`[[tls.certificates]]`), each chosen by SNI from its certificate's names.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub certificates: Vec<CertPair> = Vec::new(),
+        /// CA certificates that client certificates must chain to.
+        pub client_ca: Option<PathBuf> = None,
+        /// Client certificates: `none` (default), `optional` or `required`.
+        pub client_auth: ClientAuth = ClientAuth::None,
+        /// The header that carries a verified client certificate's subject to backends (unset: none is sent;
+        /// a client's own header of that name never passes).
+        pub client_subject_header: Option<String> = None,
+    }
+}
+
+impl TlsConfig {
+    /// Whether the proxy listener serves TLS.
+    pub fn is_on(&self) -> bool {
+        self.cert.is_some()
+    }
+}
+
+/// A certificate chain and its key (`[[tls.certificates]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with cert and key")]
+pub struct CertPair {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// Whether the proxy listener asks clients for a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Never.
+    #[default]
+    None,
+    /// Asked for; a client without one is served, one with an invalid one is refused.
+    Optional,
+    /// Required: a client without a valid certificate fails the handshake.
+    Required,
+}
+
+section! {
+    /// TLS to `https://` backends (`[upstream_tls]`, and per backend `[backends.tls]` with the same keys).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UpstreamTlsConfig {
+        /// CA certificates added to the web roots (a private CA).
+        pub ca: Option<PathBuf> = None,
+        /// A client certificate chain for backends that require one (mTLS), with `key`.
+        pub cert: Option<PathBuf> = None,
+        /// The client certificate's private key.
+        pub key: Option<PathBuf> = None,
+        /// The name sent as SNI and verified in the backend's certificate, instead of the URL's host.
+        pub server_name: Option<String> = None,
+        /// Accept any backend certificate (no verification). Logged as a warning at every start and reload.
+        pub insecure_skip_verify: bool = false,
+    }
+}
+
+impl UpstreamTlsConfig {
+    /// These settings with `own`'s keys (a backend's `[backends.tls]`) winning where it sets them.
+    pub fn overridden_by(&self, own: Option<&Self>) -> Self {
+        let Some(own) = own else {
+            return self.clone();
+        };
+        Self {
+            ca: own.ca.clone().or_else(|| self.ca.clone()),
+            cert: own.cert.clone().or_else(|| self.cert.clone()),
+            key: own.key.clone().or_else(|| self.key.clone()),
+            server_name: own.server_name.clone().or_else(|| self.server_name.clone()),
+            insecure_skip_verify: own.insecure_skip_verify || self.insecure_skip_verify,
+        }
+    }
+}
 
 section! {
     /// Active health checking.

@@ -4,7 +4,7 @@
 use http::Method;
 use http::header::HeaderValue;
 
-use crate::forward::{self, BodyFraming, Facts, Protocol, Rejection};
+use crate::forward::{self, BodyFraming, Facts, Peer, Protocol, Rejection};
 
 /// Longest request head the fast path reads (as the hyper path: 64 KiB); a longer one is answered `431`.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -54,9 +54,9 @@ pub(super) enum Head {
     },
 }
 
-/// Reads a request head from the start of `buf`. `client_ip` is the client's address as text; a new trace is
+/// Reads a request head from the start of `buf`, sent by `peer`; a new trace is
 /// sampled with probability `sample_ratio`.
-pub(super) fn parse_request(buf: &[u8], client_ip: &str, sample_ratio: f64) -> Head {
+pub(super) fn parse_request(buf: &[u8], peer: &Peer, sample_ratio: f64) -> Head {
     // Uninitialised: the parser writes only the fields it finds (an initialised array is 3 KiB of stores per
     // request).
     let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
@@ -95,7 +95,7 @@ pub(super) fn parse_request(buf: &[u8], client_ip: &str, sample_ratio: f64) -> H
         &method,
         (target, None),
         &facts,
-        client_ip,
+        peer,
         sample_ratio,
     ) {
         Ok(plan) => plan,
@@ -140,14 +140,14 @@ mod tests {
     use super::*;
 
     fn ready(raw: &[u8]) -> RequestHead {
-        match parse_request(raw, "10.0.0.9", 0.0) {
+        match parse_request(raw, &Peer::plain("10.0.0.9".into()), 0.0) {
             Head::Ready(h) => h,
             other => panic!("{other:?}"),
         }
     }
 
     fn refusal(raw: &[u8]) -> Rejection {
-        match parse_request(raw, "1.1.1.1", 0.0) {
+        match parse_request(raw, &Peer::plain("1.1.1.1".into()), 0.0) {
             Head::Refused { rejection, .. } => rejection,
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
         }
@@ -183,12 +183,19 @@ mod tests {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
             assert!(
-                matches!(parse_request(raw, "1.1.1.1", 0.0), Head::Hyper),
+                matches!(
+                    parse_request(raw, &Peer::plain("1.1.1.1".into()), 0.0),
+                    Head::Hyper
+                ),
                 "{raw:?}"
             );
         }
         assert!(matches!(
-            parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n", "1.1.1.1", 0.0),
+            parse_request(
+                b"GET / HTTP/1.1\r\nhost: x\r\n",
+                &Peer::plain("1.1.1.1".into()),
+                0.0
+            ),
             Head::Partial
         ));
         assert_eq!(
@@ -227,7 +234,7 @@ mod tests {
         assert_eq!(refusal(huge.as_bytes()), Rejection::HeadTooLarge);
         match parse_request(
             b"GET / HTTP/1.1\r\nx-request-id: mine\r\n\r\n",
-            "1.1.1.1",
+            &Peer::plain("1.1.1.1".into()),
             0.0,
         ) {
             Head::Refused { request_id, .. } => assert_eq!(request_id, "mine"),

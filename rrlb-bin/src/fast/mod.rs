@@ -19,19 +19,19 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::HeaderValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::app::Local;
 use crate::forward::{
-    self, BodyFraming, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Record, Rejection, Settings, Verdict,
+    self, BodyFraming, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Peer, Record, Rejection, Settings,
+    Verdict,
 };
 use crate::h1::chunked;
 
 /// The fast path's request reader, for [`crate::testing`].
 pub(crate) fn fuzzing_request(buf: &[u8], client_ip: &str) -> Option<(usize, Vec<u8>)> {
-    match head::parse_request(buf, client_ip, 0.0) {
+    match head::parse_request(buf, &Peer::plain(client_ip.to_owned()), 0.0) {
         head::Head::Ready(h) => Some((h.len, h.rest)),
         _ => None,
     }
@@ -52,25 +52,33 @@ pub(crate) struct Worker {
     pub stop: watch::Receiver<bool>,
 }
 
+/// What the fast path serves: a client connection, plain TCP or TLS.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
 /// A connection the fast path does not serve (HTTP/1.0, h2c), with the bytes already read from it: for the
 /// hyper path ([`proxy::serve`](crate::proxy::serve)).
-pub(crate) struct Handover {
-    pub stream: TcpStream,
+pub(crate) struct Handover<S> {
+    pub stream: S,
     /// What was read of it and not yet served.
     pub read: Bytes,
+    /// The client.
+    pub peer: Peer,
 }
 
-/// Serves one client connection until it closes, or returns it when it is one for the hyper path.
-pub(crate) async fn serve(
+/// Serves one client connection from `peer` until it closes, or returns it when it is one for the hyper path.
+pub(crate) async fn serve<S: ClientStream>(
     worker: &Worker,
-    stream: TcpStream,
+    stream: S,
     client: SocketAddr,
-) -> Option<Handover> {
+    peer: Peer,
+) -> Option<Handover<S>> {
     let mut conn = Connection {
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
         client,
-        client_ip: client.ip().to_string(),
+        peer,
         stop: worker.stop.clone(),
         stopped: {
             let mut stop = worker.stop.clone();
@@ -92,6 +100,7 @@ pub(crate) async fn serve(
                 return Some(Handover {
                     stream: conn.stream,
                     read: conn.buf.freeze(),
+                    peer: conn.peer,
                 });
             }
             Next::Refused(id, rejection) => {
@@ -114,11 +123,11 @@ pub(crate) async fn serve(
     }
 }
 
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     buf: BytesMut,
     client: SocketAddr,
-    client_ip: String,
+    peer: Peer,
     stop: watch::Receiver<bool>,
     /// Resolves when the server stops: one future for the connection's life, so that waiting for the stop
     /// while idle registers with the watch once, not once per request.
@@ -158,7 +167,7 @@ enum BodyError {
     Gone,
 }
 
-impl Connection {
+impl<S: ClientStream> Connection<S> {
     /// Reads the next request head, unless the server stops first. A new connection must send its head within
     /// the header-read timeout (slowloris); a keep-alive connection may stay idle for [`KEEP_ALIVE_IDLE`], and
     /// has the header-read timeout from its next request's first byte.
@@ -187,7 +196,7 @@ impl Connection {
                 deadline = tokio::time::Instant::now() + header_read;
             }
             if !self.buf.is_empty() {
-                match head::parse_request(&self.buf, &self.client_ip, sample_ratio) {
+                match head::parse_request(&self.buf, &self.peer, sample_ratio) {
                     head::Head::Ready(h) => return Next::Request(h),
                     head::Head::Hyper => return Next::Hyper,
                     head::Head::Refused {

@@ -4,7 +4,6 @@
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::forward::Record;
 use crate::h1::chunked;
@@ -17,7 +16,7 @@ use crate::upstream::BodySource;
 /// end, never a byte of what broke the rules.
 /// The body's bytes sent (framing included, the head not) are counted in `record`.
 pub(super) async fn body(
-    client: &mut TcpStream,
+    client: &mut impl super::ClientStream,
     mut out: crate::bufs::Buf,
     source: BodySource,
     record: &mut Record<'_>,
@@ -80,7 +79,10 @@ pub(super) async fn body(
 }
 
 /// Empties `buf` and reads into it (at least 16 KiB of room).
-pub(super) async fn refill(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+pub(super) async fn refill(
+    stream: &mut impl super::ClientStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
     buf.clear();
     if buf.capacity() < 16 * 1024 {
         buf.reserve(16 * 1024);

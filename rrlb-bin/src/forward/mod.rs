@@ -198,6 +198,38 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// The client a request came from, as the fields rrlb adds need it: its address as text (`x-forwarded-for`),
+/// whether it connected over TLS (`x-forwarded-proto`), and the header that carries its verified client
+/// certificate's subject (`tls.client_subject_header`): written from the certificate, and a client's own field
+/// of that name never passes.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// The client's address as text.
+    pub(crate) ip: String,
+    /// The connection is TLS.
+    pub(crate) https: bool,
+    /// The subject header's name, and the verified subject when the client presented a certificate.
+    pub(crate) subject: Option<(HeaderName, Option<HeaderValue>)>,
+}
+
+impl Peer {
+    /// A plaintext client at `ip`.
+    pub(crate) fn plain(ip: String) -> Self {
+        Self {
+            ip,
+            https: false,
+            subject: None,
+        }
+    }
+
+    /// Whether `name` is the subject header, which only rrlb writes.
+    fn sets(&self, name: &str) -> bool {
+        self.subject
+            .as_ref()
+            .is_some_and(|(own, _)| own.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
 /// How the request body arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyFraming {
@@ -224,8 +256,10 @@ pub(crate) struct Plan<'a> {
     pub(crate) expect_continue: bool,
     /// The request's trace.
     pub(crate) trace: Trace,
-    /// The client's `x-forwarded-for` values and its address, written out only with the head.
-    forwarded_for: (&'a [&'a [u8]], &'a str),
+    /// The client's `x-forwarded-for` values, written out only with the head.
+    forwarded_for: &'a [&'a [u8]],
+    /// The client.
+    peer: &'a Peer,
     forwarded_host: Option<&'a [u8]>,
 }
 
@@ -237,7 +271,7 @@ pub(crate) fn decide<'a>(
     method: &Method,
     (target, authority): (&'a str, Option<&'a str>),
     facts: &'a Facts<'a>,
-    client_ip: &'a str,
+    peer: &'a Peer,
     sample_ratio: f64,
 ) -> Result<Plan<'a>, Rejection> {
     if method == Method::CONNECT {
@@ -317,7 +351,8 @@ pub(crate) fn decide<'a>(
         close,
         expect_continue,
         trace: facts.trace(sample_ratio),
-        forwarded_for: (&facts.forwarded_for, client_ip),
+        forwarded_for: &facts.forwarded_for,
+        peer,
         forwarded_host,
     })
 }
@@ -425,9 +460,12 @@ impl Plan<'_> {
     /// Writes the fields rrlb adds, in order: `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host` (when
     /// a host is known), `x-request-id`.
     fn push_added(&self, out: &mut Vec<u8>) {
-        let (prior, client_ip) = self.forwarded_for;
-        push_forwarded_for(out, prior, client_ip);
-        h1::push_header(out, b"x-forwarded-proto", b"http");
+        push_forwarded_for(out, self.forwarded_for, &self.peer.ip);
+        let proto: &[u8] = if self.peer.https { b"https" } else { b"http" };
+        h1::push_header(out, b"x-forwarded-proto", proto);
+        if let Some((name, Some(subject))) = &self.peer.subject {
+            h1::push_header(out, name.as_str().as_bytes(), subject.as_bytes());
+        }
         if let Some(host) = self.forwarded_host {
             h1::push_header(out, b"x-forwarded-host", host);
         }
@@ -447,7 +485,7 @@ impl Plan<'_> {
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         for (name, value) in fields {
-            if facts.forwards(name) {
+            if facts.forwards(name) && !self.peer.sets(name) {
                 h1::push_header(out, name.as_bytes(), value);
             }
         }
@@ -559,6 +597,10 @@ impl<'a> AnswerFields<'a> {
 mod tests {
     use super::*;
 
+    fn peer(ip: &str) -> &'static Peer {
+        Box::leak(Box::new(Peer::plain(ip.to_owned())))
+    }
+
     fn facts(fields: &[(&'static str, &'static [u8])]) -> Facts<'static> {
         Facts::gather(fields.iter().copied())
     }
@@ -569,7 +611,14 @@ mod tests {
         fields: &[(&'static str, &'static [u8])],
     ) -> Result<Plan<'static>, Rejection> {
         let f = Box::leak(Box::new(facts(fields)));
-        decide(protocol, &Method::GET, (target, None), f, "10.0.0.9", 0.0)
+        decide(
+            protocol,
+            &Method::GET,
+            (target, None),
+            f,
+            peer("10.0.0.9"),
+            0.0,
+        )
     }
 
     /// The fields rrlb adds.
@@ -624,13 +673,21 @@ mod tests {
             &Method::GET,
             ("/x", Some("h2.example")),
             f,
-            "::1",
+            peer("::1"),
             0.0,
         )
         .unwrap();
         assert!(added(&p).contains("x-forwarded-host: h2.example\r\n"));
         assert_eq!(
-            decide(Http11, &Method::CONNECT, ("a:443", None), f, "::1", 0.0).err(),
+            decide(
+                Http11,
+                &Method::CONNECT,
+                ("a:443", None),
+                f,
+                peer("::1"),
+                0.0
+            )
+            .err(),
             Some(Rejection::Connect)
         );
     }
@@ -768,6 +825,43 @@ mod tests {
             assert!(!f.forwards(gone), "{gone}");
         }
         assert!(f.forwards("x-kept"));
+    }
+
+    #[test]
+    fn tls_clients_get_https_and_only_rrlbs_subject_header() {
+        let mut peer = Peer::plain("10.0.0.7".into());
+        peer.https = true;
+        peer.subject = Some((
+            HeaderName::from_static("x-client-subject"),
+            Some(HeaderValue::from_static("CN=alice")),
+        ));
+        let fields: &[(&str, &[u8])] = &[
+            ("host", b"a"),
+            ("X-Client-Subject", b"CN=mallory"),
+            ("x-kept", b"1"),
+        ];
+        let f = facts(fields);
+        let p = decide(Protocol::Http11, &Method::GET, ("/", None), &f, &peer, 0.0).unwrap();
+        let mut out = Vec::new();
+        p.write_h1(&f, fields.iter().copied(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("x-forwarded-proto: https\r\n"), "{text}");
+        assert!(text.contains("x-client-subject: CN=alice\r\n"), "{text}");
+        assert!(
+            !text.contains("mallory"),
+            "a client's own subject header never passes: {text}"
+        );
+        assert!(text.contains("x-kept: 1\r\n"), "{text}");
+        // Without a certificate the client's header is still dropped, and none is written.
+        peer.subject = Some((HeaderName::from_static("x-client-subject"), None));
+        let p = decide(Protocol::Http11, &Method::GET, ("/", None), &f, &peer, 0.0).unwrap();
+        let mut out = Vec::new();
+        p.write_h1(&f, fields.iter().copied(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.to_ascii_lowercase().contains("x-client-subject"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::stopped;
 use crate::app::App;
+use crate::fast::ClientStream;
+use crate::forward::Peer;
 use crate::{fast, proxy};
 
 /// Starts serving the proxy listener: on the calling runtime with `workers == 0`, else on `workers` threads
@@ -326,16 +328,40 @@ fn serve_connection(
     let counted = Open::new(&worker.fast.app.metrics.client_connections);
     tokio::spawn(async move {
         let _counted = counted;
-        if let Some(handover) = fast::serve(&worker.fast, stream, client).await {
-            let app = Arc::clone(&worker.fast.app);
-            let handover = (handover.stream, handover.read);
-            let stop = worker.fast.stop.clone();
-            proxy::serve(app, &worker.hyper, handover, client, stop, watcher).await;
-        }
+        let peer = Peer::plain(client.ip().to_string());
+        serve_stream(&worker, stream, (client, peer), false, watcher).await;
         if let Some(open) = open {
             open.fetch_sub(1, Relaxed);
         }
     });
+}
+
+/// Serves a client connection, plain or TLS: the fast path, or hyper's server at once when TLS negotiated h2
+/// (`h2`), or after the fast path handed it over (HTTP/1.0, h2c).
+async fn serve_stream<S: ClientStream>(
+    worker: &Worker,
+    stream: S,
+    (client, peer): (SocketAddr, Peer),
+    h2: bool,
+    watcher: Watcher,
+) {
+    let app = Arc::clone(&worker.fast.app);
+    let stop = worker.fast.stop.clone();
+    if h2 {
+        let stream = (stream, bytes::Bytes::new(), true);
+        proxy::serve(app, &worker.hyper, stream, (client, peer), stop, watcher).await;
+    } else if let Some(handover) = fast::serve(&worker.fast, stream, client, peer).await {
+        let stream = (handover.stream, handover.read, false);
+        proxy::serve(
+            app,
+            &worker.hyper,
+            stream,
+            (client, handover.peer),
+            stop,
+            watcher,
+        )
+        .await;
+    }
 }
 
 /// A client connection counted in `rrlb_connections{side="client"}` while this lives.
