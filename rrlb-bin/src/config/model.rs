@@ -127,6 +127,23 @@ section! {
     }
 }
 
+impl Config {
+    /// Every certificate, key and CA file the configuration names (`[tls]`, `[upstream_tls]`,
+    /// `[backends.tls]`): what a reload reads again, and what the file watcher watches besides the file.
+    pub fn tls_files(&self) -> Vec<PathBuf> {
+        let t = &self.tls;
+        let listener = [&t.cert, &t.key, &t.client_ca].into_iter().flatten();
+        let pairs = t.certificates.iter().flat_map(|p| [&p.cert, &p.key]);
+        let upstream = std::iter::once(&self.upstream_tls)
+            .chain(self.backends.iter().filter_map(|b| b.tls.as_ref()))
+            .flat_map(|u| [&u.ca, &u.cert, &u.key].into_iter().flatten());
+        let mut files: Vec<PathBuf> = listener.chain(pairs).chain(upstream).cloned().collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+}
+
 impl TlsConfig {
     /// Whether the proxy listener serves TLS.
     pub fn is_on(&self) -> bool {

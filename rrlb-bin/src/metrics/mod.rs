@@ -13,6 +13,7 @@ mod record;
 mod registry;
 mod render;
 mod series;
+mod tls;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,8 @@ pub(crate) struct Metrics {
     /// `rrlb_connections{side="upstream"}`: the sum of both, set when rendered.
     upstream_exported: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    /// The proxy listener's TLS handshakes and certificates.
+    pub(crate) tls: tls::TlsMetrics,
     health_checks: Family<HealthCheckLabels, Counter>,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,

@@ -63,6 +63,8 @@ impl Metrics {
             .clone();
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let health_checks = Family::<HealthCheckLabels, Counter>::default();
+        let tls = super::tls::TlsMetrics::default();
+        tls.register(&mut registry);
         registry.register(
             "rrlb_build_info",
             "Always 1; the version of the running rrlb in its label",
@@ -176,6 +178,7 @@ impl Metrics {
             https_connections: rrlb_tower::http::ConnectionCount::new(),
             upstream_exported,
             upstream_errors,
+            tls,
             health_checks,
             totals: Mutex::default(),
             series: Mutex::default(),

@@ -1,7 +1,9 @@
 //! What triggers a reload besides `POST /admin/reload`: SIGHUP, and a change to the configuration file; and
 //! SIGUSR1, which reopens the access log (log rotation).
 
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,59 +52,103 @@ pub(super) fn spawn_triggers(
         }
     }
     if let Some(path) = path {
-        match watch_file(path.clone()) {
-            Ok((watcher, mut rx)) => {
-                let app = Arc::clone(app);
-                tasks.push(tokio::spawn(async move {
-                    let _watcher = watcher; // dropped with the task
-                    let mut last = tokio::fs::read(&path).await.ok();
-                    while rx.recv().await.is_some() {
-                        // Editors and ConfigMap updates write in several steps: wait for quiet.
-                        tokio::time::sleep(Duration::from_millis(150)).await;
-                        while rx.try_recv().is_ok() {}
-                        let content = tokio::fs::read(&path).await.ok();
-                        if content == last {
-                            continue; // touched, not changed
-                        }
-                        last = content;
-                        reload_and_log(&app, "file change").await;
-                    }
-                }));
-            }
-            Err(e) => {
-                tracing::warn!(error = %ErrorChain(&e), "cannot watch the configuration file; reload with SIGHUP or the admin API")
-            }
-        }
+        let control = Arc::clone(app);
+        tasks.push(tokio::spawn(watch_and_reload(control, path)));
     }
     tasks
 }
 
-/// Watches the directory holding `path` (so that replaced files and Kubernetes' `..data` symlink swaps are
-/// seen) and sends a unit for every event touching the file.
-fn watch_file(
-    path: PathBuf,
+/// The files a reload reads: the configuration file, and every certificate, key and CA file it names.
+fn watched(config_file: &Path, app: &Control) -> Vec<PathBuf> {
+    let mut files = vec![config_file.to_path_buf()];
+    files.extend(app.config.load().tls_files());
+    files
+}
+
+/// Reloads when the configuration file or a file it names (certificates, keys, CAs) changes content: each
+/// file's directory is watched, so editors' atomic renames and a Kubernetes Secret's or ConfigMap's `..data`
+/// symlink swap are seen. After each reload the list of files is read again from the configuration in force.
+async fn watch_and_reload(app: Arc<Control>, config_file: PathBuf) {
+    let mut files = watched(&config_file, &app);
+    loop {
+        let (watchers, mut rx) = match watch_files(&files) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %ErrorChain(&e), "cannot watch the configuration's files; reload with SIGHUP or the admin API");
+                return;
+            }
+        };
+        let mut last = read_all(&files).await;
+        while rx.recv().await.is_some() {
+            // Editors, ConfigMap and Secret updates write in several steps: wait for quiet.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            let now = read_all(&files).await;
+            if now == last {
+                continue; // touched, not changed
+            }
+            last = now;
+            reload_and_log(&app, "file change").await;
+            let next = watched(&config_file, &app);
+            if next != files {
+                files = next;
+                break; // watch the new list
+            }
+        }
+        drop(watchers);
+        if rx.is_closed() && files == watched(&config_file, &app) {
+            return;
+        }
+    }
+}
+
+/// The contents of `files` (`None` for one that cannot be read now).
+async fn read_all(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        out.push(tokio::fs::read(f).await.ok());
+    }
+    out
+}
+
+/// Watches the directory of every file in `files` and sends a unit for every event touching one of them (or a
+/// `..data` symlink swap in its directory).
+fn watch_files(
+    files: &[PathBuf],
 ) -> notify::Result<(
-    notify::RecommendedWatcher,
+    Vec<notify::RecommendedWatcher>,
     tokio::sync::mpsc::UnboundedReceiver<()>,
 )> {
     use notify::{RecursiveMode, Watcher};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let name = path.file_name().map(|n| n.to_owned());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !event.kind.is_access()
-            && event.paths.iter().any(|p| {
-                p.file_name() == name.as_deref() || p.file_name().is_some_and(|n| n == "..data")
-            })
-        {
-            let _ = tx.send(());
+    let mut by_dir: HashMap<PathBuf, HashSet<OsString>> = HashMap::new();
+    for path in files {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if let Some(name) = path.file_name() {
+            by_dir.entry(dir).or_default().insert(name.to_owned());
         }
-    })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    Ok((watcher, rx))
+    }
+    let mut watchers = Vec::with_capacity(by_dir.len());
+    for (dir, names) in by_dir {
+        let tx = tx.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && !event.kind.is_access()
+                    && event.paths.iter().any(|p| {
+                        p.file_name()
+                            .is_some_and(|n| names.contains(n) || n == "..data")
+                    })
+                {
+                    let _ = tx.send(());
+                }
+            })?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        watchers.push(watcher);
+    }
+    Ok((watchers, rx))
 }
