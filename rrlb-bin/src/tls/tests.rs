@@ -1034,3 +1034,18 @@ fn client_subject_is_none_on_a_connection_without_a_client_certificate() {
     let conn = rustls::ServerConnection::new(config).unwrap();
     assert_eq!(client_subject(&conn), None);
 }
+
+#[test]
+fn the_fuzz_seeds_load_as_their_names_say() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/tls_pem");
+    for (seed, want) in [
+        ("pair", true),
+        ("chain", true),
+        ("mismatch", false),
+        ("not-pem", false),
+    ] {
+        let data = std::fs::read(dir.join(seed)).unwrap();
+        let at = data.iter().position(|&b| b == 0).unwrap();
+        assert_eq!(loads(&data[..at], &data[at + 1..]), want, "{seed}");
+    }
+}
