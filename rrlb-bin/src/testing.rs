@@ -1,5 +1,5 @@
-//! Entry points for the fuzz targets into the crate-private HTTP/1 state machines (`h1`) and the fast path's
-//! request reader. Not a stable API.
+//! Entry points for the fuzz targets into the crate-private HTTP/1 state machines (`h1`), the fast path's
+//! request reader and the TLS pair loader. Not a stable API.
 
 use bytes::BytesMut;
 
@@ -92,6 +92,12 @@ pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
     // A pooled connection that became readable (bytes nobody asked for, or the close) is dropped when taken.
     out.reused = body.reusable() && parts.len() == 0 && !closed;
     out
+}
+
+/// Whether a certificate/key pair loads from PEM bytes, through the function the listener loads its files
+/// with (`tls::pair_from_pem`: PEM, X.509, the key, key against certificate). Never panics.
+pub fn tls_pair(cert_pem: &[u8], key_pem: &[u8]) -> bool {
+    crate::tls::pair_from_pem(cert_pem, key_pem, ("cert.pem", "key.pem")).is_ok()
 }
 
 /// The admin route table's operations as `(method, path pattern, mutating)`, in table order, for the test that
