@@ -22,9 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 use crate::app::{App, Local};
-use crate::fast::ClientStream;
 use crate::forward::{
-    self, BodyFraming, Facts, Peer, Protocol, Record, Rejection, Settings, Verdict,
+    self, BodyFraming, ClientStream, Facts, Peer, Protocol, Record, Rejection, Settings, Verdict,
 };
 use crate::logging::ErrorChain;
 use crate::upstream::{RawBody, RawRequest, RawResponse};

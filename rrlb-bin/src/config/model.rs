@@ -174,6 +174,17 @@ pub enum ClientAuth {
     Required,
 }
 
+impl ClientAuth {
+    /// The configuration's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
 section! {
     /// TLS to `https://` backends (`[upstream_tls]`, and per backend `[backends.tls]` with the same keys).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::HeaderValue;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::app::Local;
 use crate::forward::{
-    self, BodyFraming, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Peer, Record, Rejection, Settings,
-    Verdict,
+    self, BodyFraming, ClientStream, DRAIN_IDLE_GRACE, KEEP_ALIVE_IDLE, Peer, Record, Rejection,
+    Settings, Verdict,
 };
 use crate::h1::chunked;
 
@@ -51,11 +51,6 @@ pub(crate) struct Worker {
     /// Set when the server stops: idle connections close, busy ones close after their answer.
     pub stop: watch::Receiver<bool>,
 }
-
-/// What the fast path serves: a client connection, plain TCP or TLS.
-pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
 
 /// A connection the fast path does not serve (HTTP/1.0, h2c), with the bytes already read from it: for the
 /// hyper path ([`proxy::serve`](crate::proxy::serve)).

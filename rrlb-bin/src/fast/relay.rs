@@ -16,7 +16,7 @@ use crate::upstream::BodySource;
 /// end, never a byte of what broke the rules.
 /// The body's bytes sent (framing included, the head not) are counted in `record`.
 pub(super) async fn body(
-    client: &mut impl super::ClientStream,
+    client: &mut impl crate::forward::ClientStream,
     mut out: crate::bufs::Buf,
     source: BodySource,
     record: &mut Record<'_>,
@@ -80,7 +80,7 @@ pub(super) async fn body(
 
 /// Empties `buf` and reads into it (at least 16 KiB of room).
 pub(super) async fn refill(
-    stream: &mut impl super::ClientStream,
+    stream: &mut impl crate::forward::ClientStream,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
     buf.clear();

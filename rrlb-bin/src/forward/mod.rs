@@ -198,6 +198,14 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// A client connection either path serves: plain TCP or TLS.
+pub(crate) trait ClientStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
 /// The client a request came from, as the fields rrlb adds need it: its address as text (`x-forwarded-for`),
 /// whether it connected over TLS (`x-forwarded-proto`), and the header that carries its verified client
 /// certificate's subject (`tls.client_subject_header`): written from the certificate, and a client's own field

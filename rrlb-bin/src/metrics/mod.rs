@@ -13,9 +13,9 @@ mod record;
 mod registry;
 mod render;
 mod series;
-mod tls;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

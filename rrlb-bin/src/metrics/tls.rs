@@ -55,7 +55,10 @@ impl TlsMetrics {
 
     /// The served certificates now: their names and expiry (Unix seconds); the series of certificates no
     /// longer served go.
-    pub(crate) fn set_certificates<'a>(&self, certificates: impl IntoIterator<Item = (&'a str, i64)>) {
+    pub(crate) fn set_certificates<'a>(
+        &self,
+        certificates: impl IntoIterator<Item = (&'a str, i64)>,
+    ) {
         self.expiry.clear();
         for (name, not_after) in certificates {
             self.expiry

@@ -14,8 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::stopped;
 use crate::app::App;
-use crate::fast::ClientStream;
-use crate::forward::Peer;
+use crate::forward::{ClientStream, Peer};
 use crate::{fast, proxy};
 
 /// Starts serving the proxy listener: on the calling runtime with `workers == 0`, else on `workers` threads

@@ -44,28 +44,8 @@ pub(crate) struct PairSpec {
     pub(crate) key: PathBuf,
 }
 
-/// Whether the listener asks clients for a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum ClientAuth {
-    /// No client certificates.
-    #[default]
-    None,
-    /// Asked for; a client without one is let in, one with a certificate `client_ca` did not sign is not.
-    Optional,
-    /// A certificate signed by `client_ca` is required.
-    Required,
-}
-
-impl ClientAuth {
-    /// The configuration's name for it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Optional => "optional",
-            Self::Required => "required",
-        }
-    }
-}
+/// Whether the listener asks clients for a certificate: the configuration's own type.
+pub(crate) use crate::config::ClientAuth;
 
 /// What one TLS listener serves: the default pair, the pairs chosen by SNI, and client authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
