@@ -192,7 +192,10 @@ pub enum ApplyError {
 impl Control {
     /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).
     /// Must be called inside a tokio runtime.
-    pub(crate) fn start(config: Config, reloader: Option<Reloader>) -> Result<Arc<Self>, ApplyError> {
+    pub(crate) fn start(
+        config: Config,
+        reloader: Option<Reloader>,
+    ) -> Result<Arc<Self>, ApplyError> {
         let set = BackendSet::with_backends(
             AnyBalancer::new(config.algorithm),
             set_options(&config),

@@ -104,7 +104,9 @@ pub fn admin_operations() -> Vec<(&'static str, &'static str, bool)> {
 pub use crate::admin::{Patch, parse_new_backend, parse_object, parse_patch};
 
 /// The TLS client settings of `https://` backends, as the configuration will give them.
-pub use crate::upstream::{BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config};
+pub use crate::upstream::{
+    BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config,
+};
 
 /// Runs `f` (such as `rrlb::run(...)`) with `tls` as the TLS settings of `https://` backends in the balancing
 /// services built within it: those made at start-up, not by a reload (which runs in another task).

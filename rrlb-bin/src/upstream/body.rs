@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use rrlb_tower::{BoxError, FailureKind};
 
-use super::pool::Conn;
 use super::RawError;
+use super::pool::Conn;
 use crate::h1::answer::{self, BodyReader};
 
 /// An answer body on a backend connection (TCP, or TLS over TCP): decoded by `h1::answer`'s [`BodyReader`], the connection handed

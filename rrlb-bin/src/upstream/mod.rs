@@ -43,8 +43,8 @@ mod tls;
 
 pub(crate) use body::{RawBody, UpstreamBody};
 pub(crate) use policy::RawPolicy;
-pub use tls::{BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config};
 pub(crate) use tls::with_for_tests as with_tls_for_tests;
+pub use tls::{BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config};
 
 /// A request, ready to be sent to whichever backend is picked: everything but the request line's method and
 /// path prefix and the `host` header is already encoded. Cloning it (for a retry) takes two references.
@@ -246,12 +246,7 @@ impl Service<Routed<RawRequest>> for RawUpstream {
 
 impl RawUpstream {
     /// One attempt: `request` to `backend`, with `span` as its `traceparent`.
-    fn exchange(
-        &self,
-        backend: Arc<Backend>,
-        request: RawRequest,
-        span: TraceParent,
-    ) -> RawFuture {
+    fn exchange(&self, backend: Arc<Backend>, request: RawRequest, span: TraceParent) -> RawFuture {
         let (target, idle) = match pool::checkout(&backend, &self.dial) {
             Ok(t) => t,
             Err(e) => return Box::pin(std::future::ready(Err(e))),

@@ -241,7 +241,10 @@ impl Target {
                     .map_err(|e| ("connect", e))?
                     .next()
                     .ok_or_else(|| {
-                        ("connect", io::Error::other("the name resolved to no address"))
+                        (
+                            "connect",
+                            io::Error::other("the name resolved to no address"),
+                        )
                     })?,
             };
             let tcp = TcpStream::connect(addr).await.map_err(|e| ("connect", e))?;
@@ -361,7 +364,10 @@ fn is_quiet(stream: &mut Upstream) -> bool {
                 Poll::Pending => {}
                 Poll::Ready(Err(_)) => return false,
                 Poll::Ready(Ok(())) => {
-                    if !tcp.poll_peek(&mut cx, &mut ReadBuf::new(&mut probe)).is_pending() {
+                    if !tcp
+                        .poll_peek(&mut cx, &mut ReadBuf::new(&mut probe))
+                        .is_pending()
+                    {
                         return false;
                     }
                 }

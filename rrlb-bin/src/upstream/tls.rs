@@ -341,7 +341,10 @@ pub(crate) fn for_tests() -> Option<Arc<BackendTls>> {
 }
 
 /// Runs `f` with `tls` as the settings of every balancing service built within it (not in tasks it spawns).
-pub(crate) async fn with_for_tests<F: std::future::Future>(tls: Arc<BackendTls>, f: F) -> F::Output {
+pub(crate) async fn with_for_tests<F: std::future::Future>(
+    tls: Arc<BackendTls>,
+    f: F,
+) -> F::Output {
     FOR_TESTS.scope(tls, f).await
 }
 
@@ -385,7 +388,8 @@ mod tests {
                 dir.path().join("empty.pem").display()
             )
         );
-        let secret = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0IGtleSBieXRlcw@@\n-----END PRIVATE KEY-----\n";
+        let secret =
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0IGtleSBieXRlcw@@\n-----END PRIVATE KEY-----\n";
         let key = write(dir.path(), "key.pem", secret);
         let e = private_key(&key).unwrap_err();
         let chain = crate::logging::ErrorChain(&e).to_string();
@@ -396,7 +400,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(matches!(e, UpstreamTlsError::HalfClientCert { given: "key" }));
+        assert!(matches!(
+            e,
+            UpstreamTlsError::HalfClientCert { given: "key" }
+        ));
         let e = client_config(&UpstreamTlsSpec {
             server_name: Some("not a name".into()),
             ..Default::default()
