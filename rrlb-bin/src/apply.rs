@@ -1,10 +1,11 @@
 //! Applying a configuration to the running [`App`]: the mapping from [`Config`] to the engine's settings (set
-//! options, balance and retry settings, health checks, the https client, the rate limiter), building the state
+//! options, balance and retry settings, health checks, the TLS settings of `https://` backends, the rate
+//! limiter), building the state
 //! at start, and re-applying it on a reload (SIGHUP, a file change, `POST /admin/reload`). A configuration is
 //! checked whole before anything changes; on any error the running one stays.
 //!
 //! [`Control`] owns what only a reload touches (the health checker, discovery tasks, the retry budget, the
-//! https client) and hands out the [`App`] that requests read.
+//! upstream TLS settings) and hands out the [`App`] that requests read.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use governor::{Quota, RateLimiter};
 use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, SetOptions};
-use rrlb_tower::http::{HttpProbe, HttpUpstream, UpstreamConfig};
+use rrlb_tower::http::HttpProbe;
 use rrlb_tower::{
     BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
 };
@@ -25,7 +26,7 @@ use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::discovery::{self, DiscoveryStartError, Groups};
 use crate::metrics::Metrics;
 use crate::telemetry::Telemetry;
-use crate::upstream::ProxyService;
+use crate::upstream::{BackendTls, ProxyService, UpstreamTlsError};
 
 /// Re-reads the configuration (SIGHUP, a file change, `POST /admin/reload`).
 pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
@@ -33,7 +34,8 @@ pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 /// The running [`App`] and what applying a configuration to it needs: the one writer of its swaps.
 pub(crate) struct Control {
     app: Arc<App>,
-    upstream: ArcSwap<(Duration, HttpUpstream)>,
+    /// The TLS settings of `https://` backends; kept across reloads (pooled TLS connections stay usable).
+    upstream_tls: ArcSwap<BackendTls>,
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
     health: std::sync::Mutex<Option<HealthChecker>>,
@@ -42,7 +44,6 @@ pub(crate) struct Control {
     _maintenance: Maintenance,
     reloader: Option<Reloader>,
     reload_lock: Mutex<()>,
-    per_thread: bool,
 }
 
 impl std::ops::Deref for Control {
@@ -116,18 +117,10 @@ fn limiter(c: &Config) -> Option<ClientLimiter> {
     ))
 }
 
-/// The hyper client for `https://` backends; its connections count in `metrics` (across reloads).
-fn upstream(c: &Config, per_thread: bool, metrics: &Metrics) -> HttpUpstream {
-    let config = UpstreamConfig {
-        connect_timeout: c.timeouts.connect,
-        ..UpstreamConfig::default()
-    };
-    let up = if per_thread {
-        HttpUpstream::per_thread(config)
-    } else {
-        HttpUpstream::new(config)
-    };
-    up.counting(metrics.https_connections.clone())
+/// The TLS settings of `https://` backends: the Mozilla web roots for all of them (`[upstream_tls]` and
+/// `[backends.tls]` are not read yet).
+fn upstream_tls(_c: &Config) -> Result<BackendTls, ApplyError> {
+    BackendTls::web_roots().map_err(ApplyError::UpstreamTls)
 }
 
 /// The balancing service for a configuration. Its retry budget is passed in, kept across reloads that do not
@@ -135,14 +128,14 @@ fn upstream(c: &Config, per_thread: bool, metrics: &Metrics) -> HttpUpstream {
 fn service(
     c: &Config,
     set: &BackendSet<AnyBalancer>,
-    upstream: &HttpUpstream,
+    tls: &Arc<BackendTls>,
     budget: &RetryBudget,
     (metrics, telemetry): (&Arc<Metrics>, Option<Telemetry>),
 ) -> ProxyService {
     crate::upstream::service(
         set,
         c.timeouts.connect,
-        (upstream.clone(), telemetry),
+        (Arc::clone(tls), telemetry),
         balance_config(c),
         budget.clone(),
         metrics,
@@ -185,6 +178,9 @@ pub enum ApplyError {
     /// Span export cannot be set up.
     #[error("cannot set up span export")]
     Telemetry(#[source] crate::telemetry::TelemetryError),
+    /// The TLS settings of `https://` backends cannot be built (a CA, certificate or key file).
+    #[error("cannot set up TLS to https:// backends")]
+    UpstreamTls(#[source] UpstreamTlsError),
     /// Service discovery cannot start (no usable DNS resolver or Kubernetes API client).
     #[error("service discovery cannot start")]
     Discovery(#[source] DiscoveryStartError),
@@ -195,12 +191,10 @@ pub enum ApplyError {
 
 impl Control {
     /// Builds the state for `config` and starts its background tasks (health checks, breaker housekeeping).
-    /// Must be called inside a tokio runtime. With `per_thread`, every serving thread gets its own upstream
-    /// connection pool (for thread-per-core serving, see [`run_on_workers`](crate::run_on_workers)).
+    /// Must be called inside a tokio runtime.
     pub(crate) fn start(
         config: Config,
         reloader: Option<Reloader>,
-        per_thread: bool,
     ) -> Result<Arc<Self>, ApplyError> {
         let set = BackendSet::with_backends(
             AnyBalancer::new(config.algorithm),
@@ -210,12 +204,11 @@ impl Control {
         .map_err(ApplyError::Backends)?;
         let metrics = Arc::new(Metrics::new());
         metrics.config_applied();
-        let up = upstream(&config, per_thread, &metrics);
+        let tls = Arc::new(upstream_tls(&config)?);
         let budget = retry_budget(&config);
         let telemetry = Telemetry::new(&config.tracing, config.timeouts.connect)
             .map_err(ApplyError::Telemetry)?;
-        let svc = service(&config, &set, &up, &budget, (&metrics, telemetry.clone()));
-        let connect = config.timeouts.connect;
+        let svc = service(&config, &set, &tls, &budget, (&metrics, telemetry.clone()));
         let budget = (budget_params(&config), budget);
         let health = config
             .health
@@ -242,14 +235,13 @@ impl Control {
         });
         Ok(Arc::new(Self {
             app,
-            upstream: ArcSwap::from_pointee((connect, up)),
+            upstream_tls: ArcSwap::new(tls),
             budget: std::sync::Mutex::new(budget),
             health: std::sync::Mutex::new(health),
             discovery: std::sync::Mutex::new(groups),
             _maintenance: maintenance,
             reloader,
             reload_lock: Mutex::new(()),
-            per_thread,
         }))
     }
 
@@ -314,14 +306,9 @@ impl Control {
         if options != self.set.options() {
             self.set.set_options(options);
         }
-        let up = if self.upstream.load().0 == new.timeouts.connect {
-            self.upstream.load().1.clone()
-        } else {
-            let up = upstream(&new, self.per_thread, &self.metrics);
-            self.upstream
-                .store(Arc::new((new.timeouts.connect, up.clone())));
-            up
-        };
+        // Kept: nothing in the configuration changes it yet. Once `[upstream_tls]` is read, a changed one is
+        // built (and checked) before anything changes, and stored here.
+        let tls = self.upstream_tls.load_full();
         let budget = {
             let mut b = self
                 .budget
@@ -335,7 +322,7 @@ impl Control {
         self.service.store(Arc::new(service(
             &new,
             &self.set,
-            &up,
+            &tls,
             &budget,
             (&self.metrics, (*self.telemetry.load_full()).clone()),
         )));

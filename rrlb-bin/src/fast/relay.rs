@@ -1,14 +1,12 @@
 //! Writing a backend's answer to the client: the head, then the body, decoded from the backend's framing
-//! ([`TcpBody`](crate::upstream::TcpBody)) and written in the client's.
+//! ([`UpstreamBody`](crate::upstream::UpstreamBody)) and written in the client's.
 
 use bytes::BytesMut;
-use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::forward::Record;
-use crate::h1::chunked;
 use crate::logging::ErrorChain;
-use crate::upstream::BodySource;
+use crate::upstream::UpstreamBody;
 
 /// Writes `out` (the answer's head, blank line included) and the body from `source`. `false` when the client
 /// connection cannot carry another request: it broke, or the answer could not be completed (the backend broke
@@ -18,62 +16,29 @@ use crate::upstream::BodySource;
 pub(super) async fn body(
     client: &mut impl crate::forward::ClientStream,
     mut out: crate::bufs::Buf,
-    source: BodySource,
+    mut source: UpstreamBody,
     record: &mut Record<'_>,
 ) -> bool {
     let mut head = out.len();
-    match source {
-        BodySource::Tcp(mut tcp) => {
-            let first = std::mem::take(&mut tcp.first);
-            tcp.frame(&first, tcp.is_done(), &mut out);
-            let mut data = Vec::new();
-            loop {
-                if client.write_all(&out).await.is_err() {
-                    return false;
-                }
-                record.sent((out.len() - std::mem::take(&mut head)) as u64);
-                if tcp.is_done() {
-                    return true;
-                }
-                out.clear();
-                data.clear();
-                match std::future::poll_fn(|cx| tcp.poll_next(cx, &mut data)).await {
-                    Ok(done) => tcp.frame(&data, done, &mut out),
-                    Err(e) => {
-                        tracing::debug!(error = %ErrorChain(&e), "backend answer cut short");
-                        return false;
-                    }
-                }
-            }
+    let first = std::mem::take(&mut source.first);
+    source.frame(&first, source.is_done(), &mut out);
+    let mut data = Vec::new();
+    loop {
+        if client.write_all(&out).await.is_err() {
+            return false;
         }
-        BodySource::Hyper { mut body, chunked } => {
-            if client.write_all(&out).await.is_err() {
+        record.sent((out.len() - std::mem::take(&mut head)) as u64);
+        if source.is_done() {
+            return true;
+        }
+        out.clear();
+        data.clear();
+        match std::future::poll_fn(|cx| source.poll_next(cx, &mut data)).await {
+            Ok(done) => source.frame(&data, done, &mut out),
+            Err(e) => {
+                tracing::debug!(error = %ErrorChain(&e), "backend answer cut short");
                 return false;
             }
-            record.sent((out.len() - head) as u64);
-            if !chunked {
-                return true;
-            }
-            loop {
-                out.clear();
-                match body.frame().await {
-                    None => break,
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data()
-                            && !data.is_empty()
-                        {
-                            chunked::encode_chunk(&mut out, &data);
-                            if client.write_all(&out).await.is_err() {
-                                return false;
-                            }
-                            record.sent(out.len() as u64);
-                        }
-                    }
-                    Some(Err(_)) => return false,
-                }
-            }
-            record.sent(chunked::LAST_CHUNK.len() as u64);
-            client.write_all(chunked::LAST_CHUNK).await.is_ok()
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The chunked transfer coding (RFC 9112 §7.1), decoded strictly and byte by byte across reads.
 //!
 //! rrlb never relays a peer's chunk framing as it is: the decoder takes the data out, and whoever forwards it
-//! writes framing of its own ([`encode_chunk`], [`LAST_CHUNK`]). A recipient that reads framing differently from
+//! writes framing of its own ([`encode_chunk`]). A recipient that reads framing differently from
 //! the sender is how responses and requests get smuggled, so every rule below fails closed:
 //!
 //! - `chunk-size` is 1 to 16 hex digits (no sign, no `0x`, no overflow of 64 bits);
@@ -23,8 +23,6 @@ use std::fmt;
 pub(crate) const MAX_LINE: usize = 4096;
 /// The longest trailer section.
 pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
-/// The last chunk and the end of an empty trailer section.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Why a chunked body was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

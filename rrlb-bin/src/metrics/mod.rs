@@ -57,15 +57,14 @@ pub(crate) struct Metrics {
     last_reload: Gauge<f64, AtomicU64>,
     /// Open client connections on the proxy listener (`rrlb_connections{side="client"}`).
     pub(crate) client_connections: Gauge,
-    /// rrlb's own HTTP/1.1 upstream connections, pooled or in use (counted by its pool).
+    /// rrlb's own HTTP/1.1 upstream connections, plain and TLS, pooled or in use (counted by its pool);
+    /// `rrlb_connections{side="upstream"}`.
     pub(crate) upstream_connections: Gauge,
-    /// The connections of the hyper client that serves `https://` backends (counted by its connector).
-    pub(crate) https_connections: rrlb_tower::http::ConnectionCount,
-    /// `rrlb_connections{side="upstream"}`: the sum of both, set when rendered.
-    upstream_exported: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     /// The proxy listener's TLS handshakes and certificates.
     pub(crate) tls: tls::TlsMetrics,
+    /// `rrlb_upstream_tls_handshakes_total{backend}`: completed TLS handshakes with `https://` backends.
+    upstream_tls_handshakes: Family<BackendLabel, Counter>,
     health_checks: Family<HealthCheckLabels, Counter>,
     /// One count per thread that answered requests (each written by its thread only), summed when read.
     totals: Mutex<Vec<Arc<AtomicU64>>>,

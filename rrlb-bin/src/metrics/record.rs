@@ -75,6 +75,18 @@ impl Metrics {
         });
     }
 
+    /// Counts one completed TLS handshake with `backend` (a new pooled connection, not a request: taken under
+    /// the series lock, like a health check).
+    pub(crate) fn upstream_tls_handshake(&self, backend: &str) {
+        let mut series = self.series();
+        series.keys(backend).tls_handshakes = true;
+        self.upstream_tls_handshakes
+            .get_or_create(&BackendLabel {
+                backend: backend.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts one health check of `backend`.
     pub(crate) fn health_check(&self, backend: &str, passed: bool) {
         let result = if passed { "pass" } else { "fail" };

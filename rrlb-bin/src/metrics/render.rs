@@ -62,11 +62,6 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(i64::try_from(m.stats().in_flight()).unwrap_or(i64::MAX));
         }
-        self.upstream_exported.set(
-            self.upstream_connections
-                .get()
-                .saturating_add(i64::try_from(self.https_connections.get()).unwrap_or(i64::MAX)),
-        );
         // The set counts skips; the counter catches up with it (one set per process, so both only grow).
         let skipped = set.ejections().skipped();
         let exported = self.ejections_skipped.get();

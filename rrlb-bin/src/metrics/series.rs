@@ -21,6 +21,8 @@ pub(super) struct Keys {
     pub(super) kinds: HashSet<&'static str>,
     /// `rrlb_health_checks_total` results.
     pub(super) checks: HashSet<&'static str>,
+    /// `rrlb_upstream_tls_handshakes_total` has a series.
+    pub(super) tls_handshakes: bool,
 }
 
 /// Which per-backend series exist, and which backends were already missing from the set at the last render.
@@ -79,6 +81,11 @@ impl Metrics {
                 self.upstream_errors.remove(&UpstreamErrorLabels {
                     backend: backend.clone(),
                     kind,
+                });
+            }
+            if keys.tls_handshakes {
+                self.upstream_tls_handshakes.remove(&BackendLabel {
+                    backend: backend.clone(),
                 });
             }
             for result in keys.checks {

@@ -125,15 +125,10 @@ fn a_gone_backends_series_are_shown_once_more_then_removed() {
     );
 }
 
-/// `rrlb_connections{side="upstream"}` adds the https client's connections (counted by its connector) to
-/// rrlb's own pool's.
-#[tokio::test(flavor = "current_thread")]
-async fn the_upstream_connection_gauge_adds_the_hyper_clients_connections() {
-    use http_body_util::Full;
-    use rrlb_tower::Routed;
-    use rrlb_tower::http::{HttpUpstream, UpstreamConfig};
-    use tower::ServiceExt;
-
+/// `rrlb_connections{side="upstream"}` is the pool's count (plain and TLS connections alike), and TLS
+/// handshakes are counted per backend.
+#[test]
+fn upstream_connections_and_tls_handshakes_are_exported() {
     let set = BackendSet::new(
         AnyBalancer::new(Algorithm::RoundRobin),
         SetOptions::default(),
@@ -141,39 +136,16 @@ async fn the_upstream_connection_gauge_adds_the_hyper_clients_connections() {
     let m = Metrics::new();
     m.upstream_connections.inc();
     m.upstream_connections.inc();
-    let gauge = "rrlb_connections{side=\"upstream\"}";
+    m.upstream_tls_handshake("a");
+    m.upstream_tls_handshake("a");
+    let text = m.render(&set);
     assert_eq!(
-        line(&m.render(&set), gauge),
+        line(&text, "rrlb_connections{side=\"upstream\"}"),
         Some("rrlb_connections{side=\"upstream\"} 2")
     );
-    let echo = echo_rs::EchoServer::start("127.0.0.1:0", echo_rs::Config::new("e"))
-        .await
-        .unwrap();
-    let backend = rrlb_core::Backend::new(
-        "e",
-        echo.url(),
-        true,
-        rrlb_core::BreakerParams::default(),
-        rrlb_core::HealthParams::default(),
-    );
-    let upstream =
-        HttpUpstream::new(UpstreamConfig::default()).counting(m.https_connections.clone());
-    let request = http::Request::post("/echo")
-        .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from_static(b"{}")))
-        .unwrap();
-    let response = upstream
-        .oneshot(Routed {
-            backend: backend.into(),
-            request,
-            attempt: 1,
-        })
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
     assert_eq!(
-        line(&m.render(&set), gauge),
-        Some("rrlb_connections{side=\"upstream\"} 3")
+        line(&text, "rrlb_upstream_tls_handshakes_total{backend=\"a\"}"),
+        Some("rrlb_upstream_tls_handshakes_total{backend=\"a\"} 2")
     );
 }
 

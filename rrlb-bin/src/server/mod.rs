@@ -93,7 +93,7 @@ pub async fn run_on_workers(
     workers: usize,
 ) -> Result<(), RunError> {
     let watch_path = config.source.clone();
-    let control = Control::start(config, reloader, workers > 0).map_err(RunError::Apply)?;
+    let control = Control::start(config, reloader).map_err(RunError::Apply)?;
     let app = Arc::clone(control.app());
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -1,5 +1,5 @@
-//! An answer's body after its head: read from a pooled connection by the rules of `h1::answer`
-//! ([`TcpBody`]), and as a hyper body for the hyper path ([`RawBody`]).
+//! An answer's body after its head: read from a pooled connection (plain or TLS) by the rules of
+//! `h1::answer` ([`UpstreamBody`]), and as a hyper body for the hyper path ([`RawBody`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -7,14 +7,14 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use rrlb_tower::{BoxError, FailureKind};
 
+use super::RawError;
 use super::pool::Conn;
-use super::{BodySource, RawError};
 use crate::h1::answer::{self, BodyReader};
 
-/// An answer body on a backend connection: decoded by `h1::answer`'s [`BodyReader`], the connection handed
+/// An answer body on a backend connection (TCP, or TLS over TCP): decoded by `h1::answer`'s [`BodyReader`], the connection handed
 /// back to the pool only when the reader says it is reusable.
 #[derive(Debug)]
-pub(crate) struct TcpBody {
+pub(crate) struct UpstreamBody {
     /// Decoded body data read with the head, not yet handed on.
     pub(crate) first: Bytes,
     reader: BodyReader,
@@ -22,7 +22,7 @@ pub(crate) struct TcpBody {
     conn: Option<Conn>,
 }
 
-impl TcpBody {
+impl UpstreamBody {
     /// Starts reading the body after a head: `start` are the bytes read after the head (see
     /// [`BodyReader::start`]).
     pub(super) fn start(
@@ -88,25 +88,15 @@ impl TcpBody {
         if self.buf.capacity() < 16 * 1024 {
             self.buf.reserve(16 * 1024);
         }
-        let n = loop {
-            if let Err(e) = std::task::ready!(conn.stream.poll_read_ready(cx)) {
+        let n = match std::task::ready!(conn.stream.poll_read_into(cx, &mut self.buf)) {
+            Ok(n) => n,
+            Err(e) => {
+                self.conn = None;
                 return Poll::Ready(Err(RawError::io(
                     FailureKind::Reset,
                     "reading from the backend",
                     e,
                 )));
-            }
-            match conn.stream.try_read_buf(&mut self.buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    self.conn = None;
-                    return Poll::Ready(Err(RawError::io(
-                        FailureKind::Reset,
-                        "reading from the backend",
-                        e,
-                    )));
-                }
             }
         };
         if n == 0 {
@@ -134,21 +124,14 @@ impl TcpBody {
 #[derive(Debug)]
 pub(crate) struct RawBody {
     first: Option<Bytes>,
-    source: Option<BodySource>,
+    source: Option<UpstreamBody>,
 }
 
 impl RawBody {
-    pub(crate) fn new(source: BodySource) -> Self {
-        let (first, source) = match source {
-            BodySource::Tcp(mut tcp) => {
-                let first = std::mem::take(&mut tcp.first);
-                (Some(first), BodySource::Tcp(tcp))
-            }
-            other => (None, other),
-        };
+    pub(crate) fn new(mut body: UpstreamBody) -> Self {
         Self {
-            first,
-            source: Some(source),
+            first: Some(std::mem::take(&mut body.first)),
+            source: Some(body),
         }
     }
 }
@@ -170,14 +153,7 @@ impl hyper::body::Body for RawBody {
         }
         match &mut this.source {
             None => Poll::Ready(None),
-            Some(BodySource::Hyper { body, .. }) => {
-                let frame = std::task::ready!(Pin::new(body).poll_frame(cx));
-                if frame.is_none() {
-                    this.source = None;
-                }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Some(BodySource::Tcp(tcp)) => loop {
+            Some(tcp) => loop {
                 if tcp.is_done() {
                     let trailers = trailer_map(tcp.trailers());
                     this.source = None;

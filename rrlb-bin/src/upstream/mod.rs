@@ -1,18 +1,21 @@
 //! The upstream side of both request paths: one balancing service ([`ProxyService`], rrlb-tower's `Balance`
-//! over [`RawUpstream`]) that sends HTTP/1.1 over plain TCP connections kept in a per-thread pool, written and
-//! read by the task that serves the client (no connection task, no channel, no second wake-up per request),
-//! its answers framed by `h1::answer`. The fast path writes an answer's body to its client as bytes,
-//! the hyper path as a [`RawBody`]. `https://` backends go through rrlb-tower's hyper client, whose answers are
-//! checked by the same rules (`h1::answer::check_answer`).
+//! over [`RawUpstream`]) that sends HTTP/1.1 over connections kept in a per-thread pool, written and read by
+//! the task that serves the client (no connection task, no channel, no second wake-up per request), its
+//! answers framed by `h1::answer`. `http://` backends get plain TCP connections, `https://` ones TLS over TCP
+//! (rustls), and everything else is the same: the head written as the forwarding core wrote it, the pool, the
+//! answer rules. The fast path writes an answer's body to its client as bytes, the hyper path as a
+//! [`RawBody`].
 //!
 //! - `mod.rs`: the request and answer types, [`RawError`], the [`RawUpstream`] service and the balancing
 //!   service built over it ([`service`]).
 //! - `pool.rs`: where a backend is ([`Target`](pool::Target)) and this thread's idle connections to it, with
 //!   the checks a pooled connection passes before it is used again.
-//! - `send.rs`: the plain HTTP/1.1 exchange: write the request, read the answer's head, and send again when
-//!   a pooled connection turns out to have been closed while idle.
-//! - `body.rs`: the answer's body after the head, for the fast path ([`TcpBody`]) and for hyper ([`RawBody`]).
-//! - `https.rs`: the bridge to rrlb-tower's hyper client for `https://` backends.
+//! - `send.rs`: the HTTP/1.1 exchange: write the request, read the answer's head, and send again when a
+//!   pooled connection turns out to have been closed while idle.
+//! - `body.rs`: the answer's body after the head, for the fast path ([`UpstreamBody`]) and for hyper
+//!   ([`RawBody`]).
+//! - `tls.rs`: the TLS client settings of `https://` backends ([`UpstreamTlsSpec`], [`client_config`],
+//!   [`BackendTls`]).
 //! - `policy.rs`: what the balancer counts as a failure, and noting the serving backend ([`RawPolicy`]).
 
 use std::borrow::Cow;
@@ -24,10 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Method;
-use hyper::body::Incoming;
-use prometheus_client::metrics::gauge::Gauge;
 use rrlb_core::{AnyBalancer, Backend};
-use rrlb_tower::http::HttpUpstream;
 use rrlb_tower::trace::TraceParent;
 use rrlb_tower::{Balance, BoxError, FailureKind, Routed};
 use tower::Service;
@@ -36,13 +36,15 @@ use crate::h1::{self, answer};
 use crate::telemetry::{ClientSpan, Telemetry, Trace};
 
 mod body;
-mod https;
 mod policy;
 mod pool;
 mod send;
+mod tls;
 
-pub(crate) use body::{RawBody, TcpBody};
+pub(crate) use body::{RawBody, UpstreamBody};
 pub(crate) use policy::RawPolicy;
+pub(crate) use tls::with_for_tests as with_tls_for_tests;
+pub use tls::{BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config};
 
 /// A request, ready to be sent to whichever backend is picked: everything but the request line's method and
 /// path prefix and the `host` header is already encoded. Cloning it (for a retry) takes two references.
@@ -84,24 +86,10 @@ pub(crate) struct RawResponse {
     pub status: u16,
     /// `HTTP/1.1 STATUS REASON\r\n`, the forwarded header lines and the framing line; without the blank line.
     pub head: crate::bufs::Buf,
-    /// The body bytes read with the head, and where the rest comes from.
-    pub(crate) body: BodySource,
+    /// The body: the bytes read with the head, and the connection the rest comes from.
+    pub(crate) body: UpstreamBody,
     /// Which backend answered and after how many attempts (set when the balancer returns it).
     pub served: Option<(Arc<Backend>, u32)>,
-}
-
-/// Where a backend's answer body comes from.
-#[derive(Debug)]
-pub(crate) enum BodySource {
-    /// A pooled TCP connection, read by [`TcpBody`].
-    Tcp(TcpBody),
-    /// A hyper response body (an `https://` backend).
-    Hyper {
-        body: Incoming,
-        /// Whether it has a body at all (not an answer to `HEAD`, a `204` or a `304`): the fast path then
-        /// forwards it chunked.
-        chunked: bool,
-    },
 }
 
 /// Why an attempt failed: what rrlb was doing, with the error that stopped it kept as the
@@ -120,7 +108,7 @@ enum Detail {
     Io(&'static str, std::io::Error),
     /// The backend's answer broke a rule of `h1::answer` (the rule is this level's message).
     Answer(answer::AnswerError),
-    /// rrlb-tower's hyper client failed (an `https://` backend): shown as its own error, with its causes.
+    /// Another error, shown as its own with its causes (a backend URL that cannot be used).
     Client(BoxError),
 }
 
@@ -175,30 +163,33 @@ impl std::error::Error for RawError {
     }
 }
 
-/// Sends [`RawRequest`]s to their picked backends: plain HTTP/1.1 on this thread's pooled connections, or,
-/// for `https://` backends, rrlb-tower's [`HttpUpstream`].
+/// Sends [`RawRequest`]s to their picked backends over this thread's pooled connections: plain TCP for
+/// `http://` backends, TLS with each backend's settings ([`BackendTls`]) for `https://` ones.
 #[derive(Debug, Clone)]
 pub(crate) struct RawUpstream {
     connect_timeout: Duration,
-    tls: HttpUpstream,
-    open: Gauge,
+    dial: pool::Dial,
     telemetry: Option<Telemetry>,
 }
 
 impl RawUpstream {
-    /// Connects within `connect_timeout`, counting the plain connections it keeps open in `open`; `tls`
-    /// serves `https://` backends; with `telemetry`, each attempt of a sampled request is exported as a CLIENT
-    /// span.
+    /// Connects within `connect_timeout` (TLS handshake included), counting the connections it keeps open in
+    /// `metrics`' upstream gauge and its TLS handshakes in `rrlb_upstream_tls_handshakes_total`; `tls` gives
+    /// each `https://` backend its TLS client; with `telemetry`, each attempt of a sampled request is exported
+    /// as a CLIENT span.
     pub(crate) fn new(
         connect_timeout: Duration,
-        tls: HttpUpstream,
-        open: Gauge,
+        tls: Arc<BackendTls>,
+        metrics: &Arc<crate::metrics::Metrics>,
         telemetry: Option<Telemetry>,
     ) -> Self {
         Self {
             connect_timeout,
-            tls,
-            open,
+            dial: pool::Dial {
+                open: metrics.upstream_connections.clone(),
+                tls,
+                metrics: Arc::clone(metrics),
+            },
             telemetry,
         }
     }
@@ -233,7 +224,7 @@ impl Service<Routed<RawRequest>> for RawUpstream {
             let trace = request.trace;
             let method = request.method.clone();
             let start = SystemTime::now();
-            let exchange = self.exchange(Arc::clone(&backend), request, span, attempt);
+            let exchange = self.exchange(Arc::clone(&backend), request, span);
             return Box::pin(async move {
                 let result = exchange.await;
                 let client = ClientSpan {
@@ -249,31 +240,17 @@ impl Service<Routed<RawRequest>> for RawUpstream {
                 result
             });
         }
-        self.exchange(backend, request, span, attempt)
+        self.exchange(backend, request, span)
     }
 }
 
 impl RawUpstream {
     /// One attempt: `request` to `backend`, with `span` as its `traceparent`.
-    fn exchange(
-        &self,
-        backend: Arc<Backend>,
-        request: RawRequest,
-        span: TraceParent,
-        attempt: u32,
-    ) -> RawFuture {
-        let (target, idle) = match pool::checkout(&backend, &self.open) {
+    fn exchange(&self, backend: Arc<Backend>, request: RawRequest, span: TraceParent) -> RawFuture {
+        let (target, idle) = match pool::checkout(&backend, &self.dial) {
             Ok(t) => t,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        if target.https {
-            return Box::pin(https::via_hyper(
-                self.tls.clone(),
-                backend,
-                request,
-                (span, attempt),
-            ));
-        }
         Box::pin(send::send(
             backend,
             target,
@@ -287,22 +264,19 @@ impl RawUpstream {
 /// The balancing service both request paths call.
 pub(crate) type ProxyService = Balance<RawUpstream, AnyBalancer, RawPolicy>;
 
-/// The balancing service for a backend set, its connect timeout, balancing settings and retry budget.
+/// The balancing service for a backend set, its connect timeout, the TLS settings of its `https://` backends,
+/// balancing settings and retry budget.
 pub(crate) fn service(
     set: &rrlb_core::BackendSet<AnyBalancer>,
     connect_timeout: Duration,
-    (tls, telemetry): (HttpUpstream, Option<Telemetry>),
+    (tls, telemetry): (Arc<BackendTls>, Option<Telemetry>),
     config: rrlb_tower::BalanceConfig,
     budget: rrlb_tower::RetryBudget,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> ProxyService {
+    let tls = tls::for_tests().unwrap_or(tls);
     Balance::new(
-        RawUpstream::new(
-            connect_timeout,
-            tls,
-            metrics.upstream_connections.clone(),
-            telemetry,
-        ),
+        RawUpstream::new(connect_timeout, tls, metrics, telemetry),
         set.clone(),
         RawPolicy {
             metrics: Arc::clone(metrics),

@@ -1,4 +1,4 @@
-//! The plain HTTP/1.1 exchange with a backend, on a pooled connection or a new one.
+//! The HTTP/1.1 exchange with a backend, on a pooled connection or a new one, plain or TLS alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +9,13 @@ use rrlb_core::Backend;
 use rrlb_tower::FailureKind;
 use rrlb_tower::trace::TraceParent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::body::TcpBody;
-use super::pool::{Conn, Target, Upstream, checkout};
-use super::{BodySource, RawError, RawRequest, RawResponse};
+use super::UpstreamBody;
+use super::pool::{Conn, Target, Upstream};
+use super::{RawError, RawRequest, RawResponse};
 use crate::h1::answer;
 
+/// Sends `request` to `backend` (at `target`) on `idle`, or on a new connection, and reads the answer's head.
 pub(super) async fn send(
     backend: Arc<Backend>,
     target: Arc<Target>,
@@ -34,19 +34,19 @@ pub(super) async fn send(
         };
         match exchange(&mut stream, &wire, body, head_only).await {
             Ok((head, start)) => {
-                let body = TcpBody::start(&head, start, Conn { stream, backend })
+                let body = UpstreamBody::start(&head, start, Conn { stream, backend })
                     .map_err(RawError::protocol)?;
                 return Ok(RawResponse {
                     status: head.status,
                     head: head.bytes,
-                    body: BodySource::Tcp(body),
+                    body,
                     served: None,
                 });
             }
             // A pooled connection the backend closed while it was idle: nothing of the request was taken,
             // so it goes again on a new connection (the pool may hold more stale ones: those are dropped).
             Err(Exchange::Stale(_)) if reused => {
-                idle = checkout(&backend, &target.open).ok().and_then(|(_, s)| s);
+                idle = super::pool::idle(&backend);
             }
             Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(e),
         }
@@ -96,7 +96,7 @@ enum Exchange {
 /// Writes the request (`body` when it is not in `wire` already) and reads the answer's head (interim `1xx`
 /// answers skipped); the head and the bytes read after it.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Upstream,
     wire: &[u8],
     body: Option<&Bytes>,
     head_only: bool,
@@ -105,6 +105,10 @@ async fn exchange(
         stream.write_all(wire).await?;
         if let Some(body) = body {
             stream.write_all(body).await?;
+        }
+        // A TLS stream may keep the last record in its buffer; a plain one has nothing to flush.
+        if stream.is_tls() {
+            stream.flush().await?;
         }
         Ok::<_, std::io::Error>(())
     };

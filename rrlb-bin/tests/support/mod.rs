@@ -10,6 +10,7 @@
 //! - [`scripted`]: raw-TCP backends that write what the test scripts ([`scripted::RawBackend`],
 //!   [`scripted::read_request`]).
 //! - [`wire`]: a raw HTTP/1 client that reads answers strictly ([`wire::Conn`], [`wire::Read`]).
+//! - [`tls`]: certificates made with rcgen and a TLS echo backend ([`tls::Pki`], [`tls::TlsEcho`]).
 //!
 //! Synchronisation is by signals (a held request counter, log lines, admin state) through bounded polls;
 //! the only deadlines are safety bounds that turn a hang into a failure.
@@ -17,6 +18,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod scripted;
+pub mod tls;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -285,6 +287,7 @@ pub struct HarnessBuilder {
     file: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    upstream_tls: Option<rrlb::testing::BackendTls>,
 }
 
 impl HarnessBuilder {
@@ -304,6 +307,12 @@ impl HarnessBuilder {
     /// Command-line arguments (after the program name).
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
+    /// The TLS settings of `https://` backends (see `rrlb::testing::with_upstream_tls`).
+    pub fn upstream_tls(mut self, tls: rrlb::testing::BackendTls) -> Self {
+        self.upstream_tls = Some(tls);
         self
     }
 
@@ -363,9 +372,13 @@ impl HarnessBuilder {
         let proxy = listeners.proxy.local_addr().expect("proxy addr");
         let admin = listeners.admin.local_addr().expect("admin addr");
         let (shutdown, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(rrlb::run(listeners, config, reloader, async move {
+        let run = rrlb::run(listeners, config, reloader, async move {
             let _ = rx.await;
-        }));
+        });
+        let task = match self.upstream_tls {
+            Some(tls) => tokio::spawn(rrlb::testing::with_upstream_tls(tls, run)),
+            None => tokio::spawn(run),
+        };
         let h = Harness {
             proxy,
             admin,

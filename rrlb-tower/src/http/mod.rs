@@ -81,12 +81,9 @@ pub type Connector = HttpConnector;
 /// # }
 /// ```
 pub fn connector(connect_timeout: Duration) -> Connector {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
+    let http = plain_connector(connect_timeout);
     #[cfg(feature = "https")]
     {
-        http.enforce_http(false);
         hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -95,9 +92,58 @@ pub fn connector(connect_timeout: Duration) -> Connector {
     }
     #[cfg(not(feature = "https"))]
     {
-        http.enforce_http(true);
         http
     }
+}
+
+/// The TCP part of every connector: `connect_timeout` and `TCP_NODELAY`; `https://` URIs are let through
+/// only when the `https` feature adds TLS on top (else they are refused).
+fn plain_connector(connect_timeout: Duration) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    #[cfg(feature = "https")]
+    http.enforce_http(false);
+    http
+}
+
+/// Like [`connector`], with a TLS client configuration of your own for `https://` URIs instead of the Mozilla
+/// roots: a private CA, a client certificate (mTLS), a custom verifier. `http://` URIs stay plain.
+///
+/// The configuration is used as it is; its ALPN protocols should be empty or `http/1.1` (the clients of this
+/// module speak HTTP/1.1 only).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Trust one private CA (here an empty store: load yours with rustls-pki-types' `PemObject`).
+/// let roots = rustls::RootCertStore::empty();
+/// let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+///     .with_safe_default_protocol_versions()?
+///     .with_root_certificates(roots)
+///     .with_no_client_auth();
+/// let connector = rrlb_tower::http::connector_with_tls(Duration::from_millis(500), Arc::new(tls));
+/// let client: Client<_, String> = Client::builder(TokioExecutor::new()).build(connector);
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "https")]
+pub fn connector_with_tls(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Connector {
+    hyper_rustls::HttpsConnector::from((plain_connector(connect_timeout), tls))
+}
+
+/// The connector of an [`UpstreamConfig`]: with its own TLS configuration when it has one.
+fn connector_for(config: &UpstreamConfig) -> Connector {
+    #[cfg(feature = "https")]
+    if let Some(tls) = &config.tls {
+        return connector_with_tls(config.connect_timeout, Arc::clone(tls));
+    }
+    connector(config.connect_timeout)
 }
 
 /// The request type of the HTTP pieces: a fully buffered body, so that a request can be re-sent.
@@ -114,7 +160,8 @@ pub fn connector(connect_timeout: Duration) -> Connector {
 /// ```
 pub type HttpRequest = Request<Full<Bytes>>;
 
-/// Settings of the upstream connection pool.
+/// Settings of the upstream connection pool, and (with the `https` feature) the TLS client for `https://`
+/// backends.
 ///
 /// ```
 /// use std::time::Duration;
@@ -131,7 +178,7 @@ pub type HttpRequest = Request<Full<Bytes>>;
 /// # drop(upstream);
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// Connect timeout. Default 500 ms.
     pub connect_timeout: Duration,
@@ -139,6 +186,10 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per backend. Default 256.
     pub pool_max_idle_per_host: usize,
+    /// The TLS client for `https://` backends (see [`connector_with_tls`]); `None` (the default): the Mozilla
+    /// web roots, no client certificate.
+    #[cfg(feature = "https")]
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for UpstreamConfig {
@@ -147,6 +198,8 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_millis(500),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
+            #[cfg(feature = "https")]
+            tls: None,
         }
     }
 }
@@ -206,7 +259,7 @@ fn build_client(config: &UpstreamConfig, connections: &ConnectionCount) -> Upstr
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .build(Counting {
-            inner: connector(config.connect_timeout),
+            inner: connector_for(config),
             count: connections.clone(),
         })
 }
@@ -243,7 +296,7 @@ impl HttpUpstream {
     pub fn counting(self, count: ConnectionCount) -> Self {
         Self(Arc::new(UpstreamInner {
             client: build_client(&self.0.config, &count),
-            config: self.0.config,
+            config: self.0.config.clone(),
             per_thread: self.0.per_thread,
             connections: count,
         }))
@@ -487,23 +540,62 @@ pub fn classify_transport_error(error: &(dyn std::error::Error + 'static)) -> Fa
 pub struct HttpProbe {
     client: Client<Connector, Full<Bytes>>,
     path: Arc<str>,
+    /// Kept for a client built again with another TLS configuration ([`with_tls`](Self::with_tls)).
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
+    connect_timeout: Duration,
+}
+
+/// The probe's client over `connector`.
+fn probe_client(connector: Connector) -> Client<Connector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
 }
 
 impl HttpProbe {
-    /// Probes `path` (e.g. `/health`) on every backend. Must be called inside a tokio runtime.
+    /// Probes `path` (e.g. `/health`) on every backend; `https://` backends are checked against the Mozilla
+    /// web roots (see [`with_tls`](Self::with_tls)). Must be called inside a tokio runtime.
     pub fn new(path: &str, connect_timeout: Duration) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector(connect_timeout));
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {
             format!("/{path}")
         };
         Self {
-            client,
+            client: probe_client(connector(connect_timeout)),
             path: path.into(),
+            connect_timeout,
+        }
+    }
+
+    /// The same probe, reaching `https://` backends with `tls` (a private CA, a client certificate; see
+    /// [`connector_with_tls`]) instead of the Mozilla web roots. One configuration serves every backend.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use rrlb_tower::http::HttpProbe;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The roots of your private CA (loaded from its PEM file with rustls-pki-types' `PemObject`).
+    /// let roots = rustls::RootCertStore::empty();
+    /// let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let probe = HttpProbe::new("/health", Duration::from_millis(500)).with_tls(Arc::new(tls));
+    /// # drop(probe);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "https")]
+    #[must_use]
+    pub fn with_tls(self, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            client: probe_client(connector_with_tls(self.connect_timeout, tls)),
+            ..self
         }
     }
 }

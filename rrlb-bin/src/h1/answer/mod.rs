@@ -36,7 +36,6 @@ pub(crate) use self::body::BodyReader;
 use std::fmt;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName};
 
 use super::chunked::{self, ChunkError};
 use super::{Connection, is_field_value, is_tchar, parse_length, push_header, push_status_line};
@@ -338,72 +337,6 @@ impl HeadReader {
 /// rrlb's.
 pub(crate) fn answer_header_forwarded(name: &str) -> bool {
     !(name.eq_ignore_ascii_case("x-request-id") || name.eq_ignore_ascii_case("x-rrlb-backend"))
-}
-
-/// The answer rules of this module that still apply to an answer hyper's client has parsed (the hyper path):
-/// a status of 200 to 599 (hyper keeps `1xx` to itself, and `101` was never asked for), one `content-length`
-/// of digits, no `content-length` beside `transfer-encoding`, and only `chunked`.
-pub(crate) fn check_answer(
-    status: http::StatusCode,
-    headers: &HeaderMap,
-) -> Result<(), AnswerError> {
-    let s = status.as_u16();
-    if s == 101 {
-        return Err(AnswerError::UnaskedUpgrade);
-    }
-    if !(100..=599).contains(&s) {
-        return Err(AnswerError::Status);
-    }
-    let lengths = headers.get_all(header::CONTENT_LENGTH);
-    let mut n = 0;
-    for v in lengths {
-        n += 1;
-        if super::parse_length(v.as_bytes()).is_none() {
-            return Err(AnswerError::Framing(
-                "content-length is not one decimal number",
-            ));
-        }
-    }
-    if n > 1 {
-        return Err(AnswerError::Framing("more than one content-length"));
-    }
-    let mut codings = 0;
-    for v in headers.get_all(header::TRANSFER_ENCODING) {
-        codings += 1;
-        if n > 0 {
-            return Err(AnswerError::Framing(
-                "both content-length and transfer-encoding",
-            ));
-        }
-        if !super::is_chunked(v.as_bytes()) {
-            return Err(AnswerError::Framing(
-                "a transfer-encoding other than chunked",
-            ));
-        }
-    }
-    if codings > 1 {
-        return Err(AnswerError::Framing(
-            "a transfer-encoding other than chunked",
-        ));
-    }
-    Ok(())
-}
-
-/// Removes from an answer's fields what does not reach the client (the hyper path): hop-by-hop fields, those
-/// `connection` names, and rrlb's own.
-pub(crate) fn strip_answer(headers: &mut HeaderMap) {
-    let mut connection = Connection::default();
-    for v in headers.get_all(header::CONNECTION) {
-        connection.add(v.as_bytes());
-    }
-    let drop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| connection.is_hop_by_hop(k.as_str()) || !answer_header_forwarded(k.as_str()))
-        .cloned()
-        .collect();
-    for name in drop {
-        headers.remove(name);
-    }
 }
 
 #[cfg(test)]
