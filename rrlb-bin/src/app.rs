@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::per_thread::{LocalService, Sending, call_local};
 use crate::telemetry::Telemetry;
+use crate::tls::TlsListener;
 use crate::upstream::{ProxyService, RawRequest};
 
 /// A per-client-IP rate limiter (`limits.rate_per_client`).
@@ -39,6 +40,8 @@ pub(crate) struct App {
     pub(crate) access_log: AccessLog,
     /// Span export, when `tracing.otlp_endpoint` is set.
     pub(crate) telemetry: ArcSwap<Option<Telemetry>>,
+    /// The proxy listener's TLS, when `[tls]` is set (its certificates rotate inside it).
+    pub(crate) tls: ArcSwap<Option<Arc<TlsListener>>>,
 }
 
 impl std::fmt::Debug for App {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use governor::{Quota, RateLimiter};
 use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, SetOptions};
-use rrlb_tower::http::HttpProbe;
 use rrlb_tower::{
     BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
 };
@@ -22,11 +21,15 @@ use tokio::sync::Mutex;
 
 use crate::access_log::AccessLog;
 use crate::app::{App, ClientLimiter};
+use crate::config::UpstreamTlsConfig;
 use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::discovery::{self, DiscoveryStartError, Groups};
 use crate::metrics::Metrics;
 use crate::telemetry::Telemetry;
-use crate::upstream::{BackendTls, ProxyService, UpstreamTlsError};
+use crate::tls::{self, ListenerSpec, PairSpec, TlsListener};
+use crate::upstream::{
+    BackendProbe, BackendTls, ProxyService, UpstreamTlsError, UpstreamTlsSpec, client_config,
+};
 
 /// Re-reads the configuration (SIGHUP, a file change, `POST /admin/reload`).
 pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
@@ -35,7 +38,8 @@ pub type Reloader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 pub(crate) struct Control {
     app: Arc<App>,
     /// The TLS settings of `https://` backends; kept across reloads (pooled TLS connections stay usable).
-    upstream_tls: ArcSwap<BackendTls>,
+    /// The settings of `https://` backends and what they were built from.
+    upstream_tls: std::sync::Mutex<(UpstreamTlsInputs, Arc<BackendTls>)>,
     /// The retry budget both paths draw on; kept across reloads that do not change it.
     budget: std::sync::Mutex<(BudgetParams, RetryBudget)>,
     health: std::sync::Mutex<Option<HealthChecker>>,
@@ -97,13 +101,13 @@ fn health_config(c: &Config) -> HealthCheckConfig {
 /// The health checker for a configuration, counting its checks into `metrics`.
 fn health_checker(
     set: &BackendSet<AnyBalancer>,
-    c: &Config,
+    (c, tls): (&Config, &BackendTls),
     metrics: &Arc<Metrics>,
 ) -> HealthChecker {
     let metrics = Arc::clone(metrics);
     HealthChecker::spawn_observed(
         set.clone(),
-        HttpProbe::new(c.health.path.as_str(), c.timeouts.connect),
+        BackendProbe::new(c.health.path.as_str(), c.timeouts.connect, tls),
         health_config(c),
         move |backend: &rrlb_core::Backend, passed| metrics.health_check(backend.name(), passed),
     )
@@ -117,10 +121,128 @@ fn limiter(c: &Config) -> Option<ClientLimiter> {
     ))
 }
 
-/// The TLS settings of `https://` backends: the Mozilla web roots for all of them (`[upstream_tls]` and
-/// `[backends.tls]` are not read yet).
-fn upstream_tls(_c: &Config) -> Result<BackendTls, ApplyError> {
-    BackendTls::web_roots().map_err(ApplyError::UpstreamTls)
+/// What the TLS settings of `https://` backends are built from: the sections, each backend's own table, and
+/// the contents of every file they name (a rotated CA or client certificate is a change; a reload that changes
+/// nothing keeps the settings, and with them the pooled TLS connections).
+#[derive(PartialEq)]
+struct UpstreamTlsInputs {
+    global: UpstreamTlsConfig,
+    own: Vec<(String, UpstreamTlsConfig)>,
+    files: Vec<Option<Vec<u8>>>,
+}
+
+impl UpstreamTlsInputs {
+    fn of(c: &Config) -> Self {
+        let own: Vec<(String, UpstreamTlsConfig)> = c
+            .backends
+            .iter()
+            .filter_map(|b| Some((b.name.clone(), b.tls.clone()?)))
+            .collect();
+        let files = std::iter::once(&c.upstream_tls)
+            .chain(own.iter().map(|(_, t)| t))
+            .flat_map(|t| [&t.ca, &t.cert, &t.key])
+            .map(|f| f.as_ref().and_then(|f| std::fs::read(f).ok()))
+            .collect();
+        Self {
+            global: c.upstream_tls.clone(),
+            own,
+            files,
+        }
+    }
+}
+
+/// The TLS settings of `https://` backends: `[upstream_tls]` for all, and for a backend (or discovery group)
+/// with its own `[backends.tls]`, those keys over `[upstream_tls]`'s. Every file is read and checked here,
+/// before anything changes.
+fn upstream_tls(c: &Config) -> Result<BackendTls, ApplyError> {
+    let spec = |t: &UpstreamTlsConfig| UpstreamTlsSpec {
+        ca: t.ca.clone(),
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        server_name: t.server_name.clone(),
+        insecure_skip_verify: t.insecure_skip_verify,
+    };
+    let build = |t: &UpstreamTlsConfig| client_config(&spec(t)).map_err(ApplyError::UpstreamTls);
+    let mut tls = BackendTls::new(build(&c.upstream_tls)?);
+    for b in &c.backends {
+        if let Some(own) = &b.tls {
+            tls = tls.with_backend(&b.name, build(&c.upstream_tls.overridden_by(Some(own)))?);
+        }
+    }
+    Ok(tls)
+}
+
+/// What the proxy listener's TLS is made of (`None`: plaintext).
+fn listener_spec(c: &Config) -> Option<ListenerSpec> {
+    let t = &c.tls;
+    let pair = |cert: &std::path::PathBuf, key: &std::path::PathBuf| PairSpec {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    Some(ListenerSpec {
+        default: pair(t.cert.as_ref()?, t.key.as_ref()?),
+        sni: t
+            .certificates
+            .iter()
+            .map(|p| pair(&p.cert, &p.key))
+            .collect(),
+        client_ca: t.client_ca.clone(),
+        client_auth: t.client_auth,
+    })
+}
+
+/// Loads the listener's certificates for `c` (every file read and checked; warnings logged), or `None` when
+/// the listener is plaintext.
+fn load_listener_tls(c: &Config) -> Result<Option<(ListenerSpec, tls::Loaded)>, ApplyError> {
+    let Some(spec) = listener_spec(c) else {
+        return Ok(None);
+    };
+    let loaded = tls::load(&spec).map_err(ApplyError::Tls)?;
+    loaded.log_warnings();
+    Ok(Some((spec, loaded)))
+}
+
+/// What `rrlb --check` says of the TLS files after the effective configuration: every certificate and key file
+/// is read and checked as a start would (an error names the file), then each listener certificate's subject,
+/// SANs and validity, the warnings a start would log, and the https-backend settings that were checked. Never a
+/// key.
+pub fn check_tls(c: &Config) -> Result<String, ApplyError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if let Some((_, loaded)) = load_listener_tls(c)? {
+        for i in loaded.infos() {
+            let _ = writeln!(
+                out,
+                "# tls certificate {:?} ({}): subject {:?}, SANs [{}], valid {} .. {}",
+                i.name,
+                i.source,
+                i.subject,
+                i.sans.join(", "),
+                i.not_before,
+                i.not_after
+            );
+        }
+        for w in loaded.warnings() {
+            let _ = writeln!(out, "# warning: {w}");
+        }
+    }
+    upstream_tls(c)?;
+    let own = c.backends.iter().filter(|b| b.tls.is_some()).count();
+    if c.upstream_tls != UpstreamTlsConfig::default() || own > 0 {
+        let _ = writeln!(
+            out,
+            "# upstream tls: [upstream_tls] and {own} [backends.tls] table(s) load"
+        );
+    }
+    Ok(out)
+}
+
+/// The certificates served now, into `rrlb_tls_certificate_expiry_timestamp_seconds`.
+fn export_certificates(metrics: &Metrics, listener: Option<&TlsListener>) {
+    let infos = listener.map(TlsListener::infos).unwrap_or_default();
+    metrics
+        .tls
+        .set_certificates(infos.iter().map(|i| (i.name.as_str(), i.not_after_unix)));
 }
 
 /// The balancing service for a configuration. Its retry budget is passed in, kept across reloads that do not
@@ -178,6 +300,9 @@ pub enum ApplyError {
     /// Span export cannot be set up.
     #[error("cannot set up span export")]
     Telemetry(#[source] crate::telemetry::TelemetryError),
+    /// The proxy listener's certificates cannot be loaded (the error names the file).
+    #[error("cannot set up TLS on the proxy listener")]
+    Tls(#[source] tls::TlsError),
     /// The TLS settings of `https://` backends cannot be built (a CA, certificate or key file).
     #[error("cannot set up TLS to https:// backends")]
     UpstreamTls(#[source] UpstreamTlsError),
@@ -205,6 +330,14 @@ impl Control {
         let metrics = Arc::new(Metrics::new());
         metrics.config_applied();
         let tls = Arc::new(upstream_tls(&config)?);
+        let tls_inputs = UpstreamTlsInputs::of(&config);
+        let listener = match load_listener_tls(&config)? {
+            Some((spec, loaded)) => Some(Arc::new(
+                TlsListener::new(loaded, &spec).map_err(ApplyError::Tls)?,
+            )),
+            None => None,
+        };
+        export_certificates(&metrics, listener.as_deref());
         let budget = retry_budget(&config);
         let telemetry = Telemetry::new(&config.tracing, config.timeouts.connect)
             .map_err(ApplyError::Telemetry)?;
@@ -213,7 +346,7 @@ impl Control {
         let health = config
             .health
             .enabled
-            .then(|| health_checker(&set, &config, &metrics));
+            .then(|| health_checker(&set, (&config, &tls), &metrics));
         let maintenance = Maintenance::spawn(set.clone(), Duration::from_millis(250));
         let mut groups = Groups::default();
         groups.apply(&config, &set).map_err(ApplyError::Discovery)?;
@@ -228,6 +361,7 @@ impl Control {
             limiter: ArcSwap::from_pointee(limiter(&config)),
             service: ArcSwap::from_pointee(svc),
             telemetry: ArcSwap::from_pointee(telemetry),
+            tls: ArcSwap::from_pointee(listener),
             config: ArcSwap::from_pointee(config),
             set,
             metrics,
@@ -235,7 +369,7 @@ impl Control {
         });
         Ok(Arc::new(Self {
             app,
-            upstream_tls: ArcSwap::new(tls),
+            upstream_tls: std::sync::Mutex::new((tls_inputs, tls)),
             budget: std::sync::Mutex::new(budget),
             health: std::sync::Mutex::new(health),
             discovery: std::sync::Mutex::new(groups),
@@ -270,6 +404,31 @@ impl Control {
         if new.access_log.path != old.access_log.path {
             AccessLog::check(&new.access_log).map_err(ApplyError::AccessLog)?;
         }
+        // And the listener's certificates, and the TLS settings of https:// backends when anything they are
+        // made of changed.
+        let listener_tls = load_listener_tls(&new)?;
+        let tls_inputs = UpstreamTlsInputs::of(&new);
+        let new_upstream_tls = {
+            let current = self
+                .upstream_tls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.0 == tls_inputs {
+                None
+            } else {
+                Some(Arc::new(upstream_tls(&new)?))
+            }
+        };
+        let listener = match (listener_tls, self.tls.load_full().as_ref()) {
+            (None, _) => None,
+            (Some((spec, loaded)), Some(running)) => {
+                running.apply(loaded, &spec).map_err(ApplyError::Tls)?;
+                Some(Arc::clone(running))
+            }
+            (Some((spec, loaded)), None) => Some(Arc::new(
+                TlsListener::new(loaded, &spec).map_err(ApplyError::Tls)?,
+            )),
+        };
         // So must new span export.
         let telemetry = match &**self.telemetry.load() {
             Some(t) if t.is_for(&new.tracing) => None,
@@ -306,9 +465,19 @@ impl Control {
         if options != self.set.options() {
             self.set.set_options(options);
         }
-        // Kept: nothing in the configuration changes it yet. Once `[upstream_tls]` is read, a changed one is
-        // built (and checked) before anything changes, and stored here.
-        let tls = self.upstream_tls.load_full();
+        let tls_changed = new_upstream_tls.is_some();
+        let tls = {
+            let mut current = self
+                .upstream_tls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(built) = new_upstream_tls {
+                *current = (tls_inputs, built);
+            }
+            Arc::clone(&current.1)
+        };
+        export_certificates(&self.metrics, listener.as_deref());
+        self.tls.store(Arc::new(listener));
         let budget = {
             let mut b = self
                 .budget
@@ -336,11 +505,15 @@ impl Control {
                 .health
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let path_changed =
-                new.health.path != old.health.path || new.timeouts.connect != old.timeouts.connect;
+            // A new probe when what it sends or how it connects changed (the TLS settings included).
+            let probe_changed = new.health.path != old.health.path
+                || new.timeouts.connect != old.timeouts.connect
+                || tls_changed;
             match (&*health, new.health.enabled) {
-                (Some(h), true) if !path_changed => h.set_config(health_config(&new)),
-                (_, true) => *health = Some(health_checker(&self.set, &new, &self.metrics)),
+                (Some(h), true) if !probe_changed => h.set_config(health_config(&new)),
+                (_, true) => {
+                    *health = Some(health_checker(&self.set, (&new, &tls), &self.metrics));
+                }
                 (_, false) => *health = None,
             }
         }

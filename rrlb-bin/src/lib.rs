@@ -58,8 +58,6 @@ mod per_thread;
 mod proxy;
 mod server;
 mod telemetry;
-// Wired into the listener by the next commit (config, accept loop, reload, admin); unused until then.
-#[allow(dead_code, unused_imports)]
 mod tls;
 mod upstream;
 
@@ -70,7 +68,9 @@ mod upstream;
 #[doc(hidden)]
 pub mod testing;
 
-pub use crate::apply::{ApplyError, Reloader};
+pub use crate::apply::{ApplyError, Reloader, check_tls};
 pub use crate::discovery::DiscoveryStartError;
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
 pub use crate::telemetry::TelemetryError;
+pub use crate::tls::TlsError;
+pub use crate::upstream::UpstreamTlsError;

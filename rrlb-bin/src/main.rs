@@ -31,7 +31,17 @@ fn main() -> ExitCode {
     }
     if cli.check {
         print!("{}", config.to_toml_string());
-        return ExitCode::SUCCESS;
+        // Certificates and keys are checked as a start would check them; only what they are is printed.
+        return match rrlb::check_tls(&config) {
+            Ok(tls) => {
+                print!("{tls}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rrlb: {}", logging::ErrorChain(&e));
+                ExitCode::from(2)
+            }
+        };
     }
     logging::init(&config.log);
     // One thread for the admin API, health checks and reloads; the proxy runs on its own per-core workers.

@@ -108,14 +108,3 @@ pub fn admin_operations() -> Vec<(&'static str, &'static str, bool)> {
 
 /// The admin API's body parsers, for the `admin` fuzz target.
 pub use crate::admin::{Patch, parse_new_backend, parse_object, parse_patch};
-
-/// The TLS client settings of `https://` backends, as the configuration will give them.
-pub use crate::upstream::{
-    BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config,
-};
-
-/// Runs `f` (such as `rrlb::run(...)`) with `tls` as the TLS settings of `https://` backends in the balancing
-/// services built within it: those made at start-up, not by a reload (which runs in another task).
-pub async fn with_upstream_tls<F: std::future::Future>(tls: BackendTls, f: F) -> F::Output {
-    crate::upstream::with_tls_for_tests(std::sync::Arc::new(tls), f).await
-}

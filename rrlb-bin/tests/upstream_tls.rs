@@ -1,38 +1,45 @@
 //! `https://` backends end to end: an in-process rrlb in front of TLS echo backends whose certificates are made
-//! here (rcgen), with each backend's TLS client settings given through `rrlb::testing` (the configuration keys
-//! `[upstream_tls]` and `[backends.tls]` are wired separately). Both request paths: the fast path (an
-//! HTTP/1.1 client) and the hyper path (an HTTP/1.0 client).
+//! here (rcgen), with each backend's TLS client settings in the configuration file (`[upstream_tls]`,
+//! `[backends.tls]`). Both request paths: the fast path (an HTTP/1.1 client) and the hyper path (an HTTP/1.0
+//! client).
 
 mod support;
 
 use http::{Method, StatusCode};
-use rrlb::testing::{BackendTls, UpstreamTlsSpec, client_config};
 use support::tls::{Pki, TlsEcho};
 use support::wire::Conn;
 use support::{Harness, assert_json_error, metric, send};
 
-/// A configuration with one backend `b` at `url` and no health checks (their probes are not the subject).
-fn one_backend(url: &str) -> String {
-    format!("[[backends]]\nname = \"b\"\nurl = \"{url}\"\n\n[health]\nenabled = false\n")
+/// A configuration with one backend `b` at `url` (with `own`, its `[backends.tls]` keys, when not empty),
+/// `upstream` as the `[upstream_tls]` keys, and no health checks (their probes are not the subject).
+fn config(url: &str, own: &str, upstream: &str) -> String {
+    let own = if own.is_empty() {
+        String::new()
+    } else {
+        format!("tls = {{ {own} }}\n")
+    };
+    format!(
+        "[[backends]]\nname = \"b\"\nurl = \"{url}\"\n{own}\n[health]\nenabled = false\n\n[upstream_tls]\n{upstream}\n"
+    )
 }
 
-/// Every `https://` backend uses `spec`.
-fn all(spec: UpstreamTlsSpec) -> BackendTls {
-    BackendTls::new(client_config(&spec).expect("client config"))
+/// A TOML string of a path.
+fn path(p: &std::path::Path) -> String {
+    format!("{:?}", p.display().to_string())
 }
 
-/// The private CA as extra roots.
-fn with_ca(pki: &Pki) -> UpstreamTlsSpec {
-    UpstreamTlsSpec {
-        ca: Some(pki.ca_file.clone()),
-        ..UpstreamTlsSpec::default()
-    }
+/// The private CA as extra roots, as `[upstream_tls]` keys.
+fn with_ca(pki: &Pki) -> String {
+    format!("ca = {}\n", path(&pki.ca_file))
 }
 
-async fn start(url: &str, tls: BackendTls) -> Harness {
+async fn start(url: &str, upstream: &str) -> Harness {
+    start_with(url, "", upstream).await
+}
+
+async fn start_with(url: &str, own: &str, upstream: &str) -> Harness {
     Harness::builder()
-        .file(one_backend(url))
-        .upstream_tls(tls)
+        .file(config(url, own, upstream))
         .start()
         .await
 }
@@ -60,7 +67,7 @@ async fn post_http10(h: &Harness, body: &str) -> support::wire::Answer {
 async fn a_private_ca_backend_answers_on_both_request_paths() {
     let pki = Pki::new();
     let backend = TlsEcho::start(&pki.issue(&["127.0.0.1", "localhost"]), None).await;
-    let h = start(&backend.url(), all(with_ca(&pki))).await;
+    let h = start(&backend.url(), &with_ca(&pki)).await;
 
     let res = post(&h, "hello over tls").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
@@ -76,7 +83,7 @@ async fn a_private_ca_backend_answers_on_both_request_paths() {
 async fn without_the_private_ca_the_answer_is_a_502_naming_the_certificate_problem() {
     let pki = Pki::new();
     let backend = TlsEcho::start(&pki.issue(&["127.0.0.1"]), None).await;
-    let h = start(&backend.url(), all(UpstreamTlsSpec::default())).await;
+    let h = start(&backend.url(), "").await;
     let res = post(&h, "refused").await;
     let body = assert_json_error(&res, 502);
     let error = body["error"].as_str().unwrap_or_default();
@@ -93,18 +100,19 @@ async fn mtls_works_with_the_client_certificate_and_fails_without() {
     let client = pki.issue(&["rrlb-client.test"]);
     let backend = TlsEcho::start(&server, Some(&pki)).await;
 
-    let with_cert = UpstreamTlsSpec {
-        cert: Some(client.cert_file.clone()),
-        key: Some(client.key_file.clone()),
-        ..with_ca(&pki)
-    };
-    let h = start(&backend.url(), all(with_cert)).await;
+    let with_cert = format!(
+        "{}cert = {}\nkey = {}\n",
+        with_ca(&pki),
+        path(&client.cert_file),
+        path(&client.key_file)
+    );
+    let h = start(&backend.url(), &with_cert).await;
     let res = post(&h, "with a client certificate").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.text(), "with a client certificate");
     drop(h);
 
-    let h = start(&backend.url(), all(with_ca(&pki))).await;
+    let h = start(&backend.url(), &with_ca(&pki)).await;
     let res = post(&h, "without one").await;
     let body = assert_json_error(&res, 502);
     let error = body["error"].as_str().unwrap_or_default();
@@ -120,16 +128,13 @@ async fn server_name_overrides_the_name_sent_and_verified() {
     let backend = TlsEcho::start(&pki.issue(&["backend.test"]), None).await;
 
     // The URL's host (127.0.0.1) is not in the certificate...
-    let h = start(&backend.url(), all(with_ca(&pki))).await;
+    let h = start(&backend.url(), &with_ca(&pki)).await;
     assert_json_error(&post(&h, "by address").await, 502);
     drop(h);
 
     // ... the overriding name is.
-    let named = UpstreamTlsSpec {
-        server_name: Some("backend.test".into()),
-        ..with_ca(&pki)
-    };
-    let h = start(&backend.url(), all(named)).await;
+    let named = format!("{}server_name = \"backend.test\"\n", with_ca(&pki));
+    let h = start(&backend.url(), &named).await;
     let res = post(&h, "by name").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.text(), "by name");
@@ -139,34 +144,14 @@ async fn server_name_overrides_the_name_sent_and_verified() {
 async fn insecure_skip_verify_is_per_backend() {
     let pki = Pki::new();
     let backend = TlsEcho::start(&pki.self_signed(&["127.0.0.1"]), None).await;
-    let insecure = client_config(&UpstreamTlsSpec {
-        insecure_skip_verify: true,
-        ..UpstreamTlsSpec::default()
-    })
-    .expect("insecure client");
-    let web = client_config(&UpstreamTlsSpec::default()).expect("default client");
-
-    let h = start(
-        &backend.url(),
-        BackendTls::new(web.clone()).with_backend("b", insecure),
-    )
-    .await;
+    let h = start_with(&backend.url(), "insecure_skip_verify = true", "").await;
     let res = post(&h, "self-signed").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.text(), "self-signed");
     drop(h);
 
-    // Another backend's setting does not apply to `b`.
-    let other = client_config(&UpstreamTlsSpec {
-        insecure_skip_verify: true,
-        ..UpstreamTlsSpec::default()
-    })
-    .expect("insecure client");
-    let h = start(
-        &backend.url(),
-        BackendTls::new(web).with_backend("not-b", other),
-    )
-    .await;
+    // Without it (another backend's setting does not apply to `b`), the certificate is verified.
+    let h = start(&backend.url(), "").await;
     assert_json_error(&post(&h, "verified").await, 502);
 }
 
@@ -176,7 +161,7 @@ async fn insecure_skip_verify_is_per_backend() {
 async fn pooled_tls_connections_are_reused() {
     let pki = Pki::new();
     let backend = TlsEcho::start(&pki.issue(&["127.0.0.1"]), None).await;
-    let h = start(&backend.url(), all(with_ca(&pki))).await;
+    let h = start(&backend.url(), &with_ca(&pki)).await;
     for i in 0..20 {
         let body = format!("request {i}");
         let res = send(&h.client, Method::POST, &h.url("/echo"), &[], body.clone()).await;

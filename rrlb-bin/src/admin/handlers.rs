@@ -267,6 +267,17 @@ pub(super) fn liveness() -> AdminResponse {
 }
 
 /// `GET /readyz`: `200` while a backend is eligible, else `503`.
+/// `GET /admin/tls`: whether the proxy listener serves TLS, and each certificate it serves (the default pair's
+/// first): name, subject, SANs, validity and source file; never anything of a key.
+pub(super) fn tls(app: &App) -> AdminResponse {
+    let listener = app.tls.load_full();
+    let certificates = (*listener).as_ref().map(|l| l.infos()).unwrap_or_default();
+    respond(
+        StatusCode::OK,
+        &json!({"enabled": listener.is_some(), "certificates": certificates}),
+    )
+}
+
 pub(super) fn readiness(app: &App) -> AdminResponse {
     if app.is_ready() {
         respond(StatusCode::OK, &json!({"status": "ready"}))

@@ -94,6 +94,9 @@ static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/admin/health", Access::Read, |c| {
         now(handlers::health(c.app))
     }),
+    Route::new(Method::GET, "/admin/tls", Access::Read, |c| {
+        now(handlers::tls(c.app))
+    }),
     Route::new(Method::GET, "/admin/metrics", Access::Read, |c| {
         now(handlers::admin_metrics(c.app))
     }),

@@ -14,7 +14,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::stopped;
 use crate::app::App;
+use http::header::{HeaderName, HeaderValue};
+use tokio::io::AsyncWriteExt;
+
 use crate::forward::{ClientStream, Peer};
+use crate::tls::{self, TlsListener};
 use crate::{fast, proxy};
 
 /// Starts serving the proxy listener: on the calling runtime with `workers == 0`, else on `workers` threads
@@ -327,12 +331,80 @@ fn serve_connection(
     let counted = Open::new(&worker.fast.app.metrics.client_connections);
     tokio::spawn(async move {
         let _counted = counted;
-        let peer = Peer::plain(client.ip().to_string());
-        serve_stream(&worker, stream, (client, peer), false, watcher).await;
+        let tls = (*worker.fast.app.tls.load_full()).clone();
+        match tls {
+            None => {
+                let peer = Peer::plain(client.ip().to_string());
+                serve_stream(&worker, stream, (client, peer), false, watcher).await;
+            }
+            Some(tls) => serve_tls(&worker, &tls, stream, client, watcher).await,
+        }
         if let Some(open) = open {
             open.fetch_sub(1, Relaxed);
         }
     });
+}
+
+/// Serves a connection on the TLS listener: a plaintext HTTP/1 request gets a clear `400` and a close (not a
+/// handshake that waits for bytes that never come); otherwise the handshake, within `timeouts.header_read`
+/// (a client that stalls it is a slowloris like any other), then the fast path over TLS, or hyper's HTTP/2
+/// server at once when ALPN chose `h2`.
+async fn serve_tls(
+    worker: &Worker,
+    tls: &TlsListener,
+    mut stream: TcpStream,
+    client: SocketAddr,
+    watcher: Watcher,
+) {
+    let app = &worker.fast.app;
+    let (header_read, subject_header) = {
+        let c = app.config.load();
+        let header = c.tls.client_subject_header.as_deref();
+        let header = header.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok());
+        (c.timeouts.header_read, header)
+    };
+    let deadline = tokio::time::Instant::now() + header_read;
+    // What the client sends first tells a TLS ClientHello from a plaintext request line.
+    let mut first = [0u8; 24];
+    let n = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(_) => return,
+        Err(_) => {
+            app.metrics.tls.handshake("timeout");
+            return;
+        }
+    };
+    if tls::looks_like_plain_http(&first[..n]) {
+        app.metrics.tls.handshake("plaintext");
+        let _ = stream.write_all(tls::PLAIN_HTTP_ANSWER).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    let stream = match tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            app.metrics.tls.handshake("error");
+            tracing::debug!(%client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            app.metrics.tls.handshake("timeout");
+            return;
+        }
+    };
+    app.metrics.tls.handshake("ok");
+    let (_, conn) = stream.get_ref();
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    let subject = subject_header.map(|name| {
+        let value = tls::client_subject(conn).and_then(|s| HeaderValue::from_str(&s).ok());
+        (name, value)
+    });
+    let peer = Peer {
+        ip: client.ip().to_string(),
+        https: true,
+        subject,
+    };
+    serve_stream(worker, stream, (client, peer), h2, watcher).await;
 }
 
 /// Serves a client connection, plain or TLS: the fast path, or hyper's server at once when TLS negotiated h2

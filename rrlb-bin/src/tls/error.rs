@@ -9,7 +9,7 @@ use std::io;
 /// the file as the configuration named it. Nothing of a key's contents is ever part of it.
 #[derive(Debug, thiserror::Error)]
 #[error("{place}{kind}")]
-pub(crate) struct TlsError {
+pub struct TlsError {
     /// `"<file>: "`, or empty for an error that is about no single file.
     place: String,
     kind: Kind,
@@ -112,17 +112,17 @@ impl TlsError {
     }
 
     /// Whether a key was refused for not matching its certificate.
-    pub(crate) fn is_key_mismatch(&self) -> bool {
+    pub fn is_key_mismatch(&self) -> bool {
         matches!(self.kind, Kind::KeyMismatch { .. })
     }
 
     /// Whether a file held no PEM at all.
-    pub(crate) fn is_not_pem(&self) -> bool {
+    pub fn is_not_pem(&self) -> bool {
         matches!(self.kind, Kind::NotPem)
     }
 
     /// Whether a file could not be read (missing, a directory, no permission).
-    pub(crate) fn is_read(&self) -> bool {
+    pub fn is_read(&self) -> bool {
         matches!(self.kind, Kind::Read(_))
     }
 }

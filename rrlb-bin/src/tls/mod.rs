@@ -29,10 +29,12 @@ mod sniff;
 
 use std::path::PathBuf;
 
-pub(crate) use error::TlsError;
-pub(crate) use info::{CertInfo, client_subject};
+pub use error::TlsError;
+pub(crate) use info::client_subject;
 pub(crate) use listener::TlsListener;
-pub(crate) use load::{Loaded, Warning, load, pair_from_pem};
+#[cfg(test)]
+pub(crate) use load::Warning;
+pub(crate) use load::{Loaded, load, pair_from_pem};
 pub(crate) use sniff::{PLAIN_HTTP_ANSWER, looks_like_plain_http};
 
 /// A certificate chain file and its private key file.

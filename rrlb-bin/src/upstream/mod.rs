@@ -43,8 +43,9 @@ mod tls;
 
 pub(crate) use body::{RawBody, UpstreamBody};
 pub(crate) use policy::RawPolicy;
-pub(crate) use tls::with_for_tests as with_tls_for_tests;
-pub use tls::{BackendTls, UpstreamTls, UpstreamTlsError, UpstreamTlsSpec, client_config};
+pub(crate) use tls::BackendProbe;
+pub use tls::UpstreamTlsError;
+pub(crate) use tls::{BackendTls, UpstreamTlsSpec, client_config};
 
 /// A request, ready to be sent to whichever backend is picked: everything but the request line's method and
 /// path prefix and the `host` header is already encoded. Cloning it (for a retry) takes two references.
@@ -274,7 +275,6 @@ pub(crate) fn service(
     budget: rrlb_tower::RetryBudget,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> ProxyService {
-    let tls = tls::for_tests().unwrap_or(tls);
     Balance::new(
         RawUpstream::new(connect_timeout, tls, metrics, telemetry),
         set.clone(),

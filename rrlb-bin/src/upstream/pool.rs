@@ -398,7 +398,10 @@ mod tests {
     fn dial() -> Dial {
         Dial {
             open: Gauge::default(),
-            tls: Arc::new(BackendTls::web_roots().unwrap()),
+            tls: Arc::new(BackendTls::new(
+                crate::upstream::client_config(&crate::upstream::UpstreamTlsSpec::default())
+                    .unwrap(),
+            )),
             metrics: Arc::new(Metrics::new()),
         }
     }

@@ -10,6 +10,10 @@
 //! Errors name the file and what is wrong with it, never a byte of a key.
 
 use std::collections::HashMap;
+use std::future::Future;
+
+use rrlb_tower::Probe;
+use rrlb_tower::http::HttpProbe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +27,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 /// What a backend's TLS client is made of, as the configuration gives it (`[upstream_tls]`, a backend's
 /// `[backends.tls]`). The default is the Mozilla web roots, no client certificate, the URL's host as the name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamTlsSpec {
+pub(crate) struct UpstreamTlsSpec {
     /// A PEM file of extra root certificates, trusted beside the Mozilla web roots.
     pub ca: Option<PathBuf>,
     /// A PEM file with the client certificate (chain) for mTLS; with `key`.
@@ -40,7 +44,7 @@ pub struct UpstreamTlsSpec {
 /// A backend's TLS client settings, built by [`client_config`]: the rustls configuration and the name to
 /// verify, when it is not the URL's host. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct UpstreamTls {
+pub(crate) struct UpstreamTls {
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) server_name: Option<ServerName<'static>>,
 }
@@ -120,7 +124,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// Builds a backend's TLS client from its spec: TLS 1.2 and 1.3, ALPN `http/1.1`, the Mozilla web roots plus
 /// `ca`, the client certificate `cert`/`key` when given. With `insecure_skip_verify` any certificate is
 /// accepted, and a warning says so.
-pub fn client_config(spec: &UpstreamTlsSpec) -> Result<UpstreamTls, UpstreamTlsError> {
+pub(crate) fn client_config(spec: &UpstreamTlsSpec) -> Result<UpstreamTls, UpstreamTlsError> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
     let builder = ClientConfig::builder_with_provider(provider)
@@ -282,7 +286,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 /// A new `BackendTls` is given to the upstream at each reload; a pooled connection made with settings that
 /// are no longer the backend's is not used again.
 #[derive(Debug)]
-pub struct BackendTls {
+pub(crate) struct BackendTls {
     /// Tells `BackendTls` values apart, so a thread's pool checks a backend's settings once per value.
     id: u64,
     default: UpstreamTls,
@@ -291,7 +295,7 @@ pub struct BackendTls {
 
 impl BackendTls {
     /// Every `https://` backend uses `default`.
-    pub fn new(default: UpstreamTls) -> Self {
+    pub(crate) fn new(default: UpstreamTls) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
@@ -300,14 +304,9 @@ impl BackendTls {
         }
     }
 
-    /// Every `https://` backend uses the Mozilla web roots (no `[upstream_tls]`).
-    pub fn web_roots() -> Result<Self, UpstreamTlsError> {
-        Ok(Self::new(client_config(&UpstreamTlsSpec::default())?))
-    }
-
     /// The backend (or discovered group) named `name` uses `tls`.
     #[must_use]
-    pub fn with_backend(mut self, name: impl Into<String>, tls: UpstreamTls) -> Self {
+    pub(crate) fn with_backend(mut self, name: impl Into<String>, tls: UpstreamTls) -> Self {
         self.backends.insert(name.into(), tls);
         self
     }
@@ -329,23 +328,52 @@ impl BackendTls {
     }
 }
 
-tokio::task_local! {
-    /// TLS settings a test gives every balancing service built within one task, before the configuration
-    /// can say them (see `testing::with_upstream_tls`).
-    static FOR_TESTS: Arc<BackendTls>;
+/// The health probe of a backend set whose `https://` backends may each have their own TLS settings: each
+/// backend is probed with the settings its requests use (the same lookup as [`BackendTls::get`]: its name, its
+/// discovery group, the default), CA, client certificate and `server_name` included, so a backend is never
+/// marked unhealthy only because its probe trusted other roots than its traffic.
+pub(crate) struct BackendProbe {
+    default: HttpProbe,
+    backends: HashMap<String, HttpProbe>,
 }
 
-/// The settings a test set for the balancing services built in this task, if any (see [`FOR_TESTS`]).
-pub(crate) fn for_tests() -> Option<Arc<BackendTls>> {
-    FOR_TESTS.try_with(Arc::clone).ok()
+impl BackendProbe {
+    /// Probes `path` within `connect_timeout` on every backend, with the TLS settings in `tls`.
+    pub(crate) fn new(path: &str, connect_timeout: std::time::Duration, tls: &BackendTls) -> Self {
+        let probe = |t: &UpstreamTls| {
+            let plain = HttpProbe::new(path, connect_timeout);
+            match &t.server_name {
+                Some(name) => plain.with_tls_for_name(Arc::clone(&t.config), name.clone()),
+                None => plain.with_tls(Arc::clone(&t.config)),
+            }
+        };
+        Self {
+            default: probe(&tls.default),
+            backends: tls
+                .backends
+                .iter()
+                .map(|(name, t)| (name.clone(), probe(t)))
+                .collect(),
+        }
+    }
 }
 
-/// Runs `f` with `tls` as the settings of every balancing service built within it (not in tasks it spawns).
-pub(crate) async fn with_for_tests<F: std::future::Future>(
-    tls: Arc<BackendTls>,
-    f: F,
-) -> F::Output {
-    FOR_TESTS.scope(tls, f).await
+impl Probe for BackendProbe {
+    fn probe(
+        &self,
+        backend: Arc<rrlb_core::Backend>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> {
+        let name = backend.name();
+        let probe = self
+            .backends
+            .get(name)
+            .or_else(|| {
+                let (group, _) = name.split_once('/')?;
+                self.backends.get(group)
+            })
+            .unwrap_or(&self.default);
+        probe.probe(backend)
+    }
 }
 
 #[cfg(test)]

@@ -287,7 +287,6 @@ pub struct HarnessBuilder {
     file: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    upstream_tls: Option<rrlb::testing::BackendTls>,
 }
 
 impl HarnessBuilder {
@@ -307,12 +306,6 @@ impl HarnessBuilder {
     /// Command-line arguments (after the program name).
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| (*s).to_owned()));
-        self
-    }
-
-    /// The TLS settings of `https://` backends (see `rrlb::testing::with_upstream_tls`).
-    pub fn upstream_tls(mut self, tls: rrlb::testing::BackendTls) -> Self {
-        self.upstream_tls = Some(tls);
         self
     }
 
@@ -375,10 +368,7 @@ impl HarnessBuilder {
         let run = rrlb::run(listeners, config, reloader, async move {
             let _ = rx.await;
         });
-        let task = match self.upstream_tls {
-            Some(tls) => tokio::spawn(rrlb::testing::with_upstream_tls(tls, run)),
-            None => tokio::spawn(run),
-        };
+        let task = tokio::spawn(run);
         let h = Harness {
             proxy,
             admin,

@@ -598,6 +598,46 @@ impl HttpProbe {
             ..self
         }
     }
+
+    /// Like [`with_tls`](Self::with_tls), but sends `server_name` as SNI and verifies it in the backend's
+    /// certificate instead of the backend URL's host: for backends reached by address whose certificate names a
+    /// host (rrlb's `upstream_tls.server_name`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use rrlb_tower::http::HttpProbe;
+    ///
+    /// let roots = rustls::RootCertStore::empty(); // your CA's certificates
+    /// let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    ///     .with_safe_default_protocol_versions()
+    ///     .expect("the ring provider's default versions")
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let name = rustls::pki_types::ServerName::try_from("backend.internal").expect("a DNS name");
+    /// let probe = HttpProbe::new("/health", Duration::from_secs(1)).with_tls_for_name(Arc::new(tls), name);
+    /// # drop(probe);
+    /// # }
+    /// ```
+    #[cfg(feature = "https")]
+    pub fn with_tls_for_name(
+        self,
+        tls: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(server_name))
+            .enable_http1()
+            .wrap_connector(plain_connector(self.connect_timeout));
+        Self {
+            client: probe_client(connector),
+            ..self
+        }
+    }
 }
 
 impl Probe for HttpProbe {
