@@ -1085,18 +1085,13 @@ fn docs_list_exactly_the_engines_algorithms() {
         "the example file's algorithm line in docs/configuration.md"
     );
 
+    // The API spec names no algorithm itself (one list fewer to keep in step): it points to configuration.md.
     let yml = std::fs::read_to_string(format!("{docs}api-spec.yml")).unwrap();
     let spec: serde_norway::Value = serde_norway::from_str(&yml).unwrap();
-    let listed: Vec<&str> =
-        spec["components"]["schemas"]["EffectiveConfig"]["properties"]["algorithm"]["enum"]
-            .as_sequence()
-            .expect("api-spec.yml: EffectiveConfig.algorithm has an enum")
-            .iter()
-            .filter_map(serde_norway::Value::as_str)
-            .collect();
-    assert_eq!(
-        listed, names,
-        "EffectiveConfig.algorithm in docs/api-spec.yml"
+    let algorithm = &spec["components"]["schemas"]["EffectiveConfig"]["properties"]["algorithm"];
+    assert!(
+        algorithm.get("enum").is_none(),
+        "EffectiveConfig.algorithm in docs/api-spec.yml lists names again: {algorithm:?}"
     );
 }
 
