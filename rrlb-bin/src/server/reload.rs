@@ -52,8 +52,7 @@ pub(super) fn spawn_triggers(
         }
     }
     if let Some(path) = path {
-        let control = Arc::clone(app);
-        tasks.push(tokio::spawn(watch_and_reload(control, path)));
+        tasks.extend(spawn_watcher(app, path));
     }
     tasks
 }
@@ -65,39 +64,68 @@ fn watched(config_file: &Path, app: &Control) -> Vec<PathBuf> {
     files
 }
 
+/// The files being watched, their watchers, and the contents a change is measured against.
+struct Watching {
+    files: Vec<PathBuf>,
+    _watchers: Vec<notify::RecommendedWatcher>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    last: Vec<Option<Vec<u8>>>,
+}
+
+impl Watching {
+    /// Watches `files`, then reads what they hold now: in that order, so a change made after the read is always
+    /// an event. Called before rrlb reports ready, so a file replaced right after start is not taken for the
+    /// starting point.
+    fn start(files: Vec<PathBuf>) -> notify::Result<Self> {
+        let (watchers, rx) = watch_files(&files)?;
+        let last = files.iter().map(|f| std::fs::read(f).ok()).collect();
+        Ok(Self {
+            files,
+            _watchers: watchers,
+            rx,
+            last,
+        })
+    }
+}
+
 /// Reloads when the configuration file or a file it names (certificates, keys, CAs) changes content: each
 /// file's directory is watched, so editors' atomic renames and a Kubernetes Secret's or ConfigMap's `..data`
 /// symlink swap are seen. After each reload the list of files is read again from the configuration in force.
-async fn watch_and_reload(app: Arc<Control>, config_file: PathBuf) {
-    let mut files = watched(&config_file, &app);
-    loop {
-        let (watchers, mut rx) = match watch_files(&files) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %ErrorChain(&e), "cannot watch the configuration's files; reload with SIGHUP or the admin API");
-                return;
-            }
-        };
-        let mut last = read_all(&files).await;
-        while rx.recv().await.is_some() {
-            // Editors, ConfigMap and Secret updates write in several steps: wait for quiet.
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            while rx.try_recv().is_ok() {}
-            let now = read_all(&files).await;
-            if now == last {
-                continue; // touched, not changed
-            }
-            last = now;
-            reload_and_log(&app, "file change").await;
-            let next = watched(&config_file, &app);
-            if next != files {
-                files = next;
-                break; // watch the new list
-            }
+fn spawn_watcher(app: &Arc<Control>, config_file: PathBuf) -> Option<tokio::task::JoinHandle<()>> {
+    match Watching::start(watched(&config_file, app)) {
+        Ok(watching) => Some(tokio::spawn(watch_and_reload(
+            Arc::clone(app),
+            config_file,
+            watching,
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %ErrorChain(&e), "cannot watch the configuration's files; reload with SIGHUP or the admin API");
+            None
         }
-        drop(watchers);
-        if rx.is_closed() && files == watched(&config_file, &app) {
-            return;
+    }
+}
+
+async fn watch_and_reload(app: Arc<Control>, config_file: PathBuf, mut w: Watching) {
+    while w.rx.recv().await.is_some() {
+        // Editors, ConfigMap and Secret updates write in several steps: wait for quiet.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        while w.rx.try_recv().is_ok() {}
+        let now = read_all(&w.files).await;
+        if now == w.last {
+            continue; // touched, not changed
+        }
+        w.last = now;
+        reload_and_log(&app, "file change").await;
+        let next = watched(&config_file, &app);
+        if next != w.files {
+            // The configuration now names other files: watch those.
+            match Watching::start(next) {
+                Ok(watching) => w = watching,
+                Err(e) => {
+                    tracing::warn!(error = %ErrorChain(&e), "cannot watch the configuration's files; reload with SIGHUP or the admin API");
+                    return;
+                }
+            }
         }
     }
 }

@@ -63,6 +63,19 @@ impl Pki {
         self.pair(cert.der().clone(), cert.pem(), key)
     }
 
+    /// A certificate signed by the CA whose subject is `CN=<cn>`, for `names` (none for a client certificate).
+    pub fn issue_named(&self, cn: &str, names: &[&str]) -> Pair {
+        let key = KeyPair::generate().expect("key");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        self.pair(cert.der().clone(), cert.pem(), key)
+    }
+
     /// A self-signed certificate for `names`, which no CA vouches for.
     pub fn self_signed(&self, names: &[&str]) -> Pair {
         let key = KeyPair::generate().expect("key");
