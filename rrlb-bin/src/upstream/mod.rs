@@ -43,6 +43,8 @@ mod tls;
 
 pub(crate) use body::{RawBody, UpstreamBody};
 pub(crate) use policy::RawPolicy;
+#[cfg(test)]
+pub(crate) use tls::AcceptAnyCertificate;
 pub(crate) use tls::BackendProbe;
 pub use tls::UpstreamTlsError;
 pub(crate) use tls::{BackendTls, UpstreamTlsSpec, client_config};

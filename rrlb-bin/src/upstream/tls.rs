@@ -243,7 +243,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, UpstreamTlsError> 
 /// `insecure_skip_verify`: any certificate chain and name are accepted, but the handshake's signatures are
 /// checked with the provider's algorithms, so the peer must still hold the key of the certificate it sent.
 #[derive(Debug)]
-struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
+pub(crate) struct AcceptAnyCertificate(pub(crate) WebPkiSupportedAlgorithms);
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
