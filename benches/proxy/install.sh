@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what benches/proxy/run.sh needs from Debian's packages: wrk, nginx, haproxy (and curl,
-# python3 for the checks and for picking free ports). Idempotent: packages already installed are
+# python3 for the checks and for picking free ports, openssl for TLS=... runs; TLS=handshake also
+# needs a C compiler, which building rrlb needs anyway). Idempotent: packages already installed are
 # left alone and nothing is done when all are there.
 #
 # Debian's nginx and haproxy packages start their system service on install. This script prevents
@@ -34,7 +35,7 @@ esac
 
 # nginx and haproxy must be Debian's packages; for the tools any copy on PATH will do.
 packages=(nginx haproxy)
-tools=(wrk curl python3)
+tools=(wrk curl python3 openssl)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -21,6 +21,23 @@
 #            path = FILE, nginx's default access_log (combined) to a file, haproxy option httplog
 #            to stdout redirected to a file
 #
+# TLS (TLS), the same for every proxy; the backends stay plain HTTP:
+#   off        plain HTTP/1.1 to the proxies (as before)
+#   keepalive  HTTPS on keep-alive connections: throughput and latency of HTTP/1.1 over TLS
+#   handshake  HTTPS with `Connection: close`: a new connection and a full handshake per request
+#              (wrk's session resumption is switched off through an LD_PRELOAD shim built with cc),
+#              so req/s = full handshakes per second
+#   resume     as handshake, but wrk resumes the session of its previous connection (its own
+#              behaviour): req/s = resumed (PSK) handshakes per second
+#   With TLS on, the script makes a throwaway CA and one ECDSA P-256 certificate for 127.0.0.1 and
+#   localhost with openssl (in the temp dir, removed at exit, never kept in OUT_DIR), and every proxy
+#   serves it with TLS 1.3 only, TLS_AES_256_GCM_SHA384, X25519, session tickets on, HTTP/1.1
+#   (wrk sends no ALPN): rrlb [tls] cert/key; nginx listen ... ssl, ssl_protocols TLSv1.3,
+#   ssl_ecdh_curve X25519, ssl_conf_command Ciphersuites; haproxy bind ... ssl crt, ssl-min-ver
+#   TLSv1.3, curves X25519, ciphersuites, alpn http/1.1. Each proxy's negotiated parameters are
+#   checked with openssl s_client before the runs and must be the same. `direct` stays plain HTTP
+#   (left out of the default TARGETS; if asked for, it is marked as plain in the output).
+#
 # Backends (BACKEND):
 #   echo-rs  the project's echo service (multi-threaded tokio, validates and routes)
 #   hyper    echo-rs/examples/hyper_echo.rs: hyper on a current-thread runtime, echoes the body
@@ -33,7 +50,9 @@
 #   THREADS=1         wrk -t
 #   LOG=on            on or off (see above)
 #   BACKEND=echo-rs   echo-rs or hyper (see above)
-#   TARGETS="direct rrlb nginx haproxy"   which targets, in this order
+#   TLS=off           off, keepalive, handshake or resume (see above)
+#   TARGETS="direct rrlb nginx haproxy"   which targets, in this order ("rrlb nginx haproxy"
+#                     when TLS is on)
 #   RRLB_LOG_LEVEL=info                   rrlb --log-level (its own events; the access log is LOG)
 #   RRLB_ARGS=""      extra arguments for rrlb, split on spaces
 #   BUILD=1           cargo build --release rrlb and echo-rs first (0: use the binaries as they are)
@@ -46,8 +65,8 @@
 #
 # Every process binds 127.0.0.1 only, on ports picked at run time; the script starts all of them
 # itself and always stops them when it exits (also on error or Ctrl-C). It never touches system
-# services. Needs wrk, nginx, haproxy, curl, python3 (benches/proxy/install.sh installs them) and
-# cargo unless BUILD=0.
+# services. Needs wrk, nginx, haproxy, curl, python3 (benches/proxy/install.sh installs them),
+# cargo unless BUILD=0, and with TLS on openssl (and cc for TLS=handshake).
 #
 # Output: progress on stderr; on stdout the summary table (median req/s of the rounds with min-max,
 # median p50 and p99, peak RSS of the proxy, ratio to direct), a CPU table (CPU time per request
@@ -100,10 +119,16 @@ threads=${THREADS:-1}
 rrlb_log_level=${RRLB_LOG_LEVEL:-info}
 log_mode=${LOG:-on}
 backend_kind=${BACKEND:-echo-rs}
+tls_mode=${TLS:-off}
 case $log_mode in on | off) ;; *) die "LOG must be on or off (got '$log_mode')" ;; esac
 case $backend_kind in echo-rs | hyper) ;; *) die "BACKEND must be echo-rs or hyper (got '$backend_kind')" ;; esac
+case $tls_mode in off | keepalive | handshake | resume) ;; *) die "TLS must be off, keepalive, handshake or resume (got '$tls_mode')" ;; esac
 read -r -a rrlb_extra <<<"${RRLB_ARGS:-}"
-read -r -a targets <<<"${TARGETS:-direct rrlb nginx haproxy}"
+if [[ $tls_mode == off ]]; then
+  read -r -a targets <<<"${TARGETS:-direct rrlb nginx haproxy}"
+else
+  read -r -a targets <<<"${TARGETS:-rrlb nginx haproxy}"
+fi
 positive_int ROUNDS "$rounds" 1
 positive_int DURATION "$duration" 1
 positive_int WARMUP "$warmup" 0
@@ -143,6 +168,15 @@ nginx_bin=""
 haproxy_bin=""
 if wanted nginx; then nginx_bin=$(find_tool nginx); fi
 if wanted haproxy; then haproxy_bin=$(find_tool haproxy); fi
+openssl_bin=""
+cc_bin=""
+if [[ $tls_mode != off ]]; then
+  openssl_bin=$(find_tool openssl)
+  if [[ $tls_mode == handshake ]]; then
+    cc_bin=$(command -v cc 2>/dev/null || command -v gcc 2>/dev/null) ||
+      die "TLS=handshake needs a C compiler (cc) for wrk's no-resumption shim"
+  fi
+fi
 
 script="$here/post.lua"
 body=$(sed -n "s/^wrk\.body = '\(.*\)'\$/\1/p" "$script")
@@ -197,6 +231,8 @@ cleanup() {
   for ((i = ${#proc_pids[@]} - 1; i >= 0; i--)); do
     stop_pid "${proc_pids[i]}"
   done
+  # The throwaway keys are not kept (the certificates go with them: the configs name the paths).
+  rm -rf "$work/tls"
   if [[ -n ${OUT_DIR:-} ]]; then
     mkdir -p "$OUT_DIR"
     cp -r "$work"/. "$OUT_DIR"/ 2>/dev/null || true
@@ -231,13 +267,71 @@ wait_http() {
   local name=$1 pid=$2 url=$3 i
   for ((i = 0; i < 150; i++)); do
     kill -0 "$pid" 2>/dev/null || die "$name exited at start: $(tail -n 20 "$work/$name.log")"
-    if "$curl_bin" -s -o /dev/null --max-time 1 "$url"; then
+    if "$curl_bin" -s -o /dev/null --max-time 1 "${curl_tls[@]}" "$url"; then
       return 0
     fi
     sleep 0.1
   done
   die "$name did not answer on $url within 15 s: $(tail -n 20 "$work/$name.log")"
 }
+
+# --- TLS: one throwaway CA and server certificate for every proxy -----------------------------
+# TLS 1.3 only, one cipher suite and one key exchange group, pinned in NGINX and HAProxy. rrlb has no
+# such settings: it negotiates TLS 1.3, X25519 and the client's first suite (wrk's and s_client's
+# OpenSSL default order puts TLS_AES_256_GCM_SHA384 first), which the s_client check below verifies.
+tls_suite=TLS_AES_256_GCM_SHA384
+tls_group=X25519
+scheme=http
+curl_tls=()
+wrk_env=()
+wrk_headers=()
+tls_params=""
+if [[ $tls_mode != off ]]; then
+  scheme=https
+  tls="$work/tls"
+  mkdir -m 700 "$tls"
+  {
+    "$openssl_bin" genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tls/ca.key"
+    "$openssl_bin" req -x509 -new -key "$tls/ca.key" -sha256 -days 2 -subj "/CN=rrlb proxy bench throwaway CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$tls/ca.pem"
+    "$openssl_bin" genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tls/server.key"
+    "$openssl_bin" req -new -key "$tls/server.key" -subj "/CN=localhost" -out "$tls/server.csr"
+    printf '%s\n' "subjectAltName = DNS:localhost, IP:127.0.0.1" "basicConstraints = critical, CA:FALSE" \
+      "keyUsage = critical, digitalSignature" "extendedKeyUsage = serverAuth" >"$tls/server.ext"
+    "$openssl_bin" x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -set_serial 1 \
+      -days 2 -sha256 -extfile "$tls/server.ext" -out "$tls/server.pem"
+  } >"$work/openssl.log" 2>&1 || die "openssl could not make the certificates: $(cat "$work/openssl.log")"
+  rm -f "$tls/ca.key" "$tls/server.csr"
+  # HAProxy wants the certificate and its key in one file.
+  cat "$tls/server.pem" "$tls/server.key" >"$tls/server-with-key.pem"
+  chmod 600 "$tls/server.key" "$tls/server-with-key.pem"
+  curl_tls=(--cacert "$tls/ca.pem" --http1.1)
+  if [[ $tls_mode != keepalive ]]; then
+    wrk_headers=(-H "Connection: close")
+  fi
+  if [[ $tls_mode == handshake ]]; then
+    # wrk reuses one SSL object per connection slot: after SSL_shutdown, SSL_clear keeps the session and
+    # the next SSL_connect resumes it (a TLS 1.3 PSK handshake). Dropping the session before each
+    # SSL_clear makes every new connection a full handshake.
+    cat >"$work/wrk-noresume.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+typedef struct ssl_st SSL;
+typedef struct ssl_session_st SSL_SESSION;
+int SSL_set_session(SSL *s, SSL_SESSION *session);
+int SSL_clear(SSL *s) {
+  static int (*real)(SSL *);
+  if (!real) real = (int (*)(SSL *))dlsym(RTLD_NEXT, "SSL_clear");
+  SSL_set_session(s, 0);
+  return real(s);
+}
+EOF
+    "$cc_bin" -shared -fPIC -O2 -o "$work/wrk-noresume.so" "$work/wrk-noresume.c" >"$work/cc.log" 2>&1 ||
+      die "could not build wrk's no-resumption shim: $(cat "$work/cc.log")"
+    wrk_env=("LD_PRELOAD=$work/wrk-noresume.so")
+  fi
+  log "TLS=$tls_mode: a throwaway CA and an ECDSA P-256 certificate for 127.0.0.1 and localhost in $tls"
+fi
 
 # --- backends -------------------------------------------------------------------------------
 backend_ports=()
@@ -285,6 +379,11 @@ start_rrlb() {
     else
       echo "enabled = false"
     fi
+    if [[ $tls_mode != off ]]; then
+      echo "[tls]"
+      echo "cert = \"$tls/server.pem\""
+      echo "key = \"$tls/server.key\""
+    fi
     printf '%s\n' "$@"
   } >"$work/$name.toml"
   start_proc "$name" env "${rrlb_unset[@]}" "$rrlb_bin" --config "$work/$name.toml" \
@@ -296,7 +395,7 @@ start_rrlb() {
     "$curl_bin" -sf -o /dev/null --max-time 1 "http://127.0.0.1:$admin/readyz" && break
     sleep 0.1
   done
-  url[$name]="http://127.0.0.1:$port$path"
+  url[$name]="$scheme://127.0.0.1:$port$path"
   proxy_pids[$name]=$started_pid
   admin_ports[$name]=$admin
   log "$name on 127.0.0.1:$port, admin 127.0.0.1:$admin (pid $started_pid)"
@@ -342,7 +441,18 @@ if wanted nginx; then
     echo "    keepalive 64;"
     echo "  }"
     echo "  server {"
-    echo "    listen 127.0.0.1:$port reuseport;"
+    if [[ $tls_mode != off ]]; then
+      # No http2 on the listener: every proxy speaks HTTP/1.1 over TLS.
+      echo "    listen 127.0.0.1:$port ssl reuseport;"
+      echo "    ssl_certificate $tls/server.pem;"
+      echo "    ssl_certificate_key $tls/server.key;"
+      echo "    ssl_protocols TLSv1.3;"
+      echo "    ssl_conf_command Ciphersuites $tls_suite;"
+      echo "    ssl_ecdh_curve $tls_group;"
+      echo "    ssl_session_tickets on;"
+    else
+      echo "    listen 127.0.0.1:$port reuseport;"
+    fi
     echo "    location / {"
     echo "      proxy_pass http://echo;"
     echo "      proxy_http_version 1.1;"
@@ -355,8 +465,8 @@ if wanted nginx; then
     die "nginx refused its config: $(cat "$nd/error.log" 2>/dev/null)"
   start_proc nginx "$nginx_bin" -e "$nd/error.log" -p "$nd" -c "$nd/nginx.conf"
   nginx_pid=$started_pid
-  wait_http nginx "$nginx_pid" "http://127.0.0.1:$port/"
-  url[nginx]="http://127.0.0.1:$port$path"
+  wait_http nginx "$nginx_pid" "$scheme://127.0.0.1:$port/"
+  url[nginx]="$scheme://127.0.0.1:$port$path"
   log "nginx on 127.0.0.1:$port (master pid $nginx_pid)"
 fi
 
@@ -385,7 +495,11 @@ if wanted haproxy; then
     echo "  timeout http-keep-alive 30s"
     echo "  http-reuse always"
     echo "frontend bench"
-    echo "  bind 127.0.0.1:$port"
+    if [[ $tls_mode != off ]]; then
+      echo "  bind 127.0.0.1:$port ssl crt $tls/server-with-key.pem ssl-min-ver TLSv1.3 ciphersuites $tls_suite curves $tls_group alpn http/1.1"
+    else
+      echo "  bind 127.0.0.1:$port"
+    fi
     echo "  default_backend echo"
     echo "backend echo"
     echo "  balance roundrobin"
@@ -398,8 +512,8 @@ if wanted haproxy; then
   "$haproxy_bin" -c -q -f "$hd/haproxy.cfg" >&2 || die "haproxy refused its config"
   start_proc haproxy "$haproxy_bin" -f "$hd/haproxy.cfg" -db
   haproxy_pid=$started_pid
-  wait_http haproxy "$haproxy_pid" "http://127.0.0.1:$port/"
-  url[haproxy]="http://127.0.0.1:$port$path"
+  wait_http haproxy "$haproxy_pid" "$scheme://127.0.0.1:$port/"
+  url[haproxy]="$scheme://127.0.0.1:$port$path"
   proxy_pids[haproxy]=$haproxy_pid
   log "haproxy on 127.0.0.1:$port (pid $haproxy_pid)"
 fi
@@ -411,13 +525,13 @@ fi
 
 # --- checks: every target answers 200 with the body echoed; proxies spread over all three ------
 for t in "${targets[@]}"; do
-  code=$("$curl_bin" -s -o "$work/check.body" -w '%{http_code}' --max-time 5 \
+  code=$("$curl_bin" -s -o "$work/check.body" -w '%{http_code}' --max-time 5 "${curl_tls[@]}" \
     -H 'content-type: application/json' --data-binary "$body" "${url[$t]}") || code=000
   [[ $code == 200 ]] || die "$t answered $code to the benchmark POST (${url[$t]}): $(head -c 300 "$work/check.body")"
   [[ $(<"$work/check.body") == "$body" ]] || die "$t did not echo the body: $(head -c 300 "$work/check.body")"
   if [[ $t != direct ]]; then
     seen=$(for ((i = 0; i < 6; i++)); do
-      "$curl_bin" -s -D - -o /dev/null --max-time 5 -H 'content-type: application/json' \
+      "$curl_bin" -s -D - -o /dev/null --max-time 5 "${curl_tls[@]}" -H 'content-type: application/json' \
         --data-binary "$body" "${url[$t]}" | tr -d '\r' | sed -n 's/^x-echo-service: //Ip'
     done | sort -u | paste -sd ' ' -)
     [[ $(wc -w <<<"$seen") -eq 3 ]] || die "$t did not spread 6 requests over the 3 backends (saw: $seen)"
@@ -425,6 +539,35 @@ for t in "${targets[@]}"; do
   log "check: $t answers 200 and echoes the body${seen:+ (backends: $seen)}"
   seen=""
 done
+
+# --- checks with TLS: every proxy negotiates the same parameters with OpenSSL's default client ----
+if [[ $tls_mode != off ]]; then
+  for t in "${targets[@]}"; do
+    [[ ${url[$t]} == https://* ]] || continue
+    hostport=${url[$t]#https://}
+    hostport=${hostport%%/*}
+    "$openssl_bin" s_client -connect "$hostport" -CAfile "$tls/ca.pem" </dev/null >"$work/s_client-$t.txt" 2>&1 || true
+    got=$(awk '
+      /^New, / { sub(/,$/, "", $2); proto = $2; cipher = $NF }
+      /^Server Temp Key:/ { group = $4; sub(/,$/, "", group) }
+      /^Peer signature type:/ { sig = $4 }
+      /^Server public key is/ { bits = $5 }
+      /^Verify return code:/ { verify = $4 }
+      END { printf "%s %s %s %s-%s verify=%s", proto, cipher, group, sig, bits, verify }' "$work/s_client-$t.txt")
+    want="TLSv1.3 $tls_suite $tls_group ECDSA-256 verify=0"
+    [[ $got == "$want" ]] || die "$t negotiated '$got', expected '$want': see $work/s_client-$t.txt"
+    log "check: $t serves $got"
+    tls_params=$want
+    if [[ $tls_mode == resume ]]; then
+      # A session saved after a second of reading (the tickets come after the handshake), then offered.
+      sleep 1 | "$openssl_bin" s_client -connect "$hostport" -CAfile "$tls/ca.pem" \
+        -sess_out "$tls/session-$t.pem" >/dev/null 2>&1 || true
+      "$openssl_bin" s_client -connect "$hostport" -CAfile "$tls/ca.pem" -sess_in "$tls/session-$t.pem" \
+        </dev/null 2>&1 | grep -q '^Reused, TLSv1.3' || die "$t did not resume a TLS 1.3 session offered by openssl s_client"
+      log "check: $t resumes TLS 1.3 sessions"
+    fi
+  done
+fi
 
 # --- measurement helpers ----------------------------------------------------------------------
 # User and system CPU time in clock ticks ("USER SYS"), summed over the pids (threads included).
@@ -517,8 +660,8 @@ measure() {
   fi
   times >"$work/times.0"
   # In the background, so that a TERM reaches the trap at once (the trap stops wrk too).
-  "$wrk_bin" -t"$threads" -c"$connections" -d"${secs}s" --timeout 5s --latency -s "$script" \
-    "${url[$t]}" >"$out" 2>&1 &
+  env "${wrk_env[@]}" "$wrk_bin" -t"$threads" -c"$connections" -d"${secs}s" --timeout 5s --latency \
+    "${wrk_headers[@]}" -s "$script" "${url[$t]}" >"$out" 2>&1 &
   wrk_pid=$!
   wait "$wrk_pid" || die "wrk failed against $t: $(cat "$out")"
   wrk_pid=""
@@ -597,8 +740,33 @@ done
 # --- report -------------------------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 echo
-echo "## Proxy benchmark: wrk -t$threads -c$connections, ${duration}s x $rounds round(s), ~100-byte JSON POST, access logs $log_mode, $backend_kind backends"
+tls_title=""
+unit="req/s"
+case $tls_mode in
+  keepalive) tls_title=", HTTPS (TLS 1.3) on keep-alive connections" ;;
+  handshake)
+    tls_title=", HTTPS (TLS 1.3) with a full handshake per request"
+    unit="handshakes/s"
+    ;;
+  resume)
+    tls_title=", HTTPS (TLS 1.3) with a resumed handshake per request"
+    unit="handshakes/s"
+    ;;
+esac
+echo "## Proxy benchmark: wrk -t$threads -c$connections, ${duration}s x $rounds round(s), ~100-byte JSON POST, access logs $log_mode, $backend_kind backends$tls_title"
 echo
+if [[ $tls_mode != off ]]; then
+  case $tls_mode in
+    keepalive) how="keep-alive connections (a new connection, with a resumed handshake, only when a proxy closes one)" ;;
+    handshake) how="\`Connection: close\`: a new connection and a full handshake (no resumption: wrk's session is dropped before each reconnect) per request, so $unit = req/s" ;;
+    resume) how="\`Connection: close\`: a new connection per request, resuming the previous connection's session (TLS 1.3 PSK with X25519), so $unit = req/s" ;;
+  esac
+  echo "TLS=$tls_mode: every proxy serves the same ECDSA P-256 certificate (from a throwaway CA), TLS 1.3 only, session tickets on, HTTP/1.1 (wrk sends no ALPN); each negotiated \`${tls_params% verify=0}\` with openssl s_client before the runs. wrk used $how."
+  if wanted direct; then
+    echo "\`direct\` is plain HTTP to one backend (the backends speak no TLS): its row and the \"vs direct\" column compare TLS through a proxy with plaintext without one."
+  fi
+  echo
+fi
 echo "$(nproc) cores${cpu:+ ($cpu)}, load average before the report: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC')."
 versions="$("$rrlb_bin" --version 2>/dev/null | head -n 1 || echo 'rrlb ?') (log level $rrlb_log_level${RRLB_ARGS:+, args: $RRLB_ARGS})"
 if [[ -n $nginx_bin ]]; then
@@ -627,7 +795,7 @@ if [[ -s $work/otlp-sink.count ]]; then
   echo "OTLP sink (rrlb-otel's span export): $(<"$work/otlp-sink.count")."
 fi
 echo
-awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
+awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" -v unit="$unit" '
   function median(list,   n, x, i, j, tmp) {
     n = split(list, x, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] + 0 < x[i] + 0) { tmp = x[i]; x[i] = x[j]; x[j] = tmp }
@@ -653,7 +821,7 @@ awk -F'\t' -v order="${targets[*]}" -v ncpu="$(nproc)" '
   END {
     n = split(order, ts, " ")
     base = ("direct" in lo) ? median(rps["direct"]) : 0
-    print "| target | req/s (median) | req/s (min–max) | p50 | p99 | peak RSS of the proxy | vs direct | errors |"
+    print "| target | " unit " (median) | " unit " (min–max) | p50 | p99 | peak RSS of the proxy | vs direct | errors |"
     print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for (i = 1; i <= n; i++) {
       t = ts[i]; m = median(rps[t])
