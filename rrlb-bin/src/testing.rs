@@ -32,7 +32,7 @@ pub fn chunked(parts: &[&[u8]]) -> Result<Option<(usize, Vec<u8>)>, ()> {
 pub struct Relayed {
     /// The bytes the client got (rrlb's own headers aside).
     pub client: Vec<u8>,
-    /// The answer's status, once a final head was read.
+    /// The answer's status, once a final head was read and its body's first bytes passed (else nothing is relayed).
     pub status: Option<u16>,
     /// Whether the answer was refused (the proxy answers `502` if nothing was sent yet, else closes).
     pub refused: bool,
@@ -64,11 +64,13 @@ pub fn relay(parts: &[&[u8]], head_request: bool, closed: bool) -> Relayed {
             }
         }
     };
-    out.status = Some(head.status);
+    // A body that breaks the rules in the bytes read with the head is refused before the client gets anything
+    // (the upstream answers 502): no status, nothing relayed.
     let Ok((mut body, first)) = answer::BodyReader::start(&head, &mut buf) else {
         out.refused = true;
         return out;
     };
+    out.status = Some(head.status);
     out.client.extend_from_slice(&head.bytes);
     out.client.extend_from_slice(b"\r\n");
     body.frame(&first, body.is_done(), &mut out.client);
