@@ -3,7 +3,7 @@
 Reads the order from docs/architecture.md: one fenced block per crate, opened with ```layering CRATE, one
 layer per line, top first, the modules of a layer separated by spaces (they may not import each other). For
 each crate it reads the `crate::module` paths in the code of src/ (comments and the trailing `#[cfg(test)]
-mod tests` block left out: a doc link is not a dependency) and fails on
+mod tests` block and `tests.rs` files left out: a doc link or a test is not a dependency) and fails on
 
 - an import that goes up, or sideways within a layer;
 - a top-level module of src/ that the order does not name (a new module must be placed), or one it names
@@ -65,7 +65,9 @@ def imports(src):
     modules = set()
     for dirpath, _, files in os.walk(src):
         for name in files:
-            if not name.endswith(".rs"):
+            # A `tests.rs` is a test module in a file of its own (`#[cfg(test)] mod tests;`): like the trailing
+            # test modules, what it imports is no dependency of the code.
+            if not name.endswith(".rs") or name == "tests.rs":
                 continue
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, src)
