@@ -10,26 +10,20 @@
 
 mod support;
 
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
-use support::tls::{Pair, Pki};
+use support::tls::{Pair, Pki, Tls, connect, try_connect};
 use support::wire::{self, Answer, BodyFraming, Chunks, Conn, Head};
 use support::{HANG, Harness, TestBackend, eventually, metric, write_atomic};
-
-type Tls = TlsStream<TcpStream>;
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
@@ -69,51 +63,6 @@ fn install(pair: &Pair, cert: &Path, key: &Path) {
 // ---------------------------------------------------------------------------------------------------------
 // Clients
 
-/// A client configuration trusting `pki`'s CA, offering `alpn`, with `client` as its certificate. A new one per
-/// connection, so that no connection resumes another's session.
-fn client_config(pki: &Pki, alpn: &[&str], client: Option<&Pair>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.clone()).expect("CA");
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots);
-    let mut config = match client {
-        Some(pair) => builder
-            .with_client_auth_cert(vec![pair.cert.clone()], pair.key.clone_key())
-            .expect("client certificate"),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
-    Arc::new(config)
-}
-
-/// A TLS connection to `addr` verifying the name `name` (an IP address: no SNI is sent).
-async fn try_connect(
-    addr: SocketAddr,
-    name: &str,
-    config: Arc<rustls::ClientConfig>,
-) -> io::Result<Tls> {
-    let name = ServerName::try_from(name.to_owned()).map_err(io::Error::other)?;
-    let fut = async {
-        let tcp = TcpStream::connect(addr).await?;
-        tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-    };
-    tokio::time::timeout(HANG, fut)
-        .await
-        .unwrap_or_else(|_| Err(io::Error::other("the handshake hung")))
-}
-
-async fn connect(addr: SocketAddr, name: &str, config: Arc<rustls::ClientConfig>) -> Tls {
-    try_connect(addr, name, config)
-        .await
-        .unwrap_or_else(|e| panic!("TLS connection to {addr} as {name}: {e}"))
-}
-
 /// The certificate the server presented (its leaf).
 fn peer_cert(tls: &Tls) -> CertificateDer<'static> {
     tls.get_ref()
@@ -126,7 +75,7 @@ fn peer_cert(tls: &Tls) -> CertificateDer<'static> {
 
 /// The leaf certificate a new connection (ALPN http/1.1, fresh session) to `addr` as `name` is served.
 async fn served_cert(pki: &Pki, addr: SocketAddr, name: &str) -> CertificateDer<'static> {
-    peer_cert(&connect(addr, name, client_config(pki, &["http/1.1"], None)).await)
+    peer_cert(&connect(addr, name, pki.client_config(&["http/1.1"], None)).await)
 }
 
 /// `POST /echo` as `version` (`"1.1"`, `"1.0"`) with `body` and `extra` header lines.
@@ -314,12 +263,7 @@ async fn https_is_served_on_both_request_paths_and_backends_are_told() {
     let h = start(&backend, &pair_keys(&server.cert_file, &server.key_file)).await;
 
     // HTTP/1.1 over TLS (ALPN http/1.1): the fast path; two requests on one connection.
-    let mut tls = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut tls = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     assert_eq!(peer_cert(&tls), server.cert);
     for body in ["hello over tls", "and again on the same connection"] {
@@ -334,7 +278,7 @@ async fn https_is_served_on_both_request_paths_and_backends_are_told() {
     let tls = connect(
         h.proxy,
         "127.0.0.1",
-        client_config(&pki, &["h2", "http/1.1"], None),
+        pki.client_config(&["h2", "http/1.1"], None),
     )
     .await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -343,12 +287,7 @@ async fn https_is_served_on_both_request_paths_and_backends_are_told() {
     assert_eq!(seen_header(&seen, "x-forwarded-proto"), ["https"], "{seen}");
 
     // HTTP/1.0 over TLS: handed to hyper.
-    let mut tls = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut tls = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     let answer = exchange(&mut tls, &post_request("1.0", "hello as 1.0", &[]))
         .await
         .unwrap_or_else(|e| panic!("HTTP/1.0 over TLS: {e}"));
@@ -356,7 +295,7 @@ async fn https_is_served_on_both_request_paths_and_backends_are_told() {
     assert_eq!(seen_header(&seen, "x-forwarded-proto"), ["https"], "{seen}");
 
     // No ALPN at all: HTTP/1.1.
-    let mut tls = connect(h.proxy, "localhost", client_config(&pki, &[], None)).await;
+    let mut tls = connect(h.proxy, "localhost", pki.client_config(&[], None)).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), None);
     post_h1(&mut tls, "without ALPN", &[]).await;
 
@@ -378,12 +317,7 @@ async fn sni_picks_the_pair_whose_certificate_names_the_host() {
     let h = start(&backend, &tls).await;
 
     // SNI api.test: its pair, and requests work on it.
-    let mut conn = connect(
-        h.proxy,
-        "api.test",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut conn = connect(h.proxy, "api.test", pki.client_config(&["http/1.1"], None)).await;
     assert_eq!(
         peer_cert(&conn),
         api.cert,
@@ -402,7 +336,7 @@ async fn sni_picks_the_pair_whose_certificate_names_the_host() {
 
     // A name that no pair has and the default does not carry: the default is served, so the client's check
     // of the name fails.
-    let err = try_connect(h.proxy, "nowhere.test", client_config(&pki, &[], None))
+    let err = try_connect(h.proxy, "nowhere.test", pki.client_config(&[], None))
         .await
         .map(|_| ())
         .expect_err("nowhere.test is named by no certificate");
@@ -423,12 +357,7 @@ async fn replaced_certificate_files_are_served_to_new_connections_and_old_ones_k
     let backend = TestBackend::start().await;
     let h = start(&backend, &pair_keys(&cert, &key)).await;
 
-    let mut old = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut old = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     assert_eq!(peer_cert(&old), v1.cert);
     post_h1(&mut old, "before the rotation", &[]).await;
 
@@ -484,12 +413,7 @@ async fn a_key_that_does_not_match_is_refused_naming_the_file_and_the_old_pair_k
     assert!(!error.contains("PRIVATE KEY"), "{error}");
 
     // The running pair keeps serving new connections, and they work.
-    let mut conn = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut conn = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     assert_eq!(peer_cert(&conn), v1.cert, "the refused pair was served");
     post_h1(&mut conn, "after the refused reload", &[]).await;
     let text = metrics(&h).await;
@@ -551,12 +475,7 @@ async fn a_kubernetes_secret_volume_symlink_swap_is_seen() {
         async move { (served_cert(pki, addr, "localhost").await == v2.cert).then_some(()) }
     })
     .await;
-    let mut conn = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut conn = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     post_h1(&mut conn, "after the swap", &[]).await;
 }
 
@@ -594,12 +513,7 @@ async fn plaintext_http_on_the_tls_port_gets_a_400_and_a_close() {
     assert_eq!(handshakes(&text, "ok").unwrap_or(0.0), 0.0, "{text}");
 
     // The port still speaks TLS.
-    let mut tls = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut tls = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     post_h1(&mut tls, "over TLS", &[]).await;
 }
 
@@ -618,13 +532,7 @@ async fn client_certificates_are_required_and_their_subject_reaches_the_backend(
 
     // Without a certificate: the handshake fails (TLS 1.2), or the server's alert ends the connection at the
     // first read (TLS 1.3, where the client finishes first).
-    match try_connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await
-    {
+    match try_connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await {
         Err(_) => {}
         Ok(mut tls) => {
             let got = exchange(&mut tls, &post_request("1.1", "no certificate", &[])).await;
@@ -648,7 +556,7 @@ async fn client_certificates_are_required_and_their_subject_reaches_the_backend(
     if let Ok(mut tls) = try_connect(
         h.proxy,
         "localhost",
-        client_config(&pki, &["http/1.1"], Some(&other)),
+        pki.client_config(&["http/1.1"], Some(&other)),
     )
     .await
     {
@@ -664,7 +572,7 @@ async fn client_certificates_are_required_and_their_subject_reaches_the_backend(
     let mut tls = connect(
         h.proxy,
         "localhost",
-        client_config(&pki, &["http/1.1"], Some(&client)),
+        pki.client_config(&["http/1.1"], Some(&client)),
     )
     .await;
     let seen = post_h1(
@@ -681,7 +589,7 @@ async fn client_certificates_are_required_and_their_subject_reaches_the_backend(
     let tls = connect(
         h.proxy,
         "localhost",
-        client_config(&pki, &["h2"], Some(&client)),
+        pki.client_config(&["h2"], Some(&client)),
     )
     .await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -704,12 +612,7 @@ async fn a_forged_subject_header_is_dropped_for_a_client_without_a_certificate()
         toml_path(&pki.ca_file)
     );
     let h = start(&backend, &tls).await;
-    let mut tls = connect(
-        h.proxy,
-        "localhost",
-        client_config(&pki, &["http/1.1"], None),
-    )
-    .await;
+    let mut tls = connect(h.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     let seen = post_h1(
         &mut tls,
         "no certificate",
@@ -717,7 +620,7 @@ async fn a_forged_subject_header_is_dropped_for_a_client_without_a_certificate()
     )
     .await;
     assert!(seen_header(&seen, "x-client-subject").is_empty(), "{seen}");
-    let tls = connect(h.proxy, "localhost", client_config(&pki, &["h2"], None)).await;
+    let tls = connect(h.proxy, "localhost", pki.client_config(&["h2"], None)).await;
     let (status, body) =
         post_h2(tls, "no certificate, h2", &[("x-client-subject", "forged")]).await;
     let seen = backend_saw(status.as_u16(), &body, "no certificate, h2");

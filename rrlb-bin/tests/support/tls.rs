@@ -1,15 +1,19 @@
 //! TLS for the tests: certificates made with rcgen ([`Pki`]: a CA, server certificates, a client certificate,
 //! written as PEM files into a temporary directory), and [`TlsEcho`], a tokio-rustls backend on `127.0.0.1:0`
-//! that answers each request with its body, optionally requiring a client certificate. Stopped on drop.
+//! that answers each request with its body, optionally requiring a client certificate. Stopped on drop. Clients:
+//! [`Pki::client_config`] and [`connect`], which a [`super::wire::Conn`] can run over.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::io;
+use std::net::SocketAddr;
+
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A certificate and its key, in memory and as PEM files.
@@ -87,6 +91,25 @@ impl Pki {
         self.pair(cert.der().clone(), cert.pem(), key)
     }
 
+    /// A client configuration trusting the CA, offering `alpn`, with `client` as its certificate. A new one per
+    /// connection, so that no connection resumes another's session.
+    pub fn client_config(&self, alpn: &[&str], client: Option<&Pair>) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).expect("CA");
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots);
+        let mut config = match client {
+            Some(pair) => builder
+                .with_client_auth_cert(vec![pair.cert.clone()], pair.key.clone_key())
+                .expect("client certificate"),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+
     fn pair(&self, cert: CertificateDer<'static>, pem: String, key: KeyPair) -> Pair {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let cert_file = self.dir.path().join(format!("cert-{n}.pem"));
@@ -100,6 +123,35 @@ impl Pki {
             key_file,
         }
     }
+}
+
+/// A TLS client connection.
+pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS connection to `addr` verifying the name `name` (an IP address: no SNI is sent); the connect and the
+/// handshake are bounded by [`super::HANG`].
+pub async fn try_connect(
+    addr: SocketAddr,
+    name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> io::Result<Tls> {
+    let name = ServerName::try_from(name.to_owned()).map_err(io::Error::other)?;
+    let fut = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+    };
+    tokio::time::timeout(super::HANG, fut)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the handshake hung")))
+}
+
+/// [`try_connect`], which must succeed.
+pub async fn connect(addr: SocketAddr, name: &str, config: Arc<rustls::ClientConfig>) -> Tls {
+    try_connect(addr, name, config)
+        .await
+        .unwrap_or_else(|e| panic!("TLS connection to {addr} as {name}: {e}"))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

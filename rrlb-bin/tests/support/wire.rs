@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The default bound on a raw client's single wait (a connect, a write, a read): a hang becomes a failure that
@@ -303,10 +303,15 @@ pub fn decode_chunked(buf: &[u8]) -> Chunks {
     }
 }
 
+/// A byte stream a [`Conn`] reads and writes: plain TCP, or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 /// A raw client connection: what it received (all of it, for checks on the bytes themselves), and what is not
 /// consumed yet.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     /// The bound on each wait.
     wait: Duration,
     /// Received, not yet consumed.
@@ -333,10 +338,10 @@ impl Conn {
         Self::new(stream, wait)
     }
 
-    /// A client on `stream`; each wait is bounded by `wait`.
-    pub fn new(stream: TcpStream, wait: Duration) -> Self {
+    /// A client on `stream` (TCP, or TLS over it); each wait is bounded by `wait`.
+    pub fn new(stream: impl Stream + 'static, wait: Duration) -> Self {
         Self {
-            stream,
+            stream: Box::new(stream),
             wait,
             buf: Vec::new(),
             seen: Vec::new(),
@@ -347,12 +352,17 @@ impl Conn {
 
     /// Writes `bytes`; a failure (rrlb closed first) shows in what is read next.
     pub async fn send(&mut self, bytes: &[u8]) {
-        let _ = tokio::time::timeout(self.wait, self.stream.write_all(bytes)).await;
+        let _ = self.try_send(bytes).await;
     }
 
     /// Writes `bytes`; `Err` when the connection broke (or the write hung) first.
     pub async fn try_send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        match tokio::time::timeout(self.wait, self.stream.write_all(bytes)).await {
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            // TLS holds records until flushed.
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.wait, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("the write hung for {:?}", self.wait)),
