@@ -4,9 +4,9 @@
 //! key refused, a Kubernetes-style `..data` symlink swap), plaintext on the TLS port, client certificates, and
 //! what `/admin/tls` and the metrics show.
 //!
-//! Not here: SIGHUP. The harness runs rrlb inside the test binary, so a SIGHUP would reach every harness of
-//! it; and any change of a certificate file is also seen by the watcher, so a test could not tell a reload by
-//! the signal from one by the watch. `process.rs` covers SIGHUP (a config reload, the same path).
+//! The explicit triggers (SIGHUP, `POST /admin/reload`) are tested with certificate files behind symlinks into
+//! a directory rrlb does not watch, so that the watcher cannot be what loaded the new pair; SIGHUP on the real
+//! binary (a signal would reach every in-process harness of this test binary).
 
 mod support;
 
@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use support::tls::{Pair, Pki, Tls, connect, try_connect};
 use support::wire::{self, Answer, BodyFraming, Chunks, Conn, Head};
-use support::{HANG, Harness, TestBackend, eventually, metric, write_atomic};
+use support::{HANG, Harness, Process, TestBackend, eventually, metric, write_atomic};
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
@@ -714,4 +714,104 @@ async fn a_certificate_replaced_right_after_start_is_loaded() {
         },
     )
     .await;
+}
+
+/// Certificate files reached through symlinks into a directory of their own, as a tool that keeps its
+/// certificates elsewhere (certbot's `live/` links into `archive/`) lays them out: rrlb watches the directory of
+/// the paths it was given, so a change *behind* the links is no event, and only an explicit reload loads it.
+/// That makes the two explicit triggers observable on their own.
+struct Linked {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    /// The paths the configuration names: symlinks.
+    cert: PathBuf,
+    key: PathBuf,
+    /// Where the links point: the files that change.
+    target_cert: PathBuf,
+    target_key: PathBuf,
+}
+
+impl Linked {
+    fn new(pair: &Pair) -> Self {
+        let (named, behind) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let target_cert = behind.path().join("cert.pem");
+        let target_key = behind.path().join("key.pem");
+        install(pair, &target_cert, &target_key);
+        let cert = named.path().join("tls.crt");
+        let key = named.path().join("tls.key");
+        std::os::unix::fs::symlink(&target_cert, &cert).expect("symlink");
+        std::os::unix::fs::symlink(&target_key, &key).expect("symlink");
+        Self {
+            _dirs: (named, behind),
+            cert,
+            key,
+            target_cert,
+            target_key,
+        }
+    }
+
+    /// Replaces the files behind the links.
+    fn replace(&self, pair: &Pair) {
+        install(pair, &self.target_cert, &self.target_key);
+    }
+}
+
+#[tokio::test]
+async fn admin_reload_loads_a_certificate_changed_behind_a_symlink() {
+    let pki = Pki::new();
+    let v1 = pki.issue(&["127.0.0.1", "localhost"]);
+    let v2 = pki.issue(&["127.0.0.1", "localhost"]);
+    let files = Linked::new(&v1);
+    let backend = TestBackend::start().await;
+    let h = start(&backend, &pair_keys(&files.cert, &files.key)).await;
+    assert_eq!(served_cert(&pki, h.proxy, "localhost").await, v1.cert);
+
+    files.replace(&v2);
+    // Nothing watched changed: the running pair stays until told.
+    assert_eq!(served_cert(&pki, h.proxy, "localhost").await, v1.cert);
+    let res = h
+        .admin_call(Method::POST, "/admin/reload", None, None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(served_cert(&pki, h.proxy, "localhost").await, v2.cert);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_loads_a_certificate_changed_behind_a_symlink() {
+    let pki = Pki::new();
+    let v1 = pki.issue(&["127.0.0.1", "localhost"]);
+    let v2 = pki.issue(&["127.0.0.1", "localhost"]);
+    let files = Linked::new(&v1);
+    let backend = TestBackend::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rrlb.toml");
+    write_atomic(
+        &path,
+        &config(&backend.url(), &pair_keys(&files.cert, &files.key)),
+    );
+    let mut p = Process::spawn(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let mut old = connect(p.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
+    assert_eq!(peer_cert(&old), v1.cert);
+
+    files.replace(&v2);
+    assert_eq!(served_cert(&pki, p.proxy, "localhost").await, v1.cert);
+    p.signal("HUP");
+    p.wait_line("a SIGHUP reload", |l| {
+        l.contains("configuration reloaded") && l.contains("SIGHUP")
+    })
+    .await;
+    assert_eq!(served_cert(&pki, p.proxy, "localhost").await, v2.cert);
+    // The connection made before keeps its pair and keeps working.
+    post_h1(&mut old, "after SIGHUP", &[]).await;
+    assert_eq!(peer_cert(&old), v1.cert);
 }
