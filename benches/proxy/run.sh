@@ -58,6 +58,10 @@
 #   BUILD=1           cargo build --release rrlb and echo-rs first (0: use the binaries as they are)
 #   RRLB_BIN, ECHO_BIN   binaries to use [target/release/rrlb, target/release/echo-rs or
 #                     target/release/examples/hyper_echo]
+#   IDLE=0            N > 0: after the rounds, per proxy, the memory an idle keep-alive connection
+#                     costs: the proxy's RSS, then N connections opened (over TLS when TLS is on, one
+#                     POST answered on each) and held idle by benches/proxy/idle_conns.py, then its RSS
+#                     again; NGINX worker_connections and HAProxy maxconn are raised to N + 4096
 #   PERF_STAT=0       1: also count the proxy's system calls and context switches per request
 #                     with `perf stat` (needs perf and the rights to use it; adds a little overhead)
 #   OUT_DIR=""        if set, keep the raw results there: results.tsv, every wrk output, the
@@ -134,6 +138,10 @@ positive_int DURATION "$duration" 1
 positive_int WARMUP "$warmup" 0
 positive_int CONNECTIONS "$connections" 1
 positive_int THREADS "$threads" 1
+idle=${IDLE:-0}
+positive_int IDLE "$idle" 0
+# Room for the idle connections on top of the load's (the defaults otherwise).
+conn_limit=$((idle > 0 ? idle + 4096 : 4096))
 ((connections >= threads)) || die "CONNECTIONS must be >= THREADS"
 [[ ${#targets[@]} -gt 0 ]] || die "TARGETS is empty"
 for t in "${targets[@]}"; do
@@ -207,6 +215,7 @@ chmod 755 "$work"
 proc_pids=()
 proc_names=()
 sampler_pid=""
+idle_pid=""
 wrk_pid=""
 perf_pid=""
 
@@ -224,7 +233,7 @@ stop_pid() {
 cleanup() {
   local rc=$? i
   trap - EXIT INT TERM
-  for i in $wrk_pid $perf_pid $sampler_pid; do
+  for i in $wrk_pid $perf_pid $sampler_pid $idle_pid; do
     kill -TERM "$i" 2>/dev/null || true
     wait "$i" 2>/dev/null || true
   done
@@ -422,7 +431,7 @@ if wanted nginx; then
     echo "worker_processes auto;"
     echo "pid $nd/nginx.pid;"
     echo "error_log $nd/error.log warn;"
-    echo "events { worker_connections 4096; }"
+    echo "events { worker_connections $conn_limit; }"
     echo "http {"
     if [[ $log_mode == on ]]; then
       echo "  access_log $nd/access.log;"
@@ -478,7 +487,7 @@ if wanted haproxy; then
   {
     echo "global"
     echo "  nbthread 2"
-    echo "  maxconn 4096"
+    echo "  maxconn $conn_limit"
     if [[ $log_mode == on ]]; then
       echo "  log stdout format raw local0"
     fi
@@ -729,6 +738,51 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
+# --- idle connections: what holding one costs each proxy in memory ----------------------------------
+idle_results="$work/idle.tsv"
+rss_kib() {
+  local sum=0 pid key val
+  for pid in "$@"; do
+    while read -r key val _; do
+      if [[ $key == VmRSS: ]]; then
+        sum=$((sum + val))
+        break
+      fi
+    done 2>/dev/null <"/proc/$pid/status" || true
+  done
+  echo "$sum"
+}
+if ((idle > 0)); then
+  printf '%s' "$body" >"$work/idle-body.json"
+  for t in "${targets[@]}"; do
+    [[ $t == direct ]] && continue
+    read -r -a ppids <<<"${proxy_pids[$t]}"
+    before=$(rss_kib "${ppids[@]}")
+    log "idle: $idle connections to $t (RSS before: $before KiB)"
+    # The holder keeps its connections until its stdin closes: a FIFO this shell holds open.
+    mkfifo "$work/idle-hold"
+    "$python_bin" "$here/idle_conns.py" "${url[$t]}" "$idle" "$work/idle-body.json" \
+      <"$work/idle-hold" >"$work/idle-$t.out" 2>&1 &
+    idle_pid=$!
+    exec {hold}>"$work/idle-hold"
+    for ((i = 0; i < 600; i++)); do
+      grep -q '^ready' "$work/idle-$t.out" 2>/dev/null && break
+      kill -0 "$idle_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    grep -q '^ready' "$work/idle-$t.out" || die "idle connections to $t failed: $(cat "$work/idle-$t.out")"
+    # Let the proxy finish what the last answers started (buffers returned, tickets sent).
+    sleep 1
+    with=$(rss_kib "${ppids[@]}")
+    exec {hold}>&-
+    wait "$idle_pid" || die "the idle-connection holder failed against $t: $(cat "$work/idle-$t.out")"
+    idle_pid=""
+    rm -f "$work/idle-hold"
+    printf '%s\t%s\t%s\n' "$t" "$before" "$with" >>"$idle_results"
+    log "idle: $t RSS $before KiB -> $with KiB with $idle idle connections"
+  done
+fi
+
 # Something the proxies complained about (nginx's error log, haproxy's and rrlb's output).
 for f in "$work/nginx/error.log" "$work/haproxy.log" "$work/rrlb.log"; do
   if [[ -s $f ]] && grep -qiE 'crit|alert|emerg|error|warn' "$f"; then
@@ -900,6 +954,14 @@ awk -F'\t' '
     print "| ---: | ---: | ---: |"
     printf "| %s | %s | %s |\n", spread(tp, n), spread(lat, n), (m > 0 ? spread(c, m) : "—")
   }' "$results"
+if [[ -s $idle_results ]]; then
+  echo
+  echo "Memory for $idle idle keep-alive connections$([[ $tls_mode != off ]] && echo " over TLS") (each has carried one POST; RSS of the proxy's processes after the rounds):"
+  echo
+  echo "| target | RSS before | RSS with $idle idle | per idle connection |"
+  echo "| --- | ---: | ---: | ---: |"
+  awk -F'\t' -v n="$idle" '{ printf "| %s | %.1f MiB | %.1f MiB | %.1f KiB |\n", $1, $2 / 1024, $3 / 1024, ($3 - $2) / n }' "$idle_results"
+fi
 echo
 echo "Every round (req/s, p50 / p99 in ms, peak RSS in MiB, CPU in ms of wrk / proxy / backends):"
 echo
