@@ -1,28 +1,47 @@
-//! Parity of rrlb's paths: the same requests sent as HTTP/1.1 (the fast path), HTTP/1.0 (handed to hyper's
-//! server) and HTTP/2 with prior knowledge (h2c, hyper's server) must reach the backend as the same HTTP/1.1
-//! request, and come back to the client as the same answer.
+//! Parity of rrlb's paths and transports: the same requests sent as HTTP/1.1 (the fast path), HTTP/1.0 (handed
+//! to hyper's server) and HTTP/2 (hyper's server), each in plaintext (HTTP/2 with prior knowledge, h2c) and over
+//! TLS (rrlb's listener with `[tls]`; ALPN `http/1.1`, `http/1.0`, `h2`), must reach the backend as the same
+//! HTTP/1.1 request, and come back to the client as the same answer. Six renderings of every request: HTTP/1.1
+//! over TLS stays on the fast path (ALPN `http/1.1` is not a reason to hand a connection to hyper), HTTP/1.0
+//! over TLS is handed to hyper like HTTP/1.0 in plaintext, and `h2` goes to hyper's HTTP/2 server at once.
 //!
 //! Per request, what `TestBackend` received (method, path and query, the set of header names, `host`,
 //! `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`, `x-request-id`, `content-length`, body length,
 //! what its `traceparent` says about the client's trace, `tracestate`)
 //! and what the client got (status, where the answer came from, the JSON error's `error` text and
 //! `request_id`, `x-request-id`, `x-rrlb-backend`, `retry-after` presence, `content-type`) are compared across
-//! the three renderings, with a diff of every difference.
+//! the six renderings, with a diff of every difference.
 //!
-//! What legitimately differs by protocol is in the renderings, not in the comparison: HTTP/2 cannot carry
-//! connection-specific headers (RFC 9113 §8.2.2), so the h2c rendering of a request with `connection`,
-//! `keep-alive`, `proxy-connection` or `upgrade` omits them (hyper's HTTP/2 client drops them, and the headers
-//! `connection` names); HTTP/2 has no `host` line but `:authority` (RFC 9113 §8.3.1), which the h2c rendering
-//! sets to the same value the HTTP/1 renderings send as `host`. No header is left out of the comparison: rrlb
-//! sends the backend its own HTTP/1.1 request whatever the client spoke. Values that are random per request (a
-//! request id rrlb made) are compared by shape (a UUID v4) and by agreement between the backend and the answer.
+//! What legitimately differs by protocol or transport is in the renderings and the expected values, not in the
+//! comparison: HTTP/2 cannot carry connection-specific headers (RFC 9113 §8.2.2), so the HTTP/2 renderings of a
+//! request with `connection`, `keep-alive`, `proxy-connection` or `upgrade` omit them (hyper's HTTP/2 client
+//! drops them, and the headers `connection` names); HTTP/2 has no `host` line but `:authority` (RFC 9113
+//! §8.3.1), which the HTTP/2 renderings set to the value the HTTP/1 renderings send as `host`: `localhost` on
+//! every rendering (the plaintext and the TLS rrlb listen on different ports, so it is neither's address; it is
+//! the name the TLS renderings send as SNI and verify). `x-forwarded-proto` is the scheme of the client's
+//! connection (`http` in plaintext, `https` over TLS, whatever the client sent: the requests include a
+//! client's `https` and a client's `http`): every rendering checks it is exactly its own, and the comparison
+//! sees it as "the connection's scheme" (or the wrong value, and over which transport). Each TLS rendering
+//! offers the ALPN protocol ID of its version alone, and checks that rrlb chose it. No header is left out of
+//! the comparison: rrlb sends the backend its own HTTP/1.1 request whatever the client spoke, and over whatever
+//! transport. Values that are random per request (a request id rrlb made) are compared by shape
+//! (a UUID v4) and by agreement between the backend and the answer.
+//!
+//! TLS must not change which path serves a request, nor the answer: each TLS rendering's answer is also laid
+//! out as its plaintext rendering's (the status line's version and the header names, in order). The paths lay
+//! out rrlb's own answers differently (hyper's server adds `date` and orders the lines its own way; the fast
+//! path writes `content-length` before rrlb's fields), so for the requests rrlb answers itself (the body over
+//! the limit, the backend that is down) this pins HTTP/1.1 over TLS to the fast path and HTTP/1.0 over TLS to
+//! hyper's. rrlb has no metric or header that names the path; backends' answers are laid out alike on both.
 //!
 //! Sources: RFC 9110 §7.6.1 (hop-by-hop `connection` headers, `proxy-connection`, `keep-alive`, `te`,
-//! `upgrade`), §7.2 (Host and :authority); RFC 9112 §3.2 (Host), §6.3 (message body length); RFC 9113 §8.2.2
-//! (connection-specific fields), §8.3.1 (request pseudo-header fields); PortSwigger, James Kettle, "HTTP/2: The
-//! Sequel is Always Worse" (2021: request smuggling through HTTP/2 to HTTP/1 downgrades, where the same request
-//! becomes different HTTP/1 on the way to the backend); the HTTP Garden (Kallus et al., arXiv:2405.17737) on
-//! gateways transforming one request differently from another.
+//! `upgrade`), §7.2 (Host and :authority), §4.2.2 (https); RFC 9112 §3.2 (Host), §6.3 (message body length);
+//! RFC 9113 §3.2 (starting HTTP/2 for https URIs: ALPN `h2`), §3.3 (prior knowledge), §8.2.2
+//! (connection-specific fields), §8.3.1 (request pseudo-header fields); RFC 7301 (ALPN) and the IANA ALPN
+//! protocol IDs (`http/1.0`, `http/1.1`, `h2`); PortSwigger, James Kettle, "HTTP/2: The Sequel is Always Worse"
+//! (2021: request smuggling through HTTP/2 to HTTP/1 downgrades, where the same request becomes different
+//! HTTP/1 on the way to the backend); the HTTP Garden (Kallus et al., arXiv:2405.17737) on gateways
+//! transforming one request differently from another.
 
 mod support;
 
@@ -32,15 +51,18 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rrlb_tower::trace::TraceParent;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
-use support::wire::{Conn, WAIT};
+use support::tls::{Pair, Pki, try_connect};
+use support::wire::{Conn, Stream, WAIT};
 use support::*;
+
+/// What every rendering sends as `host` (HTTP/1) or `:authority` (HTTP/2), and the name the TLS renderings
+/// send as SNI and verify: the TLS listener's certificate is for it.
+const AUTHORITY: &str = "localhost";
 
 /// One request, as every rendering sends it.
 struct Req {
@@ -306,6 +328,14 @@ fn requests() -> Vec<Req> {
             ok,
         ),
         req(
+            "a client's x-forwarded-proto: http",
+            "GET",
+            "/parity/xfp-http",
+            &[("x-forwarded-proto", b"http")],
+            b"",
+            ok,
+        ),
+        req(
             "a client's traceparent and tracestate",
             "GET",
             "/parity/trace",
@@ -377,30 +407,122 @@ fn requests() -> Vec<Req> {
     ]
 }
 
-/// How a request reaches rrlb.
+/// The HTTP version a rendering speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rendering {
+enum Version {
     Http11,
     Http10,
-    H2c,
+    H2,
 }
 
-const RENDERINGS: [Rendering; 3] = [Rendering::Http11, Rendering::Http10, Rendering::H2c];
+/// What a rendering's connection to rrlb is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Plain => "plaintext",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The scheme of a connection like it, as `x-forwarded-proto` must tell a backend.
+    fn scheme(self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            Transport::Tls => "https",
+        }
+    }
+}
+
+/// How a request reaches rrlb: a version over a transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rendering {
+    version: Version,
+    transport: Transport,
+}
+
+const fn rendering(version: Version, transport: Transport) -> Rendering {
+    Rendering { version, transport }
+}
+
+const RENDERINGS: [Rendering; 6] = [
+    rendering(Version::Http11, Transport::Plain),
+    rendering(Version::Http10, Transport::Plain),
+    rendering(Version::H2, Transport::Plain),
+    rendering(Version::Http11, Transport::Tls),
+    rendering(Version::Http10, Transport::Tls),
+    rendering(Version::H2, Transport::Tls),
+];
 
 impl Rendering {
     fn name(self) -> &'static str {
-        match self {
-            Rendering::Http11 => "fast path (HTTP/1.1)",
-            Rendering::Http10 => "hyper path (HTTP/1.0)",
-            Rendering::H2c => "hyper path (h2c)",
+        match (self.version, self.transport) {
+            (Version::Http11, Transport::Plain) => "fast path (HTTP/1.1)",
+            (Version::Http10, Transport::Plain) => "hyper path (HTTP/1.0)",
+            (Version::H2, Transport::Plain) => "hyper path (h2c)",
+            (Version::Http11, Transport::Tls) => "fast path (HTTP/1.1, TLS)",
+            (Version::Http10, Transport::Tls) => "hyper path (HTTP/1.0, TLS)",
+            (Version::H2, Transport::Tls) => "hyper path (h2, TLS)",
         }
+    }
+
+    /// The ALPN protocol a TLS rendering offers, and must get: the ID of the version it speaks.
+    fn alpn(self) -> &'static str {
+        match self.version {
+            Version::Http11 => "http/1.1",
+            Version::Http10 => "http/1.0",
+            Version::H2 => "h2",
+        }
+    }
+}
+
+/// An rrlb to send a rendering to: its proxy listener, and the CA that signed its TLS listener's certificate
+/// (not used in plaintext).
+#[derive(Clone, Copy)]
+struct Proxy<'a> {
+    addr: SocketAddr,
+    pki: &'a Pki,
+}
+
+/// The CA of the TLS renderings, and the certificate of rrlb's TLS listeners (for [`AUTHORITY`]).
+struct Certs {
+    pki: Pki,
+    pair: Pair,
+}
+
+impl Certs {
+    fn new() -> Self {
+        let pki = Pki::new();
+        let pair = pki.issue(&[AUTHORITY]);
+        Self { pki, pair }
+    }
+
+    /// An rrlb with configuration `toml` whose proxy listener is plaintext, or TLS (`toml` with a `[tls]` table
+    /// for [`Certs::pair`]).
+    async fn start(&self, toml: &str, transport: Transport) -> Harness {
+        let toml = match transport {
+            Transport::Plain => toml.to_owned(),
+            Transport::Tls => format!(
+                "{toml}[tls]\ncert = {:?}\nkey = {:?}\n",
+                self.pair.cert_file.display().to_string(),
+                self.pair.key_file.display().to_string()
+            ),
+        };
+        Harness::builder().file(toml).start().await
     }
 }
 
 /// An answer as the client got it.
 struct Got {
+    /// The version of its status line (`HTTP/1.1`, `HTTP/1.0`), or `HTTP/2`.
+    version: String,
     status: u16,
-    /// Lowercase names, values as text.
+    /// Lowercase names, in the order they came; values as text.
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -412,6 +534,12 @@ impl Got {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// How the answer is laid out: the version, then the header names in order.
+    fn layout(&self) -> String {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        format!("{}: {}", self.version, names.join(", "))
+    }
 }
 
 /// Whether the request sends a `content-length` (every rendering alike: with a body, or for a POST).
@@ -419,9 +547,55 @@ fn length_line(r: &Req) -> Option<usize> {
     (!r.body.is_empty() || r.method == "POST").then_some(r.body.len())
 }
 
-/// Sends `r` on a new raw connection as HTTP/1.1 or HTTP/1.0 and reads the answer.
-async fn send_raw(proxy: SocketAddr, r: &Req, version: &str) -> Result<Got, String> {
-    let mut raw = format!("{} {} {version}\r\nhost: {proxy}\r\n", r.method, r.target).into_bytes();
+/// A new connection to `proxy` for `rendering`: TCP, or TLS over it (verifying [`AUTHORITY`], offering the
+/// rendering's ALPN protocol, which rrlb must choose).
+async fn open(proxy: Proxy<'_>, rendering: Rendering) -> Result<Box<dyn Stream>, String> {
+    match rendering.transport {
+        Transport::Plain => Ok(Box::new(
+            TcpStream::connect(proxy.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?,
+        )),
+        Transport::Tls => {
+            let alpn = rendering.alpn();
+            let config = proxy.pki.client_config(&[alpn], None);
+            let tls = try_connect(proxy.addr, AUTHORITY, config)
+                .await
+                .map_err(|e| format!("the TLS handshake offering ALPN {alpn:?}: {e}"))?;
+            let chosen = tls.get_ref().1.alpn_protocol();
+            if chosen != Some(alpn.as_bytes()) {
+                return Err(format!(
+                    "ALPN chose {:?}, not {alpn:?}",
+                    chosen.map(String::from_utf8_lossy)
+                ));
+            }
+            Ok(Box::new(tls))
+        }
+    }
+}
+
+/// Sends `r` on a new connection to `proxy` as `rendering` says, and reads the answer.
+async fn send(proxy: Proxy<'_>, rendering: Rendering, r: &Req) -> Result<Got, String> {
+    let exchange = async {
+        let stream = open(proxy, rendering).await?;
+        match rendering.version {
+            Version::Http11 => send_raw(stream, r, "HTTP/1.1").await,
+            Version::Http10 => send_raw(stream, r, "HTTP/1.0").await,
+            Version::H2 => send_h2(stream, rendering.transport, r).await,
+        }
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {WAIT:?}")))
+}
+
+/// Sends `r` on `stream` as HTTP/1.1 or HTTP/1.0, written by hand, and reads the answer.
+async fn send_raw(stream: Box<dyn Stream>, r: &Req, version: &str) -> Result<Got, String> {
+    let mut raw = format!(
+        "{} {} {version}\r\nhost: {AUTHORITY}\r\n",
+        r.method, r.target
+    )
+    .into_bytes();
     for (name, value) in &r.headers {
         raw.extend_from_slice(name.as_bytes());
         raw.extend_from_slice(b": ");
@@ -433,38 +607,33 @@ async fn send_raw(proxy: SocketAddr, r: &Req, version: &str) -> Result<Got, Stri
     }
     raw.extend_from_slice(b"\r\n");
     raw.extend_from_slice(&r.body);
-    let exchange = async {
-        let mut conn = Conn::connect(proxy, WAIT).await;
-        // rrlb may answer (a 413) before it reads the body: a write error is not the answer.
-        conn.send(&raw).await;
-        let a = conn.answer(r.method == "HEAD").await.into_answer()?;
-        Ok(Got {
-            status: a.status,
-            headers: a
-                .headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.to_ascii_lowercase(),
-                        String::from_utf8_lossy(v).into_owned(),
-                    )
-                })
-                .collect(),
-            body: a.body,
-        })
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {WAIT:?}")))
+    let mut conn = Conn::new(stream, WAIT);
+    // rrlb may answer (a 413) before it reads the body: a write error is not the answer.
+    conn.send(&raw).await;
+    let a = conn.answer(r.method == "HEAD").await.into_answer()?;
+    Ok(Got {
+        version: format!("HTTP/1.{}", a.version),
+        status: a.status,
+        headers: a
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect(),
+        body: a.body,
+    })
 }
 
-type H2Client = Client<HttpConnector, Full<Bytes>>;
-
-/// Sends `r` over h2c (HTTP/2 with prior knowledge), with `:authority` what the HTTP/1 renderings send as `host`.
-async fn send_h2(client: &H2Client, proxy: SocketAddr, r: &Req) -> Result<Got, String> {
+/// Sends `r` over HTTP/2 on `stream` (prior knowledge in plaintext, ALPN `h2` over TLS), with `:scheme` the
+/// transport's and `:authority` what the HTTP/1 renderings send as `host`.
+async fn send_h2(stream: Box<dyn Stream>, transport: Transport, r: &Req) -> Result<Got, String> {
     let mut builder = Request::builder()
         .method(Method::from_bytes(r.method.as_bytes()).map_err(|e| e.to_string())?)
-        .uri(format!("http://{proxy}{}", r.target));
+        .uri(format!("{}://{AUTHORITY}{}", transport.scheme(), r.target));
     for (name, value) in &r.headers {
         let value = HeaderValue::from_bytes(value).map_err(|e| format!("{name}: {e}"))?;
         builder = builder.header(HeaderName::from_static(name), value);
@@ -475,14 +644,16 @@ async fn send_h2(client: &H2Client, proxy: SocketAddr, r: &Req) -> Result<Got, S
     let request = builder
         .body(Full::new(Bytes::from(r.body.clone())))
         .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("the HTTP/2 handshake: {e:?}"))?;
+    let _driver = Driver(tokio::spawn(conn));
     let exchange = async {
-        let res = client
-            .request(request)
+        let res = sender
+            .send_request(request)
             .await
             .map_err(|e| format!("{e:?}"))?;
-        if res.version() != http::Version::HTTP_2 {
-            return Err(format!("answered over {:?}, not HTTP/2", res.version()));
-        }
         let (parts, body) = res.into_parts();
         let body = body
             .collect()
@@ -490,6 +661,7 @@ async fn send_h2(client: &H2Client, proxy: SocketAddr, r: &Req) -> Result<Got, S
             .map_err(|e| format!("{e:?}"))?
             .to_bytes();
         Ok(Got {
+            version: format!("{:?}", parts.version),
             status: parts.status.as_u16(),
             headers: parts
                 .headers
@@ -504,9 +676,16 @@ async fn send_h2(client: &H2Client, proxy: SocketAddr, r: &Req) -> Result<Got, S
             body: body.to_vec(),
         })
     };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {WAIT:?}")))
+    exchange.await
+}
+
+/// A client connection's task, stopped when this is dropped (the answer read, or the exchange given up).
+struct Driver<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Driver<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A request id as compared: the client's when it sent a sane one, else its shape.
@@ -519,8 +698,22 @@ fn id_shape(value: Option<&str>, sent: Option<&str>) -> String {
     }
 }
 
-/// What is compared: the answer, and (when the answer came from the backend) what the backend received.
-fn observe(r: &Req, got: &Got) -> BTreeMap<String, String> {
+/// What the comparison sees of an `x-forwarded-proto` that is the scheme of the client's connection.
+const SAME_SCHEME: &str = "the connection's scheme";
+
+/// What the comparison sees of the backend's `x-forwarded-proto` (`joined`, its values as [`observe`] writes
+/// them): that it is the scheme of the connection `transport` (whichever that is), or what it is instead.
+fn proto_shape(joined: &str, transport: Transport) -> String {
+    if joined == format!("{:?}", transport.scheme()) {
+        SAME_SCHEME.to_owned()
+    } else {
+        format!("{joined} over {}", transport.name())
+    }
+}
+
+/// What is compared: the answer, and (when the answer came from the backend) what the backend received, on
+/// `rendering`.
+fn observe(r: &Req, rendering: Rendering, got: &Got) -> BTreeMap<String, String> {
     let mut o = BTreeMap::new();
     let sent_id = r
         .headers
@@ -608,12 +801,15 @@ fn observe(r: &Req, got: &Got) -> BTreeMap<String, String> {
     for name in [
         "host",
         "x-forwarded-for",
-        "x-forwarded-proto",
         "x-forwarded-host",
         "content-length",
     ] {
         o.insert(format!("backend: {name}"), joined(name));
     }
+    o.insert(
+        "backend: x-forwarded-proto".to_owned(),
+        proto_shape(&joined("x-forwarded-proto"), rendering.transport),
+    );
     let backend_ids = values("x-request-id");
     let backend_id = match backend_ids.as_slice() {
         [one] => one.trim_matches('"').to_owned(),
@@ -640,17 +836,36 @@ fn observe(r: &Req, got: &Got) -> BTreeMap<String, String> {
     o
 }
 
-/// Sends `r` on every rendering (h2c through `h2`), checks its status, compares the observations; failures are
-/// appended to `diffs`.
-async fn compare(proxy: SocketAddr, h2: &H2Client, r: &Req, diffs: &mut Vec<String>) {
-    let mut seen: Vec<(Rendering, BTreeMap<String, String>)> = Vec::new();
+/// What the renderings of one request got: the observations compared across all of them, and the answers'
+/// layouts, compared between the transports of each version.
+#[derive(Default)]
+struct Seen {
+    observed: Vec<(Rendering, BTreeMap<String, String>)>,
+    layouts: Vec<(Rendering, String)>,
+}
+
+impl Seen {
+    fn push(&mut self, r: &Req, rendering: Rendering, got: &Got) -> BTreeMap<String, String> {
+        let o = observe(r, rendering, got);
+        self.observed.push((rendering, o.clone()));
+        self.layouts.push((rendering, got.layout()));
+        o
+    }
+
+    /// The differences between the renderings of `r`: one entry, or none.
+    fn differences(&self, r: &Req) -> Option<String> {
+        let mut lines = differences(&self.observed);
+        lines.extend(layout_differences(&self.layouts));
+        (!lines.is_empty()).then(|| format!("{:?} differs:\n{}", r.name, lines.join("\n")))
+    }
+}
+
+/// Sends `r` on every rendering (each to the rrlb `proxy` gives for its transport), checks its status and the
+/// rules of every rendering, compares the observations; failures are appended to `diffs`.
+async fn compare<'a>(proxy: impl Fn(Transport) -> Proxy<'a>, r: &Req, diffs: &mut Vec<String>) {
+    let mut seen = Seen::default();
     for rendering in RENDERINGS {
-        let got = match rendering {
-            Rendering::Http11 => send_raw(proxy, r, "HTTP/1.1").await,
-            Rendering::Http10 => send_raw(proxy, r, "HTTP/1.0").await,
-            Rendering::H2c => send_h2(h2, proxy, r).await,
-        };
-        match got {
+        match send(proxy(rendering.transport), rendering, r).await {
             Ok(got) => {
                 if !r.status.contains(&got.status) {
                     diffs.push(format!(
@@ -662,9 +877,9 @@ async fn compare(proxy: SocketAddr, h2: &H2Client, r: &Req, diffs: &mut Vec<Stri
                         String::from_utf8_lossy(&got.body)
                     ));
                 }
-                let o = observe(r, &got);
+                let o = seen.push(r, rendering, &got);
                 diffs.extend(
-                    forwarded_rules(proxy, r, &o)
+                    forwarded_rules(r, rendering, &o)
                         .into_iter()
                         .chain(trace_rules(r, &o))
                         .map(|e| format!("{:?} on the {}: {e}", r.name, rendering.name())),
@@ -680,35 +895,37 @@ async fn compare(proxy: SocketAddr, h2: &H2Client, r: &Req, diffs: &mut Vec<Stri
                         }
                     }
                 }
-                seen.push((rendering, o));
             }
             Err(e) => diffs.push(format!("{:?} on the {}: {e}", r.name, rendering.name())),
         }
     }
-    let lines = differences(&seen);
-    if !lines.is_empty() {
-        diffs.push(format!("{:?} differs:\n{}", r.name, lines.join("\n")));
-    }
+    diffs.extend(seen.differences(r));
 }
 
-/// rrlb's forwarded headers, on every rendering: exactly one `x-forwarded-proto: http`, exactly one
-/// `x-forwarded-host` equal to the client's host (or `:authority`), and exactly one `x-forwarded-for` as
-/// `r.xff` says (whatever `x-forwarded-*` the client sent).
-fn forwarded_rules(proxy: SocketAddr, r: &Req, o: &BTreeMap<String, String>) -> Vec<String> {
+/// rrlb's forwarded headers, on every rendering: exactly one `x-forwarded-proto`, the scheme of the
+/// rendering's connection (`http` or `https`); exactly one `x-forwarded-host` equal to the client's host (or
+/// `:authority`); and exactly one `x-forwarded-for` as `r.xff` says (whatever `x-forwarded-*` the client
+/// sent).
+fn forwarded_rules(r: &Req, rendering: Rendering, o: &BTreeMap<String, String>) -> Vec<String> {
     if o.get("answer: from").map(String::as_str) != Some("the backend") {
         return Vec::new();
     }
+    let quoted = |v: &str| format!("{v:?}");
+    let scheme = quoted(rendering.transport.scheme());
     [
-        ("x-forwarded-proto", "http".to_owned()),
-        ("x-forwarded-host", proxy.to_string()),
-        ("x-forwarded-for", r.xff.to_owned()),
+        (
+            "x-forwarded-proto",
+            SAME_SCHEME.to_owned(),
+            format!("{scheme} ({SAME_SCHEME})"),
+        ),
+        ("x-forwarded-host", quoted(AUTHORITY), quoted(AUTHORITY)),
+        ("x-forwarded-for", quoted(r.xff), quoted(r.xff)),
     ]
     .into_iter()
-    .filter_map(|(name, want)| {
-        let want = format!("{want:?}");
+    .filter_map(|(name, want, shown)| {
         let got = o.get(&format!("backend: {name}"));
         (got != Some(&want))
-            .then(|| format!("the backend got {name}: {got:?}, expected exactly {want}"))
+            .then(|| format!("the backend got {name}: {got:?}, expected exactly {shown}"))
     })
     .collect()
 }
@@ -725,7 +942,7 @@ fn differences(seen: &[(Rendering, BTreeMap<String, String>)]) -> Vec<String> {
         lines.push(format!("  {key}:"));
         for ((rendering, _), v) in seen.iter().zip(&values) {
             lines.push(format!(
-                "    {:<24} {}",
+                "    {:<27} {}",
                 rendering.name(),
                 v.map(String::as_str).unwrap_or("(absent)")
             ));
@@ -734,52 +951,80 @@ fn differences(seen: &[(Rendering, BTreeMap<String, String>)]) -> Vec<String> {
     lines
 }
 
-fn h2_client() -> H2Client {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http()
+/// For every TLS rendering whose answer is laid out otherwise than its plaintext rendering's (same version):
+/// both layouts.
+fn layout_differences(layouts: &[(Rendering, String)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (tls, over_tls) in layouts
+        .iter()
+        .filter(|(r, _)| r.transport == Transport::Tls)
+    {
+        let plain = rendering(tls.version, Transport::Plain);
+        let Some((_, in_plaintext)) = layouts.iter().find(|(r, _)| *r == plain) else {
+            continue;
+        };
+        if over_tls != in_plaintext {
+            lines.push(format!(
+                "  the answer's layout over TLS:\n    {:<27} {in_plaintext}\n    {:<27} {over_tls}",
+                plain.name(),
+                tls.name()
+            ));
+        }
+    }
+    lines
 }
 
 fn assert_no_diffs(what: &str, diffs: &[String]) {
     assert!(
         diffs.is_empty(),
-        "{what}: {} difference(s) between the fast path (HTTP/1.1) and the hyper path (HTTP/1.0, h2c):\n{}",
+        "{what}: {} difference(s) between the renderings (the fast path: HTTP/1.1; the hyper path: HTTP/1.0 \
+         and HTTP/2; each in plaintext and over TLS):\n{}",
         diffs.len(),
         diffs.join("\n")
     );
 }
 
-/// Every request reaches the backend as the same request, and comes back as the same answer, on all three
-/// renderings.
+/// A configuration with one backend, `name` at `url`, without health checks, and `extra`.
+fn config(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "{}[health]\nenabled = false\n{extra}",
+        backends_toml(&[(name, url, 1)])
+    )
+}
+
+/// Every request reaches the backend as the same request, and comes back as the same answer, on all six
+/// renderings: one rrlb with a plaintext listener and one with a TLS listener, before the same backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_forwarded_alike_on_every_path() {
     let backend = TestBackend::start().await;
-    let toml = format!(
-        "{}[health]\nenabled = false\n[limits]\nmax_body_bytes = 64\n",
-        backends_toml(&[("t", &backend.url(), 1)])
-    );
-    let h = Harness::builder().file(toml).start().await;
-    let h2 = h2_client();
+    let toml = config("t", &backend.url(), "[limits]\nmax_body_bytes = 64\n");
+    let certs = Certs::new();
+    let plain = certs.start(&toml, Transport::Plain).await;
+    let tls = certs.start(&toml, Transport::Tls).await;
+    let proxy = |transport| Proxy {
+        addr: match transport {
+            Transport::Plain => plain.proxy,
+            Transport::Tls => tls.proxy,
+        },
+        pki: &certs.pki,
+    };
     let mut diffs = Vec::new();
     for r in requests() {
-        compare(h.proxy, &h2, &r, &mut diffs).await;
+        compare(proxy, &r, &mut diffs).await;
     }
     assert_no_diffs("requests", &diffs);
 }
 
-/// A backend that is down is reported alike (status, error text, headers) on all three renderings; each
+/// A backend that is down is reported alike (status, error text, headers) on all six renderings; each
 /// rendering gets its own rrlb in the same state (one backend on a closed port, no health checks, a fresh
-/// breaker).
+/// breaker; its listener plaintext or TLS as the rendering's transport).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_backend_is_reported_alike_on_every_path() {
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         l.local_addr().expect("addr")
     };
-    let toml = format!(
-        "{}[health]\nenabled = false\n",
-        backends_toml(&[("down", &format!("http://{closed}"), 1)])
-    );
+    let toml = config("down", &format!("http://{closed}"), "");
     let r = req(
         "a backend that is down",
         "GET",
@@ -788,16 +1033,16 @@ async fn a_down_backend_is_reported_alike_on_every_path() {
         b"",
         &[502, 503],
     );
-    let mut seen = Vec::new();
+    let certs = Certs::new();
+    let mut seen = Seen::default();
     let mut diffs = Vec::new();
     for rendering in RENDERINGS {
-        let h = Harness::builder().file(toml.clone()).start().await;
-        let got = match rendering {
-            Rendering::Http11 => send_raw(h.proxy, &r, "HTTP/1.1").await,
-            Rendering::Http10 => send_raw(h.proxy, &r, "HTTP/1.0").await,
-            Rendering::H2c => send_h2(&h2_client(), h.proxy, &r).await,
+        let h = certs.start(&toml, rendering.transport).await;
+        let proxy = Proxy {
+            addr: h.proxy,
+            pki: &certs.pki,
         };
-        match got {
+        match send(proxy, rendering, &r).await {
             Ok(got) => {
                 if !r.status.contains(&got.status) {
                     diffs.push(format!(
@@ -806,14 +1051,11 @@ async fn a_down_backend_is_reported_alike_on_every_path() {
                         got.status
                     ));
                 }
-                seen.push((rendering, observe(&r, &got)));
+                seen.push(&r, rendering, &got);
             }
             Err(e) => diffs.push(format!("on the {}: {e}", rendering.name())),
         }
     }
-    let lines = differences(&seen);
-    if !lines.is_empty() {
-        diffs.push(format!("{:?} differs:\n{}", r.name, lines.join("\n")));
-    }
+    diffs.extend(seen.differences(&r));
     assert_no_diffs("a down backend", &diffs);
 }

@@ -106,8 +106,8 @@ section! {
 pub use rrlb_core::Algorithm;
 
 section! {
-    /// TLS on the proxy listener (`[tls]`): TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. Files are PEM, read at
-    /// start and on every reload; a key is never printed.
+    /// TLS on the proxy listener (`[tls]`): TLS 1.2 and 1.3, ALPN `h2`, `http/1.1` and `http/1.0`. Files are
+    /// PEM, read at start and on every reload; a key is never printed.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct TlsConfig {
         /// The default certificate chain: for clients without SNI or with a name no other pair has.

@@ -17,8 +17,10 @@ use super::{ClientAuth, ListenerSpec, TlsError, provider};
 /// take tickets): rustls's default is 256; an entry is a few hundred bytes.
 const SESSION_CACHE: usize = 4096;
 
-/// The ALPN protocols offered, most preferred first.
-const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// The ALPN protocols offered, most preferred first. `http/1.0` too: rrlb serves HTTP/1.0 over TLS (hyper's
+/// path, as in plaintext), and a client that offers only it (curl 7.88 to 8.4 with `--http1.0`) would
+/// otherwise be refused the handshake with `no_application_protocol` (RFC 7301 §3.2). NGINX offers it as well.
+const ALPN: [&[u8]; 3] = [b"h2", b"http/1.1", b"http/1.0"];
 
 /// The client-authentication settings a `ServerConfig` was built for.
 #[derive(PartialEq)]
@@ -95,7 +97,7 @@ impl TlsListener {
     }
 }
 
-/// TLS 1.2 and 1.3 with the ring provider, ALPN `h2` then `http/1.1`, tickets (ring's rotating ticketer) and
+/// TLS 1.2 and 1.3 with the ring provider, ALPN `h2`, `http/1.1` then `http/1.0`, tickets (ring's rotating ticketer) and
 /// a session cache, certificates from `resolver`, client certificates as `auth` asks.
 fn server_config(resolver: Arc<Resolver>, auth: &Auth) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(provider());

@@ -660,6 +660,8 @@ async fn alpn_offers_h2_then_http1_and_both_versions_connect() {
         (&[&b"http/1.1"[..], b"h2"][..], Some(&b"h2"[..])),
         (&[&b"h2"[..]][..], Some(&b"h2"[..])),
         (&[&b"http/1.1"[..]][..], Some(&b"http/1.1"[..])),
+        (&[&b"http/1.0"[..]][..], Some(&b"http/1.0"[..])),
+        (&[&b"http/1.0"[..], b"http/1.1"][..], Some(&b"http/1.1"[..])),
         (&[][..], None),
     ] {
         let config = Arc::new(client(&ca, offered, rustls::DEFAULT_VERSIONS));
