@@ -103,6 +103,30 @@ fn update_keeps_state_of_surviving_backends() {
 }
 
 #[test]
+fn update_draining_publishes_the_list_with_its_drains_in_one_step() {
+    let set = three();
+    set.drain("a", true, false).unwrap();
+    let before = set.load().version();
+    set.update_draining(
+        ["a", "b", "d"].map(|n| BackendSpec::new(n, format!("http://{n}:80"))),
+        |name| name == "b" || name == "d",
+    )
+    .unwrap();
+    assert_eq!(set.load().version(), before + 1, "one publication");
+    let draining: Vec<(String, bool)> = set
+        .load()
+        .members()
+        .iter()
+        .map(|m| (m.name().to_owned(), m.is_draining()))
+        .collect();
+    assert_eq!(
+        draining,
+        [("a".into(), false), ("b".into(), true), ("d".into(), true)]
+    );
+    assert!(names(&set, 4).iter().all(|n| n == "a"));
+}
+
+#[test]
 fn drain_stops_new_calls_and_removes_when_idle() {
     let set = three();
     let call = set.pick().unwrap(); // a, in flight

@@ -142,6 +142,16 @@ impl<B: Balancer> BackendSet<B> {
     /// Replaces the whole backend list at once (a reload). Backends whose name and URL both survive keep their
     /// `Arc` and so their statistics, health and breaker; their weight is updated and any drain is lifted.
     pub fn update(&self, specs: impl IntoIterator<Item = BackendSpec>) -> Result<Diff, SetError> {
+        self.update_draining(specs, |_| false)
+    }
+
+    /// [`update`](Self::update), with the backends that `draining` names draining in the new list from the
+    /// moment it is published (no pick in between sees them un-drained).
+    pub fn update_draining(
+        &self,
+        specs: impl IntoIterator<Item = BackendSpec>,
+        draining: impl Fn(&str) -> bool,
+    ) -> Result<Diff, SetError> {
         let specs: Vec<BackendSpec> = specs.into_iter().collect();
         for (i, s) in specs.iter().enumerate() {
             check_weight(&s.name, s.weight)?;
@@ -161,7 +171,7 @@ impl<B: Balancer> BackendSet<B> {
                 let kept = members
                     .iter()
                     .find(|m| m.backend.name() == spec.name && m.backend.url() == spec.url);
-                let member = match kept {
+                let mut member = match kept {
                     Some(m) => Member {
                         weight: spec.weight,
                         draining: false,
@@ -174,6 +184,7 @@ impl<B: Balancer> BackendSet<B> {
                         Member::new(b, spec.weight)
                     }
                 };
+                member.draining = draining(&spec.name);
                 next.push(member);
             }
             diff.removed = members
