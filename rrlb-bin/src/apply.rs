@@ -5,7 +5,9 @@
 //! checked whole before anything changes; on any error the running one stays.
 //!
 //! [`Control`] owns what only a reload touches (the health checker, discovery tasks, the retry budget, the
-//! upstream TLS settings) and hands out the [`App`] that requests read.
+//! upstream TLS settings), the runtime state (the admin API's changes, an overlay on the file's backends that
+//! every reload re-applies; [`Changing`] is how the admin API changes it) and hands out the [`App`] that
+//! requests read.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use rrlb_core::{AnyBalancer, BackendSet, BackendSpec, HealthParams, SetError, Se
 use rrlb_tower::{
     BalanceConfig, HealthCheckConfig, HealthChecker, Maintenance, RetryBudget, RetryOn,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::access_log::AccessLog;
 use crate::app::{App, ClientLimiter};
@@ -25,6 +27,7 @@ use crate::config::UpstreamTlsConfig;
 use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::discovery::{self, DiscoveryStartError, Groups};
 use crate::metrics::Metrics;
+use crate::state::{Overlay, Resolved, State, StateError};
 use crate::telemetry::Telemetry;
 use crate::tls::{self, ListenerSpec, PairSpec, TlsListener};
 use crate::upstream::{
@@ -46,7 +49,10 @@ pub(crate) struct Control {
     /// The discovery tasks of the `[[backends]]` entries with a `discovery` key.
     discovery: std::sync::Mutex<Groups>,
     _maintenance: Maintenance,
+    /// The admin API's changes and their store.
+    state: State,
     reloader: Option<Reloader>,
+    /// Serialises reloads and changes of the runtime state.
     reload_lock: Mutex<()>,
 }
 
@@ -81,6 +87,42 @@ fn specs(c: &Config) -> Vec<BackendSpec> {
         .collect()
 }
 
+/// The configured backends with the runtime overlay on them. A runtime backend the set cannot take (its URL is
+/// a file backend's now) is left out, logged and counted.
+fn resolve(c: &Config, overlay: &Overlay, metrics: &Metrics) -> Resolved {
+    let make = |name: &str, url: &str, weight: u32| {
+        BackendConfig::new(url, Some(weight), Some(name))
+            .ok()
+            .map(|b| b.spec())
+    };
+    let resolved = overlay.resolve(&specs(c), make);
+    for name in &resolved.left_out {
+        tracing::warn!(
+            backend = name.as_str(),
+            "a backend added through the admin API is left out: its URL is another backend's now; \
+             remove it (DELETE /admin/backends/{{name}}) or drop the runtime changes (DELETE /admin/runtime)"
+        );
+        metrics.state.error("left_out");
+    }
+    metrics.state.applied(overlay.revision);
+    resolved
+}
+
+/// Publishes `resolved` (with `discovered` members kept) as the set's list, its drains in the same step.
+fn publish(
+    set: &BackendSet<AnyBalancer>,
+    resolved: Resolved,
+    discovered: Vec<BackendSpec>,
+) -> Result<(), SetError> {
+    let Resolved {
+        mut specs,
+        draining,
+        ..
+    } = resolved;
+    specs.extend(discovered);
+    set.update_draining(specs, |name| draining.iter().any(|d| d == name))
+        .map(|_| ())
+}
 fn balance_config(c: &Config) -> BalanceConfig {
     let retry_on: RetryOn = c.retries.retry_on();
     BalanceConfig {
@@ -306,6 +348,9 @@ pub enum ApplyError {
     /// The TLS settings of `https://` backends cannot be built (a CA, certificate or key file).
     #[error("cannot set up TLS to https:// backends")]
     UpstreamTls(#[source] UpstreamTlsError),
+    /// The runtime state cannot be read (the error names the file).
+    #[error("cannot read the runtime state")]
+    State(#[source] StateError),
     /// Service discovery cannot start (no usable DNS resolver or Kubernetes API client).
     #[error("service discovery cannot start")]
     Discovery(#[source] DiscoveryStartError),
@@ -321,13 +366,16 @@ impl Control {
         config: Config,
         reloader: Option<Reloader>,
     ) -> Result<Arc<Self>, ApplyError> {
-        let set = BackendSet::with_backends(
-            AnyBalancer::new(config.algorithm),
-            set_options(&config),
-            specs(&config),
+        let state = State::open(&config.state).map_err(ApplyError::State)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.state.set_members(1);
+        let set = BackendSet::new(AnyBalancer::new(config.algorithm), set_options(&config));
+        publish(
+            &set,
+            resolve(&config, &state.overlay(), &metrics),
+            Vec::new(),
         )
         .map_err(ApplyError::Backends)?;
-        let metrics = Arc::new(Metrics::new());
         metrics.config_applied();
         let tls = Arc::new(upstream_tls(&config)?);
         let tls_inputs = UpstreamTlsInputs::of(&config);
@@ -374,6 +422,7 @@ impl Control {
             health: std::sync::Mutex::new(health),
             discovery: std::sync::Mutex::new(groups),
             _maintenance: maintenance,
+            state,
             reloader,
             reload_lock: Mutex::new(()),
         }))
@@ -445,9 +494,9 @@ impl Control {
         groups.prepare(&new).map_err(ApplyError::Discovery)?;
         // Config validation already checked names, URLs and weights. Discovered members of groups that stay
         // are carried over (their state kept); the groups' tasks change after the list is in place.
-        let mut list = specs(&new);
-        list.extend(discovery::kept_members(&self.set, &old, &new));
-        self.set.update(list).map_err(ApplyError::Backends)?;
+        let resolved = resolve(&new, &self.state.overlay(), &self.metrics);
+        let kept = discovery::kept_members(&self.set, &old, &new);
+        publish(&self.set, resolved, kept).map_err(ApplyError::Backends)?;
         groups
             .apply(&new, &self.set)
             .map_err(ApplyError::Discovery)?;
@@ -530,6 +579,52 @@ impl Control {
     /// The state requests read.
     pub(crate) fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// The runtime state (read-only: [`changing`](Self::changing) changes it).
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// A change of the runtime state: no reload and no other change runs until it is dropped.
+    pub(crate) async fn changing(&self) -> Changing<'_> {
+        Changing {
+            control: self,
+            _serial: self.reload_lock.lock().await,
+        }
+    }
+}
+
+/// The admin API's hold on the runtime state: the overlay in force, a durable save of the next one, and the
+/// set re-published from the file's backends and the overlay. Reloads wait while it is held.
+pub(crate) struct Changing<'a> {
+    control: &'a Control,
+    _serial: MutexGuard<'a, ()>,
+}
+
+impl Changing<'_> {
+    /// The overlay in force.
+    pub(crate) fn overlay(&self) -> Arc<Overlay> {
+        self.control.state.overlay()
+    }
+
+    /// Keeps `next` in the store, then puts it in force; on error (counted) nothing changed. The caller
+    /// changes the set to match (or [`republish`](Self::republish)es it).
+    pub(crate) async fn save(&self, next: Overlay) -> Result<Arc<Overlay>, StateError> {
+        let saved = self.control.state.save(next).await;
+        match &saved {
+            Ok(o) => self.control.metrics.state.applied(o.revision),
+            Err(_) => self.control.metrics.state.error("write"),
+        }
+        saved
+    }
+
+    /// Publishes the set anew from the configuration in force and the overlay (discovered members kept).
+    pub(crate) fn republish(&self) -> Result<(), SetError> {
+        let c = self.control.config.load_full();
+        let resolved = resolve(&c, &self.control.state.overlay(), &self.control.metrics);
+        let kept = discovery::kept_members(&self.control.set, &c, &c);
+        publish(&self.control.set, resolved, kept)
     }
 }
 

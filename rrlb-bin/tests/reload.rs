@@ -315,8 +315,14 @@ async fn no_request_fails_while_the_configuration_changes() {
         assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
         step("deleting a").await;
         assert_eq!(h.backend_names().await, ["b", "d"]);
+        // The admin changes outlive reloads (the runtime overlay): dropped, the file's backends are back.
+        let res = h
+            .admin_call(Method::DELETE, "/admin/runtime", None, None)
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        step("dropping the runtime changes").await;
 
-        // Good: a, b and c, weighted (d, added by the admin API only, leaves; b's drain is lifted).
+        // Good: a, b and c, weighted.
         h.write_config(&file(
             &[("a", &urls[0], 1), ("b", &urls[1], 2), ("c", &urls[2], 1)],
             "algorithm = \"weighted-round-robin\"\n",

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use super::AdminResponse;
 use crate::app::App;
-use crate::apply::Control;
+use crate::apply::{Changing, Control};
 use crate::config::{BackendConfig, check_weight};
 use crate::logging::ErrorChain;
+use crate::state::{self, Overlay, StateError};
 
 /// The refusal of a `weight` that is not a whole number in the engine's range.
 fn bad_weight() -> String {
@@ -47,17 +48,75 @@ fn backend_json(m: &Member) -> Value {
     backend_state_json(m.backend(), m.weight(), m.is_draining())
 }
 
-/// A backend as listed: a discovered one also says its `"group"` and `"source"`.
-fn listed_json(app: &App, m: &Member) -> Value {
+/// A backend as listed, with its `"origin"` (`file`, `discovery` or `runtime`): a discovered one also says its
+/// `"group"` and `"source"`.
+fn listed_json(app: &Control, m: &Member) -> Value {
     let mut v = backend_json(m);
-    if let (Some(o), Some((group, source))) = (
-        v.as_object_mut(),
-        crate::discovery::group(&app.config.load(), m.name()),
-    ) {
-        o.insert("group".into(), json!(group));
-        o.insert("source".into(), json!(source.as_str()));
+    let Some(o) = v.as_object_mut() else {
+        return v;
+    };
+    match crate::discovery::group(&app.config.load(), m.name()) {
+        Some((group, source)) => {
+            o.insert("origin".into(), json!("discovery"));
+            o.insert("group".into(), json!(group));
+            o.insert("source".into(), json!(source.as_str()));
+        }
+        None if app.state().overlay().defines(m.name()) => {
+            o.insert("origin".into(), json!("runtime"));
+        }
+        None => {
+            o.insert("origin".into(), json!("file"));
+        }
     }
     v
+}
+
+/// `answer` with `etag: "<revision>"`.
+pub(super) fn with_etag(mut answer: AdminResponse, revision: u64) -> AdminResponse {
+    if let Ok(v) = HeaderValue::from_str(&state::etag(revision)) {
+        answer.headers_mut().insert(header::ETAG, v);
+    }
+    answer
+}
+
+/// The request's `if-match`, if any (unreadable bytes never match).
+pub(super) fn if_match<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_owned())
+}
+
+/// `412` when `if_match` names another revision than the one in force: nothing changes.
+pub(super) fn stale(if_match: Option<&str>, changing: &Changing<'_>) -> Option<AdminResponse> {
+    let revision = changing.overlay().revision;
+    let named = state::precondition_failed(if_match, revision)?;
+    let answer = respond(
+        StatusCode::PRECONDITION_FAILED,
+        &json!({
+            "error": format!(
+                "if-match {named} does not name the runtime state's revision {revision}: read it again \
+                 (GET /admin/backends) and retry"
+            ),
+            "revision": revision,
+        }),
+    );
+    Some(with_etag(answer, revision))
+}
+
+/// Saves `next`, or the `503` that says why the store could not keep it (nothing changed).
+pub(super) async fn save(changing: &Changing<'_>, next: Overlay) -> Result<u64, AdminResponse> {
+    match changing.save(next).await {
+        Ok(saved) => Ok(saved.revision),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn unavailable(e: &StateError) -> AdminResponse {
+    tracing::error!(error = %ErrorChain(e), "a runtime change could not be kept; nothing changed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the change was not made: {}", ErrorChain(e)),
+    )
 }
 
 /// `409` for a change by name to a discovered backend: its group's source owns it.
@@ -299,8 +358,9 @@ pub(super) fn prometheus(app: &App) -> AdminResponse {
     res
 }
 
-/// `GET /admin/backends`.
-pub(super) fn list_backends(app: &App) -> AdminResponse {
+/// `GET /admin/backends`, with the runtime state's `etag`.
+pub(super) fn list_backends(app: &Control) -> AdminResponse {
+    let revision = app.state().revision();
     let list: Vec<Value> = app
         .set
         .load()
@@ -308,33 +368,56 @@ pub(super) fn list_backends(app: &App) -> AdminResponse {
         .iter()
         .map(|m| listed_json(app, m))
         .collect();
-    respond(StatusCode::OK, &json!({ "backends": list }))
+    with_etag(
+        respond(StatusCode::OK, &json!({ "backends": list })),
+        revision,
+    )
 }
 
-/// `GET /admin/backends/{name}`.
-pub(super) fn get_backend(app: &App, key: &str) -> AdminResponse {
+/// `GET /admin/backends/{name}`, with the runtime state's `etag`.
+pub(super) fn get_backend(app: &Control, key: &str) -> AdminResponse {
+    let revision = app.state().revision();
     match find(app, key) {
-        Some(m) => respond(StatusCode::OK, &listed_json(app, &m)),
+        Some(m) => with_etag(respond(StatusCode::OK, &listed_json(app, &m)), revision),
         None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
     }
 }
 
-/// `DELETE /admin/backends/{name}`: `204`; requests in flight to it complete. `409` for a discovered backend.
-pub(super) fn delete_backend(app: &App, key: &str) -> AdminResponse {
-    if let Some(res) = find(app, key).and_then(|m| refuse_discovered(app, &m)) {
+/// `DELETE /admin/backends/{name}`: `204`; requests in flight to it complete. `409` for a discovered backend,
+/// `412` for a stale `if-match`, `503` when the store cannot keep the change.
+pub(super) async fn delete_backend(
+    app: &Control,
+    req: Request<Incoming>,
+    key: &str,
+) -> AdminResponse {
+    let changing = app.changing().await;
+    if let Some(res) = stale(if_match(&req).as_deref(), &changing) {
         return res;
     }
-    match find(app, key) {
-        None => error(StatusCode::NOT_FOUND, format!("no backend named {key:?}")),
-        Some(m) => match app.set.remove(m.name()) {
-            Ok(_) => {
-                tracing::info!(backend = m.name(), "backend removed by the admin API");
-                let mut res = Response::new(whole(Bytes::new()));
-                *res.status_mut() = StatusCode::NO_CONTENT;
-                res
-            }
-            Err(e) => error(StatusCode::NOT_FOUND, e),
-        },
+    let Some(m) = find(app, key) else {
+        return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
+    };
+    if let Some(res) = refuse_discovered(app, &m) {
+        return res;
+    }
+    let mut next = changing.overlay().next();
+    next.delete(m.name());
+    let revision = match save(&changing, next).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    match app.set.remove(m.name()) {
+        Ok(_) => {
+            tracing::info!(
+                backend = m.name(),
+                revision,
+                "backend removed by the admin API"
+            );
+            let mut res = Response::new(whole(Bytes::new()));
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            with_etag(res, revision)
+        }
+        Err(e) => error(StatusCode::NOT_FOUND, e),
     }
 }
 
@@ -350,8 +433,10 @@ pub(super) async fn reload(app: &Control) -> AdminResponse {
     }
 }
 
-/// `POST /admin/backends`: `201` with the backend and its `location`; `400` invalid; `409` duplicate.
-pub(super) async fn add_backend(app: &App, req: Request<Incoming>) -> AdminResponse {
+/// `POST /admin/backends`: `201` with the backend and its `location`; `400` invalid; `409` duplicate; `412` a
+/// stale `if-match`; `503` when the store cannot keep the change.
+pub(super) async fn add_backend(app: &Control, req: Request<Incoming>) -> AdminResponse {
+    let precondition = if_match(&req);
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(res) => return res,
@@ -360,15 +445,45 @@ pub(super) async fn add_backend(app: &App, req: Request<Incoming>) -> AdminRespo
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let changing = app.changing().await;
+    if let Some(res) = stale(precondition.as_deref(), &changing) {
+        return res;
+    }
+    // Refused before anything is kept: a name or URL the set has.
+    if let Some(m) = app
+        .set
+        .load()
+        .members()
+        .iter()
+        .find(|m| m.name() == spec.name || m.url() == spec.url)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            rrlb_core::SetError::Duplicate {
+                name: m.name().to_owned(),
+            },
+        );
+    }
     let weight = spec.weight;
+    let mut next = changing.overlay().next();
+    next.define(&spec.name, &spec.url, weight);
+    let revision = match save(&changing, next).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
     match app.set.add(spec) {
         Ok(b) => {
             tracing::info!(
                 backend = b.name(),
                 url = b.url(),
+                revision,
                 "backend added by the admin API"
             );
-            let mut res = respond(StatusCode::CREATED, &backend_state_json(&b, weight, false));
+            let mut v = backend_state_json(&b, weight, false);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("origin".into(), json!("runtime"));
+            }
+            let mut res = with_etag(respond(StatusCode::CREATED, &v), revision);
             let location = format!(
                 "/admin/backends/{}",
                 percent_encoding::utf8_percent_encode(b.name(), percent_encoding::NON_ALPHANUMERIC)
@@ -434,12 +549,22 @@ pub fn parse_patch(body: &serde_json::Map<String, Value>) -> Result<Patch, Strin
     })
 }
 
-/// `PATCH /admin/backends/{name}`: a new weight, or drain (and remove once idle).
-pub(super) async fn patch_backend(app: &App, req: Request<Incoming>, key: &str) -> AdminResponse {
+/// `PATCH /admin/backends/{name}`: a new weight, or drain (and remove once idle); `412` for a stale
+/// `if-match`, `503` when the store cannot keep the change.
+pub(super) async fn patch_backend(
+    app: &Control,
+    req: Request<Incoming>,
+    key: &str,
+) -> AdminResponse {
+    let precondition = if_match(&req);
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(res) => return res,
     };
+    let changing = app.changing().await;
+    if let Some(res) = stale(precondition.as_deref(), &changing) {
+        return res;
+    }
     let Some(member) = find(app, key) else {
         return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
     };
@@ -455,6 +580,17 @@ pub(super) async fn patch_backend(app: &App, req: Request<Incoming>, key: &str) 
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let name = member.name().to_owned();
+    let mut next = changing.overlay().next();
+    if let Some(w) = weight {
+        next.set_weight(&name, w);
+    }
+    if let Some(d) = drain {
+        next.drain(&name, d, remove.unwrap_or(false));
+    }
+    let revision = match save(&changing, next).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
     if let Some(w) = weight
         && let Err(e) = app.set.set_weight(&name, w)
     {
@@ -470,9 +606,10 @@ pub(super) async fn patch_backend(app: &App, req: Request<Incoming>, key: &str) 
         ?weight,
         ?drain,
         ?remove,
+        revision,
         "backend changed by the admin API"
     );
-    match app.set.get(&name) {
+    let answer = match app.set.get(&name) {
         Some(m) => respond(StatusCode::OK, &backend_json(&m)),
         // Drained and removed at once because it was idle.
         None => {
@@ -483,5 +620,6 @@ pub(super) async fn patch_backend(app: &App, req: Request<Incoming>, key: &str) 
             }
             respond(StatusCode::OK, &v)
         }
-    }
+    };
+    with_etag(answer, revision)
 }

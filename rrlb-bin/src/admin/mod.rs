@@ -21,6 +21,7 @@
 
 mod dashboard;
 mod handlers;
+mod runtime;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -119,8 +120,17 @@ static ROUTES: &[Route] = &[
         Method::DELETE,
         "/admin/backends/{name}",
         Access::Mutate,
-        |c| now(handlers::delete_backend(c.app, c.param)),
+        |c| Box::pin(handlers::delete_backend(c.app, c.req, c.param)),
     ),
+    Route::new(Method::GET, "/admin/runtime", Access::Read, |c| {
+        now(runtime::show(c.app))
+    }),
+    Route::new(Method::DELETE, "/admin/runtime", Access::Mutate, |c| {
+        Box::pin(runtime::drop_all(c.app, c.req))
+    }),
+    Route::new(Method::GET, "/admin/fleet", Access::Read, |c| {
+        now(runtime::fleet(c.app))
+    }),
     Route::new(Method::POST, "/admin/reload", Access::Mutate, |c| {
         Box::pin(handlers::reload(c.app))
     }),

@@ -61,6 +61,7 @@ pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CertPair, CircuitBreakerConfig,
     ClientAuth, Config, DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig,
-    RetryCondition, SlowStartConfig, TimeoutsConfig, TlsConfig, TracingConfig, UpstreamTlsConfig,
+    RetryCondition, SlowStartConfig, StateConfig, StoreKind, TimeoutsConfig, TlsConfig,
+    TracingConfig, UpstreamTlsConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

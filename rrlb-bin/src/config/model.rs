@@ -95,6 +95,8 @@ section! {
         pub tls: TlsConfig = TlsConfig::default(),
         /// TLS to `https://` backends (`[upstream_tls]`); a backend's own `[backends.tls]` keys win over these.
         pub upstream_tls: UpstreamTlsConfig = UpstreamTlsConfig::default(),
+        /// Where runtime changes made through the admin API are kept (`[state]`).
+        pub state: StateConfig = StateConfig::default(),
         /// Logging (flags and environment only).
         #[serde(skip)]
         pub log: LogConfig = LogConfig::default(),
@@ -462,6 +464,30 @@ section! {
 }
 
 section! {
+    /// Where the admin API's runtime changes are kept (`[state]`): an overlay on the file's backends, re-applied
+    /// on every reload.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StateConfig {
+        /// `"memory"` (the default: the changes last until the process exits) or `"file"` (kept in `path`,
+        /// across restarts).
+        pub store: StoreKind = StoreKind::Memory,
+        /// The state file of `store = "file"`; its directory must exist and be writable. Default
+        /// `/var/lib/rrlb/state.json`.
+        pub path: PathBuf = PathBuf::from("/var/lib/rrlb/state.json"),
+    }
+}
+
+/// `state.store`: where runtime changes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In memory, until the process exits.
+    Memory,
+    /// In `state.path`, durably.
+    File,
+}
+
+section! {
     /// Service discovery (`[discovery]`): how the names of `dns` and `dns-srv` entries are resolved.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
     pub struct DiscoveryConfig {
@@ -506,6 +532,9 @@ impl Config {
         }
         if self.admin_listen != new.admin_listen {
             changed.push("admin_listen");
+        }
+        if self.state != new.state {
+            changed.push("state");
         }
         changed
     }

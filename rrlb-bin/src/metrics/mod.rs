@@ -13,6 +13,7 @@ mod record;
 mod registry;
 mod render;
 mod series;
+mod state;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -63,6 +64,8 @@ pub(crate) struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     /// The proxy listener's TLS handshakes and certificates.
     pub(crate) tls: tls::TlsMetrics,
+    /// The runtime state's revision, the fleet's size and the store's errors.
+    pub(crate) state: state::StateMetrics,
     /// `rrlb_upstream_tls_handshakes_total{backend}`: completed TLS handshakes with `https://` backends.
     upstream_tls_handshakes: Family<BackendLabel, Counter>,
     health_checks: Family<HealthCheckLabels, Counter>,

@@ -66,6 +66,8 @@ impl Metrics {
         let health_checks = Family::<HealthCheckLabels, Counter>::default();
         let tls = super::tls::TlsMetrics::default();
         tls.register(&mut registry);
+        let state = super::state::StateMetrics::default();
+        state.register(&mut registry);
         registry.register(
             "rrlb_build_info",
             "Always 1; the version of the running rrlb in its label",
@@ -184,6 +186,7 @@ impl Metrics {
             upstream_connections,
             upstream_errors,
             tls,
+            state,
             upstream_tls_handshakes,
             health_checks,
             totals: Mutex::default(),

@@ -99,6 +99,9 @@ pub async fn run_on_workers(
 
     let proxy_addr = listeners.proxy.local_addr().map_err(RunError::Io)?;
     let admin_addr = listeners.admin.local_addr().map_err(RunError::Io)?;
+    control
+        .state()
+        .introduce(crate::state::Member::this_process(proxy_addr, admin_addr));
 
     let reload_tasks = reload::spawn_triggers(&control, watch_path);
     let admin_task = tokio::spawn(admin::serve(
