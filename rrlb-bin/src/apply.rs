@@ -279,6 +279,27 @@ pub fn check_tls(c: &Config) -> Result<String, ApplyError> {
     Ok(out)
 }
 
+/// What `rrlb --check` says of `[state]`: with `store = "file"`, the state file is read and checked as a start
+/// would (an error names it); a directory that cannot be written is a warning (a start here would fail, but
+/// `--check` often runs on another machine than rrlb).
+pub fn check_state(c: &Config) -> Result<String, ApplyError> {
+    use crate::state::Store;
+    match Store::open(&c.state) {
+        Ok((Store::Memory, _)) => Ok(String::new()),
+        Ok((Store::File(path), overlay)) => Ok(format!(
+            "# state: {}: {} runtime change(s) at revision {}\n",
+            path.display(),
+            overlay.backends.len(),
+            overlay.revision
+        )),
+        Err(e @ StateError::Write { .. }) => Ok(format!(
+            "# warning: {} (a start here would fail)\n",
+            crate::logging::ErrorChain(&e)
+        )),
+        Err(e) => Err(ApplyError::State(e)),
+    }
+}
+
 /// The certificates served now, into `rrlb_tls_certificate_expiry_timestamp_seconds`.
 fn export_certificates(metrics: &Metrics, listener: Option<&TlsListener>) {
     let infos = listener.map(TlsListener::infos).unwrap_or_default();

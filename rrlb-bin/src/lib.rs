@@ -69,7 +69,7 @@ mod upstream;
 #[doc(hidden)]
 pub mod testing;
 
-pub use crate::apply::{ApplyError, Reloader, check_tls};
+pub use crate::apply::{ApplyError, Reloader, check_state, check_tls};
 pub use crate::discovery::DiscoveryStartError;
 pub use crate::server::{Listeners, RunError, healthcheck, run, run_on_workers};
 pub use crate::state::StateError;

@@ -32,9 +32,11 @@ fn main() -> ExitCode {
     if cli.check {
         print!("{}", config.to_toml_string());
         // Certificates and keys are checked as a start would check them; only what they are is printed.
-        return match rrlb::check_tls(&config) {
-            Ok(tls) => {
-                print!("{tls}");
+        // So is the runtime state's file, when there is one.
+        return match rrlb::check_tls(&config).and_then(|tls| Ok((tls, rrlb::check_state(&config)?)))
+        {
+            Ok((tls, state)) => {
+                print!("{tls}{state}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

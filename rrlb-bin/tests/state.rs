@@ -474,6 +474,31 @@ fn a_state_file_that_does_not_parse_stops_the_start_naming_it_and_is_kept() {
         garbage,
         "left as it was"
     );
+
+    // `--check` says the same, and of a good file what it holds.
+    let check = |path: &Path| run_rrlb(&["--check", "--config", path.to_str().expect("utf-8")]);
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("explode"));
+    std::fs::write(
+        &state,
+        r#"{"format": 1, "revision": 4, "backends": {"x": {"change": "remove"}}}"#,
+    )
+    .expect("write");
+    let out = check(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "# state: {}: 1 runtime change(s) at revision 4",
+            state.display()
+        )),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
