@@ -250,7 +250,13 @@ impl Scripted {
         let (tx, written) = mpsc::unbounded_channel();
         let script = Arc::new(script);
         let notify = Arc::clone(&go);
+        // With Nagle's algorithm a small write waits in the backend's kernel while an earlier one is not yet
+        // acknowledged, and rrlb's side may delay that acknowledgement until it sends again: bytes the script
+        // wrote late would then reach rrlb only after its next request, as that request's answer. No proxy can
+        // tell those from a real answer, so every write is sent at once: what the script wrote is on rrlb's
+        // socket by the time it signals.
         let backend = RawBackend::start(move |stream| {
+            let _ = stream.set_nodelay(true);
             serve_script(stream, Arc::clone(&script), Arc::clone(&notify), tx.clone())
         })
         .await;
