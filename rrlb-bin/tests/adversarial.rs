@@ -1,17 +1,33 @@
 //! Adversarial HTTP/1 on both of rrlb's paths, black-box: backends that misbehave on the wire, and clients that
 //! send ambiguous or malformed requests.
 //!
-//! Every backend-side case runs twice: on the fast path (a raw HTTP/1.1 client) and on the hyper path (a raw
-//! HTTP/1.0 client, which rrlb hands to hyper's server). A scripted raw-TCP backend writes the misbehaviour
-//! (extra answers, bytes after a bodiless answer, conflicting framing, malformed heads, broken chunked bodies);
-//! after each case the client must have received at most one well-framed final answer, later clients on new
-//! connections must each get exactly their own answer (a desynchronised pooled backend connection would hand
-//! them someone else's), and the marker `POISON`, which every smuggled byte carries, must never reach a client.
-//! Each backend-side case has its own backend and its own rrlb, which runs on a one-thread runtime as each of the
-//! binary's per-core workers does: the later clients are served from the pool that holds the case's backend
-//! connection, so a poisoned one is always the next one used. Client-side cases check what a recording backend
-//! received (or that it received nothing). Cases run a few at a time; failures are collected over the whole table
-//! and reported together, each naming its case and path.
+//! Every backend-side case runs on the fast path (a raw HTTP/1.1 client) and on the hyper path (a raw HTTP/1.0
+//! client, which rrlb hands to hyper's server), each in plaintext and over TLS. A scripted raw backend writes the
+//! misbehaviour (extra answers, bytes after a bodiless answer, conflicting framing, malformed heads, broken
+//! chunked bodies); after each case the client must have received at most one well-framed final answer, later
+//! clients on new connections must each get exactly their own answer (a desynchronised pooled backend connection
+//! would hand them someone else's), and the marker `POISON`, which every smuggled byte carries, must never reach a
+//! client. Each backend-side case has its own backend and its own rrlb, which runs on a one-thread runtime as each
+//! of the binary's per-core workers does: the later clients are served from the pool that holds the case's
+//! backend connection, so a poisoned one is always the next one used. Client-side cases check what a recording
+//! backend received (or that it received nothing). Cases run a few at a time; failures are collected over the
+//! whole table and reported together, each naming its case, its path, and whether TLS was on.
+//!
+//! TLS (one parameter of the same cases, not copies of them):
+//! - Backend-side cases run in four setups: each path with plain TCP on both hops (client to rrlb, rrlb to the
+//!   backend), and each path with TLS on both hops: the client over TLS to rrlb's listener (ALPN `http/1.1`; an
+//!   HTTP/1.0 client there is hyper's as in plaintext) and the scripted backend serving the same bytes as an
+//!   `https://` backend (tokio-rustls, a certificate of the test's CA, which rrlb trusts). So a TLS backend that
+//!   leaves bytes on a pooled connection (bytes after a complete answer, written at once or late) is shown never
+//!   to reach a later client. Not the whole cross product (TLS on one hop only): it would double the backend-side
+//!   cases again (each with its own rrlb and handshakes) for little, as the two hops are separate code in rrlb
+//!   (the listener's stream on one side, the upstream pool's on the other), each exercised by every case here.
+//! - Over TLS, a body delimited by the close (HTTP/1.0 on the hyper path) is whole only when a close_notify ends
+//!   it: a whole one must end with it, one cut short without it.
+//! - Every client-side case runs on a plain listener and on a TLS one (its own rrlb and recording backend),
+//!   `x-forwarded-proto` being `https` on the TLS one. On the TLS listener the ClientHello-shaped bytes of the
+//!   garbage case arrive inside the session: there too, not HTTP, a JSON 400 (plaintext on a TLS port is
+//!   `tls.rs`'s).
 //!
 //! Sources:
 //! - RFC 9112 (HTTP/1.1): §2.2 (bare CR, bare LF), §2.3 (version), §3.2 (Host: 400 when missing, repeated or
@@ -31,9 +47,10 @@
 //!   overflow, whitespace before the colon, obs-fold, control characters in field values, forbidden trailer
 //!   fields, `transfer-encoding` lists that do not end in `chunked`.
 //!
-//! Not observable black-box (so not asserted): on the hyper path an HTTP/1.0 client gets a streamed body
-//! delimited by the close, so a body cut short by rrlb cannot be told from a whole one; those cases check only
-//! that what arrived is a prefix of the valid part and carries no smuggled byte.
+//! Not observable black-box in plaintext (so not asserted there): on the hyper path an HTTP/1.0 client gets a
+//! streamed body delimited by the close, so a body cut short by rrlb cannot be told from a whole one; those cases
+//! check only that what arrived is a prefix of the valid part and carries no smuggled byte (over TLS, also the
+//! missing close_notify, above).
 
 mod support;
 
@@ -43,12 +60,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use support::scripted::{RawBackend, RawRequest, chunked, long_body, read_request};
+use support::tls::{Pair, Pki};
 use support::wire::{Answer, Conn, Head, Read, WAIT, describe, parse_head, show};
 use support::*;
 
@@ -137,7 +154,7 @@ fn no_marker(seen: &[u8]) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The two paths, and a raw client
+// The two paths, plain or TLS, and a raw client
 
 /// How a client reaches rrlb.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +192,96 @@ impl Wire {
         match self {
             Wire::Http11 => "",
             Wire::Http10 => "connection: keep-alive\r\n",
+        }
+    }
+}
+
+/// Whether a hop (a client's connection to rrlb, or rrlb's to its backend) is plain TCP or TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Plain,
+    Tls,
+}
+
+const LINKS: [Link; 2] = [Link::Plain, Link::Tls];
+
+impl Link {
+    /// The `x-forwarded-proto` rrlb sets for a client on this link, and the other value (a spoofed one).
+    fn protos(self) -> (&'static str, &'static str) {
+        match self {
+            Link::Plain => ("http", "https"),
+            Link::Tls => ("https", "http"),
+        }
+    }
+}
+
+/// How a client reaches rrlb: the path (by its HTTP version), over plain TCP or over TLS (ALPN `http/1.1`: an
+/// HTTP/1.1 client is the fast path's, an HTTP/1.0 one hyper's, as on a plain listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Client {
+    wire: Wire,
+    link: Link,
+}
+
+impl Client {
+    fn name(self) -> String {
+        let link = match self.link {
+            Link::Plain => "plain TCP",
+            Link::Tls => "TLS",
+        };
+        format!("{}, {link}", self.wire.name())
+    }
+}
+
+/// The certificates of a test: a private CA, and one certificate for `127.0.0.1` and `localhost` that rrlb's
+/// TLS listener and every `https://` backend serve (rrlb verifies a backend's against the IP address in its
+/// URL, a client rrlb's against `localhost`). Its files are removed when dropped.
+struct Certs {
+    pki: Pki,
+    server: Pair,
+}
+
+impl Certs {
+    fn new() -> Arc<Self> {
+        let pki = Pki::new();
+        let server = pki.issue(&["127.0.0.1", "localhost"]);
+        Arc::new(Self { pki, server })
+    }
+
+    /// rrlb's configuration for `link` as its listener (the `[tls]` table, or nothing for plain TCP).
+    fn listener_toml(&self, link: Link) -> String {
+        match link {
+            Link::Plain => String::new(),
+            Link::Tls => format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\n",
+                self.server.cert_file.display().to_string(),
+                self.server.key_file.display().to_string()
+            ),
+        }
+    }
+
+    /// rrlb's configuration for `link` to its backends (`[upstream_tls]` trusting the CA, or nothing).
+    fn upstream_toml(&self, link: Link) -> String {
+        match link {
+            Link::Plain => String::new(),
+            Link::Tls => format!(
+                "[upstream_tls]\nca = {:?}\n",
+                self.pki.ca_file.display().to_string()
+            ),
+        }
+    }
+
+    /// A new client connection to rrlb at `proxy` over `link` (over TLS: a fresh session, ALPN `http/1.1`).
+    async fn open(&self, proxy: SocketAddr, link: Link) -> Conn {
+        match link {
+            Link::Plain => Conn::open(proxy).await,
+            Link::Tls => {
+                let config = self.pki.client_config(&["http/1.1"], None);
+                Conn::new(
+                    support::tls::connect(proxy, "localhost", config).await,
+                    WAIT,
+                )
+            }
         }
     }
 }
@@ -235,9 +342,9 @@ enum Step {
     Close,
 }
 
-/// A raw-TCP backend: `/health` and `/good/…` are answered properly (`x-path` and body `good <path>`), a request
-/// for `/case/…` runs the script; the connection then serves the next request unless the script closed it.
-/// Stopped (with its connections) when dropped.
+/// A raw backend (plain TCP, or raw bytes over TLS: an `https://` backend): `/health` and `/good/…` are answered
+/// properly (`x-path` and body `good <path>`), a request for `/case/…` runs the script; the connection then
+/// serves the next request unless the script closed it. Stopped (with its connections) when dropped.
 struct Scripted {
     backend: RawBackend,
     go: Arc<Notify>,
@@ -245,15 +352,34 @@ struct Scripted {
 }
 
 impl Scripted {
-    async fn start(script: Vec<Step>) -> Self {
+    /// Over TLS it serves `certs`' certificate.
+    async fn start(script: Vec<Step>, link: Link, certs: &Certs) -> Self {
         let go = Arc::new(Notify::new());
         let (tx, written) = mpsc::unbounded_channel();
         let script = Arc::new(script);
         let notify = Arc::clone(&go);
-        let backend = RawBackend::start(move |stream| {
-            serve_script(stream, Arc::clone(&script), Arc::clone(&notify), tx.clone())
-        })
-        .await;
+        // With Nagle's algorithm a small write waits in the backend's kernel while an earlier one is not yet
+        // acknowledged, and rrlb's side may delay that acknowledgement until it sends again: bytes the script
+        // wrote late would then reach rrlb only after its next request, as that request's answer (seen over
+        // TLS, whose handshake leaves the connection delaying its acknowledgements). No proxy can tell those
+        // from a real answer, so every write is sent at once: what the script wrote is on rrlb's socket by the
+        // time it signals.
+        let backend = match link {
+            Link::Plain => {
+                RawBackend::start(move |stream| {
+                    let _ = stream.set_nodelay(true);
+                    serve_script(stream, Arc::clone(&script), Arc::clone(&notify), tx.clone())
+                })
+                .await
+            }
+            Link::Tls => {
+                RawBackend::start_tls(&certs.server, move |stream| {
+                    let _ = stream.get_ref().0.set_nodelay(true);
+                    serve_script(stream, Arc::clone(&script), Arc::clone(&notify), tx.clone())
+                })
+                .await
+            }
+        };
         Self {
             backend,
             go,
@@ -285,8 +411,13 @@ fn good(path: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn serve_script(
-    mut stream: TcpStream,
+/// Writes `bytes` and flushes them (TLS holds what is written until flushed); `false` when rrlb went away.
+async fn put<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
+    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
+}
+
+async fn serve_script<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     script: Arc<Vec<Step>>,
     go: Arc<Notify>,
     written: mpsc::UnboundedSender<()>,
@@ -302,13 +433,18 @@ async fn serve_script(
                 match step {
                     // A write error (rrlb went away) shows as the end of the next read.
                     Step::Write(bytes) => {
-                        let _ = stream.write_all(bytes).await;
+                        put(&mut stream, bytes).await;
                     }
                     Step::AwaitGo => go.notified().await,
                     Step::Signal => {
                         let _ = written.send(());
                     }
-                    Step::Close => return,
+                    // A clean close: over TLS with its close_notify, so that an answer delimited by the close
+                    // is whole (without it, rustls reports a truncation).
+                    Step::Close => {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
                 }
             }
             continue;
@@ -316,7 +452,7 @@ async fn serve_script(
             format!("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nx-path: {path}\r\n\r\n")
                 .into_bytes()
         };
-        if stream.write_all(&answer).await.is_err() {
+        if !put(&mut stream, &answer).await {
             return;
         }
     }
@@ -384,11 +520,48 @@ fn get(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
 /// left open is seen open (its idle head timeout would otherwise close it at the moment the test gives up).
 const HEADER_READ: &str = "header_read = \"60s\"\n";
 
-/// The rrlb configuration for one backend-side case: the scripted backend alone, no active health checks.
-fn one_backend(url: &str) -> String {
+/// How a backend-side case runs: its client, and rrlb's hop to the scripted backend.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    client: Client,
+    backend: Link,
+}
+
+impl Setup {
+    fn name(self) -> String {
+        let backend = match self.backend {
+            Link::Plain => "http backend",
+            Link::Tls => "https backend",
+        };
+        format!("{}, {backend}", self.client.name())
+    }
+}
+
+/// The setups every backend-side case runs in: each path in plaintext, and each path with TLS on both hops
+/// (not the whole cross product; see the module doc).
+const SETUPS: [Setup; 4] = [
+    on_both_hops(Wire::Http11, Link::Plain),
+    on_both_hops(Wire::Http10, Link::Plain),
+    on_both_hops(Wire::Http11, Link::Tls),
+    on_both_hops(Wire::Http10, Link::Tls),
+];
+
+/// `wire`, with `link` for the client's hop and for rrlb's to the backend.
+const fn on_both_hops(wire: Wire, link: Link) -> Setup {
+    Setup {
+        client: Client { wire, link },
+        backend: link,
+    }
+}
+
+/// The rrlb configuration for one backend-side case: the scripted backend alone, no active health checks, and
+/// the TLS of `setup`.
+fn one_backend(url: &str, setup: Setup, certs: &Certs) -> String {
     format!(
-        "{}[health]\nenabled = false\n[timeouts]\n{HEADER_READ}",
-        backends_toml(&[("s", url, 1)])
+        "{}[health]\nenabled = false\n[timeouts]\n{HEADER_READ}{}{}",
+        backends_toml(&[("s", url, 1)]),
+        certs.listener_toml(setup.client.link),
+        certs.upstream_toml(setup.backend),
     )
 }
 
@@ -438,13 +611,29 @@ impl OneThread {
     }
 }
 
-/// Checks the first answer of a case against its expectation.
-fn check_first(expect: &Expect, read: &Read, wire: Wire) -> Result<(), String> {
+/// Checks the first answer of a case against its expectation. `close_notify`, for a client over TLS, is whether
+/// its connection ended with a TLS close_notify (looked at only after an answer delimited by the close, which
+/// was read to that end).
+fn check_first(
+    expect: &Expect,
+    read: &Read,
+    wire: Wire,
+    close_notify: Option<bool>,
+) -> Result<(), String> {
     match (expect, read) {
         (Expect::Answer { status, body }, Read::Answer(a))
             if a.status == *status && a.body == *body =>
         {
-            Ok(())
+            // Over TLS a body delimited by the close is whole only when the close_notify came (RFC 9112 §9.8).
+            if a.until_close && close_notify == Some(false) {
+                Err(format!(
+                    "the answer's body ended at a close without a TLS close_notify, which a client must take \
+                     for a truncation: {}",
+                    a.describe()
+                ))
+            } else {
+                Ok(())
+            }
         }
         (Expect::Answer { status, body }, other) => Err(format!(
             "expected {status} with body {}, got {}",
@@ -465,14 +654,23 @@ fn check_first(expect: &Expect, read: &Read, wire: Wire) -> Result<(), String> {
             Err(format!("expected rrlb's JSON 502, got {}", describe(other)))
         }
         (Expect::BadGatewayOrCut { .. }, Read::Answer(a)) if a.status == 502 => json_error(a, 502),
-        // On HTTP/1.0 a streamed body ends at the close: cut short or not, it looks the same.
+        // On HTTP/1.0 a streamed body ends at the close: cut short or not, it looks the same in plaintext. Over
+        // TLS the close tells: a body cut short must end without a close_notify, or the client takes the part
+        // for the whole.
         (Expect::BadGatewayOrCut { valid }, Read::Answer(a))
             if wire == Wire::Http10
                 && a.status == 200
                 && a.until_close
                 && valid.starts_with(&a.body) =>
         {
-            Ok(())
+            if close_notify == Some(true) {
+                Err(format!(
+                    "a body cut short ended with a TLS close_notify, as if it were whole: {}",
+                    a.describe()
+                ))
+            } else {
+                Ok(())
+            }
         }
         (
             Expect::BadGatewayOrCut { valid },
@@ -517,18 +715,20 @@ fn slug(name: &str) -> String {
         .collect()
 }
 
-/// One backend-side case on one path: its own backend and rrlb, the client's exchange, the invariants.
-async fn backend_case(case: Arc<Case>, wire: Wire) -> Vec<String> {
+/// One backend-side case in one setup: its own backend and rrlb, the client's exchange, the invariants.
+async fn backend_case(case: Arc<Case>, setup: Setup, certs: Arc<Certs>) -> Vec<String> {
     let mut failures = Vec::new();
-    let mut backend = Scripted::start(case.script.clone()).await;
-    let rrlb = OneThread::start(one_backend(&backend.url())).await;
+    let wire = setup.client.wire;
+    let mut backend = Scripted::start(case.script.clone(), setup.backend, &certs).await;
+    let rrlb = OneThread::start(one_backend(&backend.url(), setup, &certs)).await;
     let path = format!("/case/{}", slug(case.name));
     let mut seen = Vec::new();
 
-    let mut conn = Conn::open(rrlb.proxy).await;
+    let mut conn = certs.open(rrlb.proxy, setup.client.link).await;
     conn.send(&wire.request(case.method, &path)).await;
     let first = conn.answer(case.method == "HEAD").await;
-    if let Err(e) = check_first(&case.expect, &first, wire) {
+    let close_notify = (setup.client.link == Link::Tls).then(|| conn.error().is_none());
+    if let Err(e) = check_first(&case.expect, &first, wire, close_notify) {
         failures.push(format!("the answer: {e}"));
     }
     if case.late() && !backend.late_bytes_written().await {
@@ -560,7 +760,7 @@ async fn backend_case(case: Arc<Case>, wire: Wire) -> Vec<String> {
     // pool holds the backend connection of the case, which they reuse when it was pooled).
     for i in 1..=LATER_CLIENTS {
         let p = format!("/good/{i}");
-        let mut c = Conn::open(rrlb.proxy).await;
+        let mut c = certs.open(rrlb.proxy, setup.client.link).await;
         c.send(&wire.request("GET", &p)).await;
         let r = c.answer(false).await;
         if let Err(e) = check_good(&r, &p) {
@@ -575,13 +775,14 @@ async fn backend_case(case: Arc<Case>, wire: Wire) -> Vec<String> {
 }
 
 async fn run_backend_cases(what: &str, cases: Vec<Case>) {
+    let certs = Certs::new();
     let mut all = Vec::new();
     for c in cases {
         let c = Arc::new(c);
-        for wire in WIRES {
+        for setup in SETUPS {
             all.push(case(
-                format!("{} [{}]", c.name, wire.name()),
-                backend_case(Arc::clone(&c), wire),
+                format!("{} [{}]", c.name, setup.name()),
+                backend_case(Arc::clone(&c), setup, Arc::clone(&certs)),
             ));
         }
     }
@@ -984,50 +1185,87 @@ async fn well_formed_unusual_answers_still_work() {
 // ---------------------------------------------------------------------------------------------------------
 // Client-side cases: a backend that records what reaches it
 
-/// rrlb in front of a [`TestBackend`], which records what reaches it; `timeouts` are more lines for the
-/// `[timeouts]` table.
+/// rrlb, its listener plain or TLS, in front of a [`TestBackend`], which records what reaches it; `timeouts` are
+/// more lines for the `[timeouts]` table.
 struct Env {
     proxy: SocketAddr,
+    link: Link,
+    certs: Arc<Certs>,
     seen: Received,
     _h: Harness,
     _rec: TestBackend,
 }
 
 impl Env {
-    async fn start(timeouts: &str) -> Self {
+    async fn start(timeouts: &str, link: Link, certs: &Arc<Certs>) -> Self {
         let rec = TestBackend::start().await;
         let toml = format!(
-            "{}[health]\nenabled = false\n[limits]\nmax_body_bytes = 1024\n[timeouts]\n{HEADER_READ}{timeouts}",
-            backends_toml(&[("t", &rec.url(), 1)])
+            "{}[health]\nenabled = false\n[limits]\nmax_body_bytes = 1024\n[timeouts]\n{HEADER_READ}{timeouts}{}",
+            backends_toml(&[("t", &rec.url(), 1)]),
+            certs.listener_toml(link),
         );
         let h = Harness::builder().file(toml).start().await;
         Self {
             proxy: h.proxy,
+            link,
+            certs: Arc::clone(certs),
             seen: rec.received(),
             _h: h,
             _rec: rec,
         }
     }
 
+    /// One for each of [`LINKS`] (a plain listener, a TLS one), each with its own backend.
+    async fn each_link(timeouts: &str) -> Vec<Self> {
+        let certs = Certs::new();
+        let mut envs = Vec::new();
+        for link in LINKS {
+            envs.push(Self::start(timeouts, link, &certs).await);
+        }
+        envs
+    }
+
+    /// A client of this rrlb on `wire`.
+    fn client(&self, wire: Wire) -> Client {
+        Client {
+            wire,
+            link: self.link,
+        }
+    }
+
     fn probe(&self) -> Probe {
         Probe {
             proxy: self.proxy,
+            link: self.link,
+            certs: Arc::clone(&self.certs),
             seen: self.seen.clone(),
         }
     }
 }
 
-/// What a client-side case needs: where rrlb is, and what reached the backend.
+/// Each path on each of `envs`' listeners.
+fn each_client(envs: &[Env]) -> impl Iterator<Item = (&Env, Wire)> {
+    envs.iter().flat_map(|env| WIRES.map(|wire| (env, wire)))
+}
+
+/// What a client-side case needs: where rrlb is and how to reach it, and what reached the backend.
 #[derive(Clone)]
 struct Probe {
     proxy: SocketAddr,
+    link: Link,
+    certs: Arc<Certs>,
     seen: Received,
 }
 
 impl Probe {
+    /// A new connection to rrlb.
+    async fn open(&self) -> Conn {
+        self.certs.open(self.proxy, self.link).await
+    }
+
     /// Sends `raw` on a new connection and reads one answer.
     async fn ask(&self, raw: &[u8]) -> (Read, Conn) {
-        let mut conn = Conn::open(self.proxy).await;
+        let mut conn = self.open().await;
         conn.send(raw).await;
         let r = conn.answer(false).await;
         (r, conn)
@@ -1109,65 +1347,77 @@ fn header_is(view: &Value, name: &str, want: &[&str]) -> Option<String> {
 /// Client case 1: `Host` is required on HTTP/1.1, once, and valid; an empty one is allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_header_rules() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
-    let p = env.probe();
-    cases.push(case("no host [HTTP/1.1]", async move {
-        p.refused(
-            b"GET /c/no-host HTTP/1.1\r\n\r\n".to_vec(),
-            400,
-            true,
-            false,
-            &["/c/no-host"],
-        )
-        .await
-    }));
-    for wire in WIRES {
-        let v = wire.version();
-        for (name, hosts) in [
-            ("two different host headers", "host: a\r\nhost: b\r\n"),
-            ("two equal host headers", "host: a\r\nhost: a\r\n"),
-        ] {
-            let p = env.probe();
-            let path = format!("/c/{}-{}", slug(name), slug(v));
-            cases.push(case(format!("{name} [{v}]"), async move {
-                let raw = format!("GET {path} {v}\r\n{hosts}\r\n").into_bytes();
-                p.refused(raw, 400, true, false, &[&path]).await
-            }));
-        }
-        for (i, bad) in ["a b", "a/b", "user@a"].into_iter().enumerate() {
-            let p = env.probe();
-            let path = format!("/c/bad-host-{i}-{}", slug(v));
-            cases.push(case(format!("host: {bad} [{v}]"), async move {
-                let raw = format!("GET {path} {v}\r\nhost: {bad}\r\n\r\n").into_bytes();
-                p.refused(raw, 400, false, false, &[&path]).await
-            }));
-        }
+    for env in &envs {
         let p = env.probe();
-        cases.push(case(format!("an empty host [{v}]"), async move {
-            let raw = format!("GET /c/empty-host {v}\r\nhost:\r\n\r\n").into_bytes();
-            let (r, _) = p.ask(&raw).await;
-            match backend_view(&r) {
-                Ok(view) => header_is(&view, "x-forwarded-host", &[])
-                    .into_iter()
-                    .collect(),
-                Err(e) => vec![e],
-            }
-        }));
+        cases.push(case(
+            format!("no host [{}]", env.client(Wire::Http11).name()),
+            async move {
+                p.refused(
+                    b"GET /c/no-host HTTP/1.1\r\n\r\n".to_vec(),
+                    400,
+                    true,
+                    false,
+                    &["/c/no-host"],
+                )
+                .await
+            },
+        ));
+        for wire in WIRES {
+            host_cases(env, wire, &mut cases);
+        }
     }
     run_all("host header rules", cases).await;
+}
+
+/// Client case 1 on one wire.
+fn host_cases(env: &Env, wire: Wire, cases: &mut Vec<(String, CaseFuture)>) {
+    let v = wire.version();
+    let on = env.client(wire).name();
+    for (name, hosts) in [
+        ("two different host headers", "host: a\r\nhost: b\r\n"),
+        ("two equal host headers", "host: a\r\nhost: a\r\n"),
+    ] {
+        let p = env.probe();
+        let path = format!("/c/{}-{}", slug(name), slug(v));
+        cases.push(case(format!("{name} [{on}]"), async move {
+            let raw = format!("GET {path} {v}\r\n{hosts}\r\n").into_bytes();
+            p.refused(raw, 400, true, false, &[&path]).await
+        }));
+    }
+    for (i, bad) in ["a b", "a/b", "user@a"].into_iter().enumerate() {
+        let p = env.probe();
+        let path = format!("/c/bad-host-{i}-{}", slug(v));
+        cases.push(case(format!("host: {bad} [{on}]"), async move {
+            let raw = format!("GET {path} {v}\r\nhost: {bad}\r\n\r\n").into_bytes();
+            p.refused(raw, 400, false, false, &[&path]).await
+        }));
+    }
+    let p = env.probe();
+    cases.push(case(format!("an empty host [{on}]"), async move {
+        let raw = format!("GET /c/empty-host {v}\r\nhost:\r\n\r\n").into_bytes();
+        let (r, _) = p.ask(&raw).await;
+        match backend_view(&r) {
+            Ok(view) => header_is(&view, "x-forwarded-host", &[])
+                .into_iter()
+                .collect(),
+            Err(e) => vec![e],
+        }
+    }));
 }
 
 /// Client case 2: an absolute-form target is forwarded in origin form; one whose authority is not the `Host`
 /// is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_targets() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
-    for wire in WIRES {
+    for (env, wire) in each_client(&envs) {
         let v = wire.version();
+        let on = env.client(wire).name();
         let p = env.probe();
-        cases.push(case(format!("absolute form [{v}]"), async move {
+        cases.push(case(format!("absolute form [{on}]"), async move {
             let raw = format!("GET http://a.example/c/abs?q=1 {v}\r\nhost: a.example\r\n\r\n")
                 .into_bytes();
             let (r, _) = p.ask(&raw).await;
@@ -1189,7 +1439,7 @@ async fn absolute_form_targets() {
         let p = env.probe();
         let path = format!("/c/abs-evil-{}", slug(v));
         cases.push(case(
-            format!("absolute form for another authority [{v}]"),
+            format!("absolute form for another authority [{on}]"),
             async move {
                 let raw = format!("GET http://evil.example{path} {v}\r\nhost: a.example\r\n\r\n")
                     .into_bytes();
@@ -1200,26 +1450,30 @@ async fn absolute_form_targets() {
     run_all("absolute-form targets", cases).await;
 }
 
-/// Client case 3: `x-forwarded-*` reach the backend as rrlb sets them, whatever the client sent.
+/// Client case 3: `x-forwarded-*` reach the backend as rrlb sets them, whatever the client sent
+/// (`x-forwarded-proto`: `http` on a plain listener, `https` on a TLS one; a client claims the other).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_are_rrlbs_own() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
-    type Check = fn(&Value) -> Vec<String>;
-    for wire in WIRES {
+    // Given what the backend saw and the x-forwarded-proto rrlb must set.
+    type Check = fn(&Value, &str) -> Vec<String>;
+    for (env, wire) in each_client(&envs) {
         let v = wire.version();
+        let on = env.client(wire).name();
+        let (proto, spoofed) = env.link.protos();
         let table: Vec<(&str, Vec<u8>, Check)> = vec![
             (
                 "spoofed forwarded headers",
                 format!(
-                    "GET /c/fwd {v}\r\nhost: a.example\r\nx-forwarded-host: evil\r\nx-forwarded-proto: https\r\n\
+                    "GET /c/fwd {v}\r\nhost: a.example\r\nx-forwarded-host: evil\r\nx-forwarded-proto: {spoofed}\r\n\
                      x-forwarded-for: 192.0.2.1\r\nx-forwarded-for: 192.0.2.2, 192.0.2.3\r\n\r\n"
                 )
                 .into_bytes(),
-                |view| {
+                |view, proto| {
                     [
                         header_is(view, "x-forwarded-host", &["a.example"]),
-                        header_is(view, "x-forwarded-proto", &["http"]),
+                        header_is(view, "x-forwarded-proto", &[proto]),
                         header_is(view, "x-forwarded-for", &["192.0.2.1, 192.0.2.2, 192.0.2.3, 127.0.0.1"]),
                     ]
                     .into_iter()
@@ -1230,10 +1484,10 @@ async fn forwarded_headers_are_rrlbs_own() {
             (
                 "no x-forwarded-for",
                 format!("GET /c/fwd {v}\r\nhost: a\r\n\r\n").into_bytes(),
-                |view| {
+                |view, proto| {
                     [
                         header_is(view, "x-forwarded-for", &["127.0.0.1"]),
-                        header_is(view, "x-forwarded-proto", &["http"]),
+                        header_is(view, "x-forwarded-proto", &[proto]),
                         header_is(view, "x-forwarded-host", &["a"]),
                     ]
                     .into_iter()
@@ -1244,7 +1498,7 @@ async fn forwarded_headers_are_rrlbs_own() {
             (
                 "an empty x-forwarded-for",
                 format!("GET /c/fwd {v}\r\nhost: a\r\nx-forwarded-for:\r\n\r\n").into_bytes(),
-                |view| header_is(view, "x-forwarded-for", &["127.0.0.1"]).into_iter().collect(),
+                |view, _| header_is(view, "x-forwarded-for", &["127.0.0.1"]).into_iter().collect(),
             ),
             (
                 "a non-ASCII x-forwarded-for",
@@ -1252,36 +1506,40 @@ async fn forwarded_headers_are_rrlbs_own() {
                     format!("GET /c/fwd {v}\r\nhost: a\r\nx-forwarded-for: ").as_bytes(),
                     b"\xff\r\n\r\n",
                 ]),
-                |view| header_is(view, "x-forwarded-for", &["127.0.0.1"]).into_iter().collect(),
+                |view, _| header_is(view, "x-forwarded-for", &["127.0.0.1"]).into_iter().collect(),
             ),
         ];
         for (name, raw, check) in table {
             let p = env.probe();
-            cases.push(case(format!("{name} [{v}]"), async move {
+            cases.push(case(format!("{name} [{on}]"), async move {
                 let (r, _) = p.ask(&raw).await;
                 match backend_view(&r) {
-                    Ok(view) => check(&view),
+                    Ok(view) => check(&view, proto),
                     Err(e) => vec![e],
                 }
             }));
         }
     }
-    let p = env.probe();
-    cases.push(case("spoofed forwarded headers without a host [HTTP/1.0]", async move {
-        let raw = b"GET /c/fwd HTTP/1.0\r\nx-forwarded-host: evil\r\nx-forwarded-proto: https\r\n\r\n";
-        let (r, _) = p.ask(raw).await;
-        match backend_view(&r) {
-            Ok(view) => [
-                header_is(&view, "x-forwarded-host", &[]),
-                header_is(&view, "x-forwarded-proto", &["http"]),
-                header_is(&view, "x-forwarded-for", &["127.0.0.1"]),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
-            Err(e) => vec![e],
-        }
-    }));
+    for env in &envs {
+        let p = env.probe();
+        let (proto, spoofed) = env.link.protos();
+        let on = env.client(Wire::Http10).name();
+        cases.push(case(format!("spoofed forwarded headers without a host [{on}]"), async move {
+            let raw = format!("GET /c/fwd HTTP/1.0\r\nx-forwarded-host: evil\r\nx-forwarded-proto: {spoofed}\r\n\r\n");
+            let (r, _) = p.ask(raw.as_bytes()).await;
+            match backend_view(&r) {
+                Ok(view) => [
+                    header_is(&view, "x-forwarded-host", &[]),
+                    header_is(&view, "x-forwarded-proto", &[proto]),
+                    header_is(&view, "x-forwarded-for", &["127.0.0.1"]),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                Err(e) => vec![e],
+            }
+        }));
+    }
     run_all("forwarded headers", cases).await;
 }
 
@@ -1310,7 +1568,7 @@ type FramingCase = (&'static str, &'static [u8], &'static [u8], u16, u16);
 /// after them is never served).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_request_framing_is_refused_and_closes() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let chunked: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
     let table: Vec<FramingCase> = vec![
         (
@@ -1431,7 +1689,7 @@ async fn ambiguous_request_framing_is_refused_and_closes() {
         ),
     ];
     let mut cases = Vec::new();
-    for wire in WIRES {
+    for (env, wire) in each_client(&envs) {
         for &(name, lines, body, on11, on10) in &table {
             let status = match wire {
                 Wire::Http11 => on11,
@@ -1443,11 +1701,14 @@ async fn ambiguous_request_framing_is_refused_and_closes() {
             let p = env.probe();
             let name = format!("{name}-{}", slug(wire.version()));
             let raw = with_smuggled(wire, &name, lines, body);
-            cases.push(case(format!("{name} [{}]", wire.name()), async move {
-                let never = [format!("/c/{name}"), format!("/smuggled/{name}")];
-                p.refused(raw, status, false, true, &[&never[0], &never[1]])
-                    .await
-            }));
+            cases.push(case(
+                format!("{name} [{}]", env.client(wire).name()),
+                async move {
+                    let never = [format!("/c/{name}"), format!("/smuggled/{name}")];
+                    p.refused(raw, status, false, true, &[&never[0], &never[1]])
+                        .await
+                },
+            ));
         }
     }
     run_all("ambiguous request framing", cases).await;
@@ -1458,8 +1719,17 @@ async fn ambiguous_request_framing_is_refused_and_closes() {
 /// over the limit gets a 413.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_request_bodies() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
+    for env in &envs {
+        chunked_body_cases(env, &mut cases);
+    }
+    run_all("chunked request bodies", cases).await;
+}
+
+/// Client case 5 on one listener.
+fn chunked_body_cases(env: &Env, cases: &mut Vec<(String, CaseFuture)>) {
+    let on = env.client(Wire::Http11).name();
     for (name, body) in [
         ("plain", &b"5\r\nhello\r\n0\r\n\r\n"[..]),
         (
@@ -1475,28 +1745,31 @@ async fn chunked_request_bodies() {
             .as_bytes(),
             body,
         ]);
-        cases.push(case(format!("a valid chunked body, {name}"), async move {
-            let (r, _) = p.ask(&raw).await;
-            match backend_view(&r) {
-                Ok(view) => {
-                    let mut f: Vec<String> = [
-                        header_is(&view, "content-length", &["5"]),
-                        header_is(&view, "transfer-encoding", &[]),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                    if view["body_len"] != 5 {
-                        f.push(format!(
-                            "the backend got body_len {}, expected 5",
-                            view["body_len"]
-                        ));
+        cases.push(case(
+            format!("a valid chunked body, {name} [{on}]"),
+            async move {
+                let (r, _) = p.ask(&raw).await;
+                match backend_view(&r) {
+                    Ok(view) => {
+                        let mut f: Vec<String> = [
+                            header_is(&view, "content-length", &["5"]),
+                            header_is(&view, "transfer-encoding", &[]),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                        if view["body_len"] != 5 {
+                            f.push(format!(
+                                "the backend got body_len {}, expected 5",
+                                view["body_len"]
+                            ));
+                        }
+                        f
                     }
-                    f
+                    Err(e) => vec![e],
                 }
-                Err(e) => vec![e],
-            }
-        }));
+            },
+        ));
     }
     for (name, body) in [
         ("size-line-bare-lf", &b"5\nhello\r\n0\r\n\r\n"[..]),
@@ -1509,7 +1782,7 @@ async fn chunked_request_bodies() {
         let p = env.probe();
         let raw = with_smuggled(Wire::Http11, name, b"transfer-encoding: chunked\r\n", body);
         cases.push(case(
-            format!("a malformed chunked body, {name}"),
+            format!("a malformed chunked body, {name} [{on}]"),
             async move {
                 let never = [format!("/c/{name}"), format!("/smuggled/{name}")];
                 p.refused(raw, 400, false, true, &[&never[0], &never[1]])
@@ -1522,9 +1795,12 @@ async fn chunked_request_bodies() {
     // swallowed the next request this way). rrlb closes such a connection after the answer.
     let p = env.probe();
     cases.push(case(
-        "a chunked body with a bare-LF trailer on a connection hyper serves",
+        format!(
+            "a chunked body with a bare-LF trailer on a connection hyper serves [{}]",
+            env.client(Wire::Http10).name()
+        ),
         async move {
-            let mut conn = Conn::open(p.proxy).await;
+            let mut conn = p.open().await;
             conn.send(b"GET /c/first-http10 HTTP/1.0\r\nhost: a\r\nconnection: keep-alive\r\n\r\n")
                 .await;
             let first = conn.answer(false).await;
@@ -1544,27 +1820,26 @@ async fn chunked_request_bodies() {
         },
     ));
     let p = env.probe();
-    cases.push(case("a chunked body over the limit", async move {
+    cases.push(case(format!("a chunked body over the limit [{on}]"), async move {
         let chunk = format!("3e8\r\n{}\r\n", "x".repeat(1000));
         let raw = format!(
             "POST /c/chunked-big HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n"
         );
         p.refused(raw.into_bytes(), 413, false, false, &["/c/chunked-big"]).await
     }));
-    run_all("chunked request bodies", cases).await;
 }
 
 /// Client case 6: a request body that stalls gets rrlb's JSON 408 and the connection closes; nothing reaches
 /// the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_body_gets_a_408() {
-    let env = Env::start("body_read = \"300ms\"\n").await;
+    let envs = Env::each_link("body_read = \"300ms\"\n").await;
     let mut cases = Vec::new();
-    for wire in WIRES {
+    for (env, wire) in each_client(&envs) {
         let p = env.probe();
         let path = format!("/c/slow-{}", slug(wire.version()));
         cases.push(case(
-            format!("a stalled body [{}]", wire.name()),
+            format!("a stalled body [{}]", env.client(wire).name()),
             async move {
                 let raw = format!(
                     "POST {path} {}\r\nhost: a\r\ncontent-length: 100\r\n\r\n0123456789",
@@ -1581,11 +1856,20 @@ async fn a_stalled_request_body_gets_a_408() {
 /// another expectation, a 417.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
+    for env in &envs {
+        expect_cases(env, &mut cases);
+    }
+    run_all("expect", cases).await;
+}
+
+/// Client case 7 on one listener.
+fn expect_cases(env: &Env, cases: &mut Vec<(String, CaseFuture)>) {
+    let on = env.client(Wire::Http11).name();
     let p = env.probe();
-    cases.push(case("expect: 100-continue, a small body", async move {
-        let mut conn = Conn::open(p.proxy).await;
+    cases.push(case(format!("expect: 100-continue, a small body [{on}]"), async move {
+        let mut conn = p.open().await;
         conn.send(b"POST /c/expect HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
             .await;
         // The 100 comes before the body is sent: read exactly one head.
@@ -1617,7 +1901,7 @@ async fn expect_100_continue() {
         }
     }));
     let p = env.probe();
-    cases.push(case("expect: 100-continue, a body over the limit", async move {
+    cases.push(case(format!("expect: 100-continue, a body over the limit [{on}]"), async move {
         let (r, _) = p
             .ask(b"POST /c/expect-big HTTP/1.1\r\nhost: a\r\ncontent-length: 2000\r\nexpect: 100-continue\r\n\r\n")
             .await;
@@ -1631,7 +1915,7 @@ async fn expect_100_continue() {
         f
     }));
     let p = env.probe();
-    cases.push(case("expect: something-else", async move {
+    cases.push(case(format!("expect: something-else [{on}]"), async move {
         p.refused(
             b"GET /c/expect-other HTTP/1.1\r\nhost: a\r\nexpect: something-else\r\n\r\n".to_vec(),
             417,
@@ -1641,45 +1925,50 @@ async fn expect_100_continue() {
         )
         .await
     }));
-    run_all("expect", cases).await;
 }
 
 /// Client case 8: rrlb is not a forward proxy: `CONNECT` gets rrlb's JSON 405.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_gets_a_405() {
-    let env = Env::start("").await;
-    let p = env.probe();
-    let cases = vec![case("CONNECT", async move {
-        let mut f = p
-            .refused(
-                b"CONNECT a:443 HTTP/1.1\r\nhost: a:443\r\n\r\n".to_vec(),
-                405,
-                true,
-                false,
-                &[],
-            )
-            .await;
-        let seen = p.seen.list();
-        f.extend(
-            seen.iter()
-                .filter(|r| r.starts_with("CONNECT"))
-                .map(|r| format!("the backend received {r:?}")),
-        );
-        f
-    })];
+    let envs = Env::each_link("").await;
+    let mut cases = Vec::new();
+    for env in &envs {
+        let p = env.probe();
+        cases.push(case(
+            format!("CONNECT [{}]", env.client(Wire::Http11).name()),
+            async move {
+                let mut f = p
+                    .refused(
+                        b"CONNECT a:443 HTTP/1.1\r\nhost: a:443\r\n\r\n".to_vec(),
+                        405,
+                        true,
+                        false,
+                        &[],
+                    )
+                    .await;
+                let seen = p.seen.list();
+                f.extend(
+                    seen.iter()
+                        .filter(|r| r.starts_with("CONNECT"))
+                        .map(|r| format!("the backend received {r:?}")),
+                );
+                f
+            },
+        ));
+    }
     run_all("CONNECT", cases).await;
 }
 
 /// Client case 9: a request head over 64 KiB gets rrlb's JSON 431, and bytes that are not HTTP rrlb's JSON 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_heads_and_garbage_get_json_errors() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
-    for wire in WIRES {
+    for (env, wire) in each_client(&envs) {
         let p = env.probe();
         let path = format!("/c/huge-{}", slug(wire.version()));
         cases.push(case(
-            format!("a 65 KiB head [{}]", wire.name()),
+            format!("a 65 KiB head [{}]", env.client(wire).name()),
             async move {
                 let raw = format!(
                     "GET {path} {}\r\nhost: a\r\nx-big: {}\r\n\r\n",
@@ -1691,23 +1980,27 @@ async fn oversized_heads_and_garbage_get_json_errors() {
             },
         ));
     }
-    let p = env.probe();
-    cases.push(case("a TLS ClientHello", async move {
-        let mut raw = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec();
-        raw.extend_from_slice(&[0u8; 32]);
-        p.refused(raw, 400, true, false, &[]).await
-    }));
+    // On a TLS listener these bytes come inside the session: there too, not HTTP.
+    for env in &envs {
+        let p = env.probe();
+        let on = env.client(Wire::Http11).name();
+        cases.push(case(format!("a TLS ClientHello [{on}]"), async move {
+            let mut raw = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec();
+            raw.extend_from_slice(&[0u8; 32]);
+            p.refused(raw, 400, true, false, &[]).await
+        }));
+    }
     run_all("oversized heads and garbage", cases).await;
 }
 
 /// Client case 10: requests pipelined in one write get their answers in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order() {
-    let env = Env::start("").await;
+    let envs = Env::each_link("").await;
     let mut cases = Vec::new();
-    for wire in WIRES {
+    for (env, wire) in each_client(&envs) {
         let p = env.probe();
-        cases.push(case(format!("three pipelined requests [{}]", wire.name()), async move {
+        cases.push(case(format!("three pipelined requests [{}]", env.client(wire).name()), async move {
             let v = wire.version();
             let ka = wire.keep_alive();
             let paths = [
@@ -1719,7 +2012,7 @@ async fn pipelined_requests_are_answered_in_order() {
                 "GET {} {v}\r\nhost: a\r\n{ka}\r\nPOST {} {v}\r\nhost: a\r\n{ka}content-length: 5\r\n\r\nhelloGET {} {v}\r\nhost: a\r\n{ka}\r\n",
                 paths[0], paths[1], paths[2]
             );
-            let mut conn = Conn::open(p.proxy).await;
+            let mut conn = p.open().await;
             conn.send(raw.as_bytes()).await;
             let mut f = Vec::new();
             for path in &paths {

@@ -1,7 +1,8 @@
 //! Raw-TCP backends: a test writes what a backend says byte by byte (well-formed or not), per connection.
 //!
 //! - [`RawBackend`]: a listener on `127.0.0.1:0` that hands every connection to the test's own function, counts
-//!   the connections, and stops (with every connection) when dropped.
+//!   the connections, and stops (with every connection) when dropped; [`RawBackend::start_tls`] serves the
+//!   same bytes over TLS (an `https://` backend), the function getting the connection after the handshake.
 //! - [`read_request`]: reads one request head and its `content-length` body off such a connection.
 //! - [`long_body`]: a 1 MiB body, for answers that need many reads and writes.
 
@@ -10,16 +11,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
-/// A backend speaking raw TCP: each accepted connection is served by the function given to [`start`]. Stopped,
-/// with every connection it serves, when dropped.
+use super::tls::{Pair, server_config};
+
+/// A TLS connection to a [`RawBackend::start_tls`] backend, after the handshake.
+pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// A backend speaking raw TCP (or raw bytes over TLS): each accepted connection is served by the function given
+/// to [`start`] (or [`start_tls`]). Stopped, with every connection it serves, when dropped.
 ///
 /// [`start`]: RawBackend::start
+/// [`start_tls`]: RawBackend::start_tls
 pub struct RawBackend {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -38,6 +48,36 @@ impl RawBackend {
         F: Fn(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Self::listen("http", serve).await
+    }
+
+    /// Binds `127.0.0.1:0`, and serves each connection over TLS with `server`'s certificate: the handshake (in
+    /// the connection's own task), then `serve`. A connection whose handshake fails is closed.
+    pub async fn start_tls<F, Fut>(server: &Pair, serve: F) -> Self
+    where
+        F: Fn(ServerTls) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let acceptor = TlsAcceptor::from(server_config(server, None));
+        let serve = Arc::new(serve);
+        Self::listen("https", move |tcp| {
+            let handshake = acceptor.accept(tcp);
+            let serve = Arc::clone(&serve);
+            async move {
+                if let Ok(tls) = handshake.await {
+                    serve(tls).await;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Binds `127.0.0.1:0` and hands each accepted connection to `serve`, on a task of its own.
+    async fn listen<F, Fut>(scheme: &'static str, serve: F) -> Self
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -52,6 +92,7 @@ impl RawBackend {
         });
         Self {
             addr,
+            scheme,
             connections,
             task,
         }
@@ -62,9 +103,9 @@ impl RawBackend {
         self.addr
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>`, or `https://<addr>` for a TLS backend.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The connections accepted so far.
@@ -83,9 +124,12 @@ pub struct RawRequest {
     pub head: String,
 }
 
-/// Reads a request head and its `content-length` body from `stream`, keeping what follows in `buf` (a pipelined
-/// request); `None` when the connection ends (or breaks) first.
-pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<RawRequest> {
+/// Reads a request head and its `content-length` body from `stream` (TCP, or TLS over it), keeping what follows
+/// in `buf` (a pipelined request); `None` when the connection ends (or breaks) first.
+pub async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<RawRequest> {
     let (head_len, method, path, body_len) = loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
@@ -114,7 +158,7 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
 }
 
 /// Appends what the next read gives to `buf`; `None` at the end of the stream or on an error.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<()> {
     let mut chunk = [0u8; 8192];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => None,

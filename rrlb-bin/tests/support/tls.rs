@@ -1,7 +1,8 @@
 //! TLS for the tests: certificates made with rcgen ([`Pki`]: a CA, server certificates, a client certificate,
 //! written as PEM files into a temporary directory), and [`TlsEcho`], a tokio-rustls backend on `127.0.0.1:0`
 //! that answers each request with its body, optionally requiring a client certificate. Stopped on drop. Clients:
-//! [`Pki::client_config`] and [`connect`], which a [`super::wire::Conn`] can run over.
+//! [`Pki::client_config`] and [`connect`], which a [`super::wire::Conn`] can run over; other test servers:
+//! [`server_config`] (as [`super::scripted::RawBackend::start_tls`] uses it).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -171,30 +172,36 @@ impl Drop for TlsEcho {
     }
 }
 
+/// A server configuration serving `server`'s certificate; with `client_ca`, a client certificate signed by it is
+/// required.
+pub fn server_config(server: &Pair, client_ca: Option<&Pki>) -> Arc<rustls::ServerConfig> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        Some(pki) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(pki.ca.clone()).expect("client CA");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(vec![server.cert.clone()], server.key.clone_key())
+        .expect("server certificate");
+    Arc::new(config)
+}
+
 impl TlsEcho {
     /// Serves with `server`'s certificate; with `client_ca`, a client certificate signed by it is required.
     pub async fn start(server: &Pair, client_ca: Option<&Pki>) -> Self {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions");
-        let builder = match client_ca {
-            Some(pki) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(pki.ca.clone()).expect("client CA");
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider(),
-                )
-                .build()
-                .expect("client verifier");
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let config = builder
-            .with_single_cert(vec![server.cert.clone()], server.key.clone_key())
-            .expect("server certificate");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(server, client_ca));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {

@@ -496,6 +496,8 @@ impl Conn {
                             Some(true) => {}
                             Some(false) => {
                                 answer.body = body;
+                                // What is left is the cut chunk: part of this answer, not bytes after it.
+                                self.buf.clear();
                                 break Read::Truncated {
                                     answer: Some(answer),
                                     why: "closed before the last chunk".to_owned(),
