@@ -32,13 +32,17 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked -p rrlb-bin --features "${RRLB_FEATURES}" --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked -p rrlb-bin --features "${RRLB_FEATURES}" \
-    && install -D -m 0755 target/release/rrlb /out/rrlb
+    && install -D -m 0755 target/release/rrlb /out/rrlb \
+    && install -d -m 0755 /out/state
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 LABEL org.opencontainers.image.title="rrlb" \
       org.opencontainers.image.description="HTTP reverse proxy and load balancer" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
 COPY --from=builder /out/rrlb /usr/local/bin/rrlb
+# Where `[state] store = "file"` keeps the admin API's runtime changes by default (state.json): owned by the
+# unprivileged user, so that a volume mounted here starts writable (compose.yaml mounts `rrlb-state`).
+COPY --from=builder --chown=nonroot:nonroot /out/state /var/lib/rrlb
 # The proxy listens on all interfaces. The admin API keeps its loopback default here: to reach it
 # from outside the container set RRLB_ADMIN_LISTEN=0.0.0.0:9901 *and* RRLB_ADMIN_TOKEN (rrlb
 # refuses a non-loopback admin listener without a token); compose.yaml and deploy/k8s do both.
