@@ -614,25 +614,31 @@ children_ms() {
     BEGIN { printf "%d\n", ms(u) + ms(s) }'
 }
 
+# The summed VmRSS (KiB) of the pids, into rss_sum (no subshell: the sampler calls it every 100 ms).
+rss_kib() {
+  local pid key val
+  rss_sum=0
+  for pid in "$@"; do
+    while read -r key val _; do
+      if [[ $key == VmRSS: ]]; then
+        rss_sum=$((rss_sum + val))
+        break
+      fi
+    done 2>/dev/null <"/proc/$pid/status" || true
+  done
+}
+
 # Background sampler: the peak of the summed VmRSS (KiB) of the pids, every 100 ms; written to
 # FILE when the sampler is stopped with TERM.
 sample_rss() {
-  local out=$1 sum pid key val
+  local out=$1
   shift
   peak=0
   trap 'echo "$peak" >"$out"; exit 0' TERM
   while :; do
-    sum=0
-    for pid in "$@"; do
-      while read -r key val _; do
-        if [[ $key == VmRSS: ]]; then
-          sum=$((sum + val))
-          break
-        fi
-      done 2>/dev/null <"/proc/$pid/status" || true
-    done
-    if ((sum > peak)); then
-      peak=$sum
+    rss_kib "$@"
+    if ((rss_sum > peak)); then
+      peak=$rss_sum
     fi
     sleep 0.1
   done
@@ -740,24 +746,13 @@ done
 
 # --- idle connections: what holding one costs each proxy in memory ----------------------------------
 idle_results="$work/idle.tsv"
-rss_kib() {
-  local sum=0 pid key val
-  for pid in "$@"; do
-    while read -r key val _; do
-      if [[ $key == VmRSS: ]]; then
-        sum=$((sum + val))
-        break
-      fi
-    done 2>/dev/null <"/proc/$pid/status" || true
-  done
-  echo "$sum"
-}
 if ((idle > 0)); then
   printf '%s' "$body" >"$work/idle-body.json"
   for t in "${targets[@]}"; do
     [[ $t == direct ]] && continue
     read -r -a ppids <<<"${proxy_pids[$t]}"
-    before=$(rss_kib "${ppids[@]}")
+    rss_kib "${ppids[@]}"
+    before=$rss_sum
     log "idle: $idle connections to $t (RSS before: $before KiB)"
     # The holder keeps its connections until its stdin closes: a FIFO this shell holds open.
     mkfifo "$work/idle-hold"
@@ -773,7 +768,8 @@ if ((idle > 0)); then
     grep -q '^ready' "$work/idle-$t.out" || die "idle connections to $t failed: $(cat "$work/idle-$t.out")"
     # Let the proxy finish what the last answers started (buffers returned, tickets sent).
     sleep 1
-    with=$(rss_kib "${ppids[@]}")
+    rss_kib "${ppids[@]}"
+    with=$rss_sum
     exec {hold}>&-
     wait "$idle_pid" || die "the idle-connection holder failed against $t: $(cat "$work/idle-$t.out")"
     idle_pid=""

@@ -8,18 +8,6 @@ use serde_json::json;
 use support::*;
 
 /// `rrlb --config PATH` with both listeners on ephemeral ports.
-async fn spawn_with_config(path: &std::path::Path) -> Process {
-    let path = path.to_str().expect("utf-8");
-    Process::spawn(&[
-        "--config",
-        path,
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-    .await
-}
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -251,7 +239,7 @@ async fn sighup_reloads_the_config_file() {
         &path,
         &format!("{}{quiet}", backends_toml(&[("a", &a.url(), 1)])),
     );
-    let mut p = spawn_with_config(&path).await;
+    let mut p = Process::spawn_with_config(&path).await;
     let c = client();
     let proxy = format!("http://{}/", p.proxy);
     let admin = format!("http://{}/admin/backends", p.admin);
@@ -409,7 +397,7 @@ async fn access_log_lines_and_rotation() {
         log.to_str().expect("utf-8")
     );
     write_atomic(&path, &toml);
-    let mut p = spawn_with_config(&path).await;
+    let mut p = Process::spawn_with_config(&path).await;
     let c = client();
     let body = json!({"k": "v"}).to_string();
     let res = send(

@@ -80,6 +80,12 @@ fn refused(res: &Resp, status: u16) -> Value {
     body
 }
 
+/// `PATCH /admin/backends/{name}` with `body`, without a precondition.
+async fn patch(h: &Harness, name: &str, body: Value) -> Resp {
+    let path = format!("/admin/backends/{name}");
+    call(h, Method::PATCH, &path, &[], Some(body)).await
+}
+
 fn etag(res: &Resp) -> String {
     res.header("etag")
         .unwrap_or_else(|| panic!("no etag: {:?}", res.headers))
@@ -108,14 +114,7 @@ async fn runtime_changes_outlive_a_reload_show_their_origin_and_can_be_dropped()
     .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
     assert_eq!(res.json()["origin"], "runtime");
-    let res = call(
-        &h,
-        Method::PATCH,
-        "/admin/backends/a",
-        &[],
-        Some(json!({"weight": 5})),
-    )
-    .await;
+    let res = patch(&h, "a", json!({"weight": 5})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let res = call(&h, Method::DELETE, "/admin/backends/b", &[], None).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
@@ -174,14 +173,7 @@ async fn a_drain_outlives_a_reload() {
     let (a, b) = (echo("a").await, echo("b").await);
     let toml = config(&[("a", a.url()), ("b", b.url())], "");
     let h = Harness::builder().file(toml.clone()).start().await;
-    let res = call(
-        &h,
-        Method::PATCH,
-        "/admin/backends/a",
-        &[],
-        Some(json!({"drain": true})),
-    )
-    .await;
+    let res = patch(&h, "a", json!({"drain": true})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let res = call(&h, Method::POST, "/admin/reload", &[], None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
@@ -293,14 +285,7 @@ async fn a_change_the_store_cannot_keep_is_a_503_and_changes_nothing() {
         ))
         .start()
         .await;
-    let res = call(
-        &h,
-        Method::PATCH,
-        "/admin/backends/a",
-        &[],
-        Some(json!({"weight": 3})),
-    )
-    .await;
+    let res = patch(&h, "a", json!({"weight": 3})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 
     // The directory goes and a plain file takes its place: no write can succeed there (root or not).
@@ -317,14 +302,7 @@ async fn a_change_the_store_cannot_keep_is_a_503_and_changes_nothing() {
     let body = refused(&res, 503);
     let reason = body["error"].as_str().expect("error");
     assert!(reason.contains("state.json"), "{reason}");
-    let res = call(
-        &h,
-        Method::PATCH,
-        "/admin/backends/a",
-        &[],
-        Some(json!({"weight": 7})),
-    )
-    .await;
+    let res = patch(&h, "a", json!({"weight": 7})).await;
     refused(&res, 503);
     let res = call(&h, Method::DELETE, "/admin/backends/a", &[], None).await;
     refused(&res, 503);
@@ -352,17 +330,10 @@ async fn the_file_store_keeps_changes_across_a_restart() {
         &path,
         &config(&[("a", a.url()), ("b", b.url())], &file_store(&state)),
     );
-    let args = [
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
+
     let c_url = c.url();
     {
-        let p = Process::spawn(&args).await;
+        let p = Process::spawn_with_config(&path).await;
         let admin = format!("http://{}", p.admin);
         let client = client();
         let json = [("content-type", "application/json")];
@@ -400,7 +371,7 @@ async fn the_file_store_keeps_changes_across_a_restart() {
         assert_eq!(stored["backends"].as_object().expect("backends").len(), 3);
     } // killed, as a crash would
 
-    let p = Process::spawn(&args).await;
+    let p = Process::spawn_with_config(&path).await;
     let res = send(
         &client(),
         Method::GET,
@@ -508,14 +479,7 @@ async fn the_fleet_without_a_shared_store_is_this_process() {
         .file(config(&[("a", a.url())], ""))
         .start()
         .await;
-    let res = call(
-        &h,
-        Method::PATCH,
-        "/admin/backends/a",
-        &[],
-        Some(json!({"weight": 2})),
-    )
-    .await;
+    let res = patch(&h, "a", json!({"weight": 2})).await;
     assert_eq!(res.status, StatusCode::OK);
     let res = h.admin_get("/admin/fleet").await;
     assert_eq!(etag(&res), "\"1\"");

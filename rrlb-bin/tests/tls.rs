@@ -791,15 +791,7 @@ async fn sighup_loads_a_certificate_changed_behind_a_symlink() {
         &path,
         &config(&backend.url(), &pair_keys(&files.cert, &files.key)),
     );
-    let mut p = Process::spawn(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-    .await;
+    let mut p = Process::spawn_with_config(&path).await;
     let mut old = connect(p.proxy, "localhost", pki.client_config(&["http/1.1"], None)).await;
     assert_eq!(peer_cert(&old), v1.cert);
 

@@ -858,6 +858,20 @@ impl Process {
         p
     }
 
+    /// Spawns `rrlb --config PATH` with both listeners on `127.0.0.1:0`.
+    pub async fn spawn_with_config(path: &Path) -> Self {
+        let path = path.to_str().expect("utf-8");
+        Self::spawn(&[
+            "--config",
+            path,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .await
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
