@@ -92,6 +92,11 @@ bash scripts/run-examples.sh
 step "library crates: feature matrix, MSRV, docs.rs build, doc examples, cargo deny, packaging (scripts/check-crates.sh)"
 bash scripts/check-crates.sh
 
+step "fleet state in etcd (feature etcd, off by default): clippy, tests against a real etcd"
+cargo clippy -p rrlb-bin --features etcd --all-targets --locked -- -D warnings
+cargo test -p rrlb-bin --features etcd --locked --lib state::
+cargo test -p rrlb-bin --features etcd --locked --test fleet --test state
+
 step "kubernetes discovery (feature kubernetes, off by default): clippy, docs, tests"
 cargo clippy -p rrlb-tower -p rrlb-bin --features rrlb-bin/kubernetes --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -p rrlb-tower --features kubernetes --no-deps --locked

@@ -7,8 +7,6 @@ use serde_json::json;
 
 use support::*;
 
-/// `rrlb --config PATH` with both listeners on ephemeral ports.
-
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
