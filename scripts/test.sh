@@ -101,7 +101,9 @@ step "kubernetes discovery (feature kubernetes, off by default): clippy, docs, t
 cargo clippy -p rrlb-tower -p rrlb-bin --features rrlb-bin/kubernetes --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -p rrlb-tower --features kubernetes --no-deps --locked
 cargo test -p rrlb-tower --features kubernetes --locked discovery
-cargo test -p rrlb-bin --features kubernetes --locked --test kubernetes
+# (With etcd too: the debug binary this builds is the one scripts/check-deploy.sh runs `--check` with on
+# deploy/k8s/rrlb.toml, which uses both.)
+cargo test -p rrlb-bin --features kubernetes,etcd --locked --test kubernetes
 
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     step "fuzz targets, ${FUZZ_SECONDS}s each (cargo fuzz, --sanitizer none)"
