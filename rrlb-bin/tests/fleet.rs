@@ -241,13 +241,57 @@ async fn a_stale_if_match_is_refused_on_any_replica() {
     .await;
 }
 
+/// Load on both replicas: `per_client` POSTs from each of two clients per replica, every answer checked; the
+/// count of good answers so far is published on `progress`. Returns the failures.
+fn load(
+    replicas: &[&Harness],
+    per_client: u64,
+    progress: tokio::sync::watch::Sender<u64>,
+) -> tokio::task::JoinSet<Vec<String>> {
+    let progress = std::sync::Arc::new(progress);
+    let mut tasks = tokio::task::JoinSet::new();
+    for h in replicas {
+        for k in 0..2u64 {
+            let (client, url, progress) = (
+                h.client.clone(),
+                h.url("/load"),
+                std::sync::Arc::clone(&progress),
+            );
+            tasks.spawn(async move {
+                let mut failures = Vec::new();
+                for i in 0..per_client {
+                    let body = json!({"client": k, "i": i}).to_string();
+                    match try_send(
+                        &client,
+                        Method::POST,
+                        &url,
+                        &[("content-type", "application/json")],
+                        body.clone(),
+                    )
+                    .await
+                    {
+                        Ok(res) if res.status == StatusCode::OK && res.body == body.as_bytes() => {
+                            progress.send_modify(|n| *n += 1);
+                        }
+                        Ok(res) => failures.push(format!("{} {}", res.status, res.text())),
+                        Err(e) => failures.push(e),
+                    }
+                }
+                failures
+            });
+        }
+    }
+    tasks
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_etcd_the_proxy_serves_on_and_catches_up_when_it_is_back() {
     let mut etcd = Etcd::start().await;
     let (a, c, d) = (echo("a").await, echo("c").await, echo("d").await);
-    let h = replica(&a.url(), &etcd, "/rrlb/outage").await;
+    let one = replica(&a.url(), &etcd, "/rrlb/outage").await;
+    let two = replica(&a.url(), &etcd, "/rrlb/outage").await;
     let res = call(
-        &h,
+        &one,
         Method::POST,
         "/admin/backends",
         None,
@@ -255,14 +299,30 @@ async fn without_etcd_the_proxy_serves_on_and_catches_up_when_it_is_back() {
     )
     .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let both = BTreeMap::from([entry("a", false, "file"), entry("c", false, "runtime")]);
+    until_listed(&two, "the second replica has c", both.clone()).await;
 
+    // etcd goes away under load on both replicas: not one request fails.
+    let (progress, mut seen) = tokio::sync::watch::channel(0u64);
+    let clients = load(&[&one, &two], 300, progress);
+    tokio::time::timeout(HANG, seen.wait_for(|n| *n >= 100))
+        .await
+        .expect("load in time")
+        .expect("load");
     etcd.stop();
-    // Requests go on with the last applied state.
-    assert_eq!(h.hits(20).await, counts(&[("a", 10), ("c", 10)]));
-    let h_ref = &h;
+    let failures: Vec<String> = clients.join_all().await.into_iter().flatten().collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(*seen.borrow(), 4 * 300);
+    assert_eq!(two.hits(4).await, counts(&[("a", 2), ("c", 2)]));
+    let one_ref = &one;
     let res = eventually("changes are refused while etcd is away", || async move {
         let res = call(
-            h_ref,
+            one_ref,
             Method::PATCH,
             "/admin/backends/a",
             None,
@@ -279,26 +339,33 @@ async fn without_etcd_the_proxy_serves_on_and_catches_up_when_it_is_back() {
         "{}",
         res.text()
     );
-    assert_eq!(h.hits(4).await, counts(&[("a", 2), ("c", 2)]));
+    assert_eq!(listed(&one).await, both);
 
-    // Back, with a change made by hand meanwhile: applied.
+    // Back, with a change made by hand meanwhile: both replicas apply it.
     etcd.resume().await;
     etcd.put(
         "/rrlb/outage/backends/d",
         &json!({"change": "define", "url": d.url(), "weight": 1}).to_string(),
     );
+    let all = BTreeMap::from([
+        entry("a", false, "file"),
+        entry("c", false, "runtime"),
+        entry("d", false, "runtime"),
+    ]);
     until_listed(
-        &h,
-        "the change made by hand is applied",
-        BTreeMap::from([
-            entry("a", false, "file"),
-            entry("c", false, "runtime"),
-            entry("d", false, "runtime"),
-        ]),
+        &one,
+        "the change made by hand reaches the first replica",
+        all.clone(),
+    )
+    .await;
+    until_listed(
+        &two,
+        "the change made by hand reaches the second replica",
+        all,
     )
     .await;
     let res = call(
-        &h,
+        &two,
         Method::PATCH,
         "/admin/backends/a",
         None,
