@@ -25,8 +25,12 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
-# Features on top of the defaults: `kubernetes` lets deploy/k8s discover pods through EndpointSlices.
-ARG RRLB_FEATURES=kubernetes
+# Features on top of the defaults: `kubernetes` lets deploy/k8s discover pods through EndpointSlices; `etcd`
+# lets a fleet of replicas share its runtime state ([state] store = "etcd"), and needs `protoc` to build.
+ARG RRLB_FEATURES=kubernetes,etcd
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is cached until Cargo.toml/Cargo.lock change.
 RUN cargo chef cook --release --locked -p rrlb-bin --features "${RRLB_FEATURES}" --recipe-path recipe.json

@@ -163,13 +163,13 @@ if [[ -z "$rrlb_bin" ]]; then
 fi
 if [[ -n "$rrlb_bin" ]]; then
     for cfg in deploy/compose/rrlb.toml deploy/k8s/rrlb.toml; do
-        # deploy/k8s uses `discovery = "kubernetes"`, which a binary built without that (non-default)
-        # feature refuses: such a binary can only check the other file (scripts/test.sh builds the debug
-        # binary with the feature before this runs).
+        # deploy/k8s uses `discovery = "kubernetes"` and `[state] store = "etcd"`, which a binary built
+        # without those (non-default) features refuses: such a binary can only check the other file
+        # (scripts/test.sh builds the debug binary with both features before this runs).
         checked="$(env RRLB_ADMIN_LISTEN=0.0.0.0:9901 RRLB_ADMIN_TOKEN=check-deploy \
             "$rrlb_bin" --check -c "$cfg" 2>&1 || true)"
-        if [[ "$cfg" == deploy/k8s/* && "$checked" == *"without the \`kubernetes\` feature"* ]]; then
-            echo "skip rrlb --check -c $cfg: $rrlb_bin was built without the kubernetes feature"
+        if [[ "$cfg" == deploy/k8s/* && "$checked" =~ without\ the\ \`(kubernetes|etcd)\`\ feature ]]; then
+            echo "skip rrlb --check -c $cfg: $rrlb_bin was built without the ${BASH_REMATCH[1]} feature"
             continue
         fi
         run "rrlb --check -c $cfg ($rrlb_bin)" env RRLB_ADMIN_LISTEN=0.0.0.0:9901 RRLB_ADMIN_TOKEN=check-deploy \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what scripts/test.sh needs on a fresh Debian 12 machine that already has Rust,
 # Go, Node.js 20, Java 17 and Maven: rustfmt/clippy components, cargo-fuzz, Maven's dependencies, Chromium (the
-# dashboard's browser test), and the deployment tools (scripts/install-deploy-tools.sh).
+# dashboard's browser test), etcd and protoc (the fleet tests), and the deployment tools
+# (scripts/install-deploy-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +49,21 @@ if ! command -v chromium >/dev/null 2>&1; then
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
         chromium fonts-dejavu-core >/dev/null
+fi
+
+# The fleet tests (feature `etcd`): a real etcd and etcdctl (Debian 12: etcd 3.4), and protoc, which the
+# etcd-client crate compiles its protocol with.
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1; then
+    log "installing etcd-server, etcd-client and protobuf-compiler (the fleet tests)"
+    sudo=()
+    [[ "$(id -u)" -ne 0 ]] && sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        etcd-server etcd-client protobuf-compiler >/dev/null
+    # The package starts a system etcd on the default ports; the tests start their own on free ones.
+    if command -v systemctl >/dev/null 2>&1; then
+        "${sudo[@]}" systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
 fi
 
 log "fetching Rust dependencies"

@@ -92,11 +92,18 @@ bash scripts/run-examples.sh
 step "library crates: feature matrix, MSRV, docs.rs build, doc examples, cargo deny, packaging (scripts/check-crates.sh)"
 bash scripts/check-crates.sh
 
+step "fleet state in etcd (feature etcd, off by default): clippy, tests against a real etcd"
+cargo clippy -p rrlb-bin --features etcd --all-targets --locked -- -D warnings
+cargo test -p rrlb-bin --features etcd --locked --lib state::
+cargo test -p rrlb-bin --features etcd --locked --test fleet --test state
+
 step "kubernetes discovery (feature kubernetes, off by default): clippy, docs, tests"
 cargo clippy -p rrlb-tower -p rrlb-bin --features rrlb-bin/kubernetes --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -p rrlb-tower --features kubernetes --no-deps --locked
 cargo test -p rrlb-tower --features kubernetes --locked discovery
-cargo test -p rrlb-bin --features kubernetes --locked --test kubernetes
+# (With etcd too: the debug binary this builds is the one scripts/check-deploy.sh runs `--check` with on
+# deploy/k8s/rrlb.toml, which uses both.)
+cargo test -p rrlb-bin --features kubernetes,etcd --locked --test kubernetes
 
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     step "fuzz targets, ${FUZZ_SECONDS}s each (cargo fuzz, --sanitizer none)"

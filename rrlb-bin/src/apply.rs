@@ -26,8 +26,9 @@ use crate::app::{App, ClientLimiter};
 use crate::config::UpstreamTlsConfig;
 use crate::config::{self, BackendConfig, Config, ConfigError};
 use crate::discovery::{self, DiscoveryStartError, Groups};
+use crate::logging::ErrorChain;
 use crate::metrics::Metrics;
-use crate::state::{Overlay, Resolved, State, StateError};
+use crate::state::{IfMatch, Note, Overlay, Resolved, State, StateError};
 use crate::telemetry::Telemetry;
 use crate::tls::{self, ListenerSpec, PairSpec, TlsListener};
 use crate::upstream::{
@@ -279,12 +280,41 @@ pub fn check_tls(c: &Config) -> Result<String, ApplyError> {
     Ok(out)
 }
 
+/// Acts on what the runtime state tells: a change made elsewhere republishes the set (serialised with reloads
+/// and admin changes); errors and the fleet's size go to the metrics. Ends with the [`Control`].
+async fn follow_notes(
+    control: std::sync::Weak<Control>,
+    mut notes: tokio::sync::mpsc::UnboundedReceiver<Note>,
+) {
+    while let Some(note) = notes.recv().await {
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        match note {
+            Note::Applied(revision) => {
+                let changing = control.changing().await;
+                if let Err(e) = changing.republish() {
+                    tracing::error!(error = %ErrorChain(&e), revision, "the runtime state could not be applied");
+                }
+            }
+            Note::Invalid(..) => control.metrics.state.error("invalid_value"),
+            Note::Members(n) => control.metrics.state.set_members(n),
+            Note::Unavailable => control.metrics.state.error("unavailable"),
+        }
+    }
+}
+
 /// What `rrlb --check` says of `[state]`: with `store = "file"`, the state file is read and checked as a start
 /// would (an error names it); a directory that cannot be written is a warning (a start here would fail, but
 /// `--check` often runs on another machine than rrlb).
 pub fn check_state(c: &Config) -> Result<String, ApplyError> {
     use crate::state::Store;
     match Store::open(&c.state) {
+        Ok((Store::Memory, _)) if c.state.store == config::StoreKind::Etcd => Ok(format!(
+            "# state: etcd {} {} (read when rrlb starts)\n",
+            c.state.etcd.endpoints.join(","),
+            c.state.etcd.prefix
+        )),
         Ok((Store::Memory, _)) => Ok(String::new()),
         Ok((Store::File(path), overlay)) => Ok(format!(
             "# state: {}: {} runtime change(s) at revision {}\n",
@@ -387,7 +417,8 @@ impl Control {
         config: Config,
         reloader: Option<Reloader>,
     ) -> Result<Arc<Self>, ApplyError> {
-        let state = State::open(&config.state).map_err(ApplyError::State)?;
+        let (notes, noted) = tokio::sync::mpsc::unbounded_channel();
+        let state = State::open(&config.state, notes).map_err(ApplyError::State)?;
         let metrics = Arc::new(Metrics::new());
         metrics.state.set_members(1);
         let set = BackendSet::new(AnyBalancer::new(config.algorithm), set_options(&config));
@@ -436,7 +467,7 @@ impl Control {
             metrics,
             access_log,
         });
-        Ok(Arc::new(Self {
+        let control = Arc::new(Self {
             app,
             upstream_tls: std::sync::Mutex::new((tls_inputs, tls)),
             budget: std::sync::Mutex::new(budget),
@@ -446,7 +477,9 @@ impl Control {
             state,
             reloader,
             reload_lock: Mutex::new(()),
-        }))
+        });
+        tokio::spawn(follow_notes(Arc::downgrade(&control), noted));
+        Ok(control)
     }
 
     /// Re-reads the configuration and applies it; on any error the running configuration stays.
@@ -629,15 +662,27 @@ impl Changing<'_> {
         self.control.state.overlay()
     }
 
-    /// Keeps `next` in the store, then puts it in force; on error (counted) nothing changed. The caller
-    /// changes the set to match (or [`republish`](Self::republish)es it).
-    pub(crate) async fn save(&self, next: Overlay) -> Result<Arc<Overlay>, StateError> {
-        let saved = self.control.state.save(next).await;
+    /// Keeps `next` in the store, then puts it in force, if the state is at a revision `expect` accepts; on
+    /// error (counted) nothing changed. The caller changes the set to match, or (a fleet's state, which the
+    /// store's watch puts in force) [`republish`](Self::republish)es it.
+    pub(crate) async fn save(
+        &self,
+        next: Overlay,
+        expect: &IfMatch,
+    ) -> Result<Arc<Overlay>, StateError> {
+        let saved = self.control.state.save(next, expect).await;
         match &saved {
             Ok(o) => self.control.metrics.state.applied(o.revision),
+            Err(StateError::Stale { .. }) => {}
+            Err(StateError::Unavailable(_)) => self.control.metrics.state.error("unavailable"),
             Err(_) => self.control.metrics.state.error("write"),
         }
         saved
+    }
+
+    /// Whether the state is a fleet's (the set follows the store: republish instead of changing it directly).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.control.state.is_shared()
     }
 
     /// Publishes the set anew from the configuration in force and the overlay (discovered members kept).

@@ -233,6 +233,8 @@ const READ_DOM: &str = r##"JSON.stringify({
     p99: el.querySelector('[data-field="p99"]').textContent,
     color: getComputedStyle(el).borderLeftColor,
   })),
+  fleet: [...document.querySelectorAll("#fleet-members tr")].map((tr) =>
+    [...tr.querySelectorAll("td")].map((td) => td.textContent)),
 })"##;
 
 /// A number as the page writes it (`1,234`).
@@ -354,6 +356,17 @@ async fn the_dashboard_draws_backends_and_an_open_breaker_in_chromium() {
         assert_eq!(b["health"], "healthy", "{b}");
         assert_eq!(b["breakerText"], "breaker closed", "{b}");
     }
+    // The fleet panel: this process alone (no shared store), at its admin address.
+    let view = wait_page(&mut browser, &page, "the fleet panel", |v| {
+        v["fleet"].as_array().is_some_and(|rows| {
+            rows.len() == 1 && rows[0].as_array().is_some_and(|cells| cells.len() == 6)
+        })
+    })
+    .await;
+    let row = &view["fleet"][0];
+    assert_eq!(row[1], h.proxy.to_string(), "{row}");
+    assert_eq!(row[2], h.admin.to_string(), "{row}");
+    assert_eq!(row[3], env!("CARGO_PKG_VERSION"), "{row}");
 
     // charlie fails every request: after three in a row its breaker opens, and the page shows it open, in red.
     h.echo(2).chaos().set_fail_rate(1.0).expect("fail rate");

@@ -496,7 +496,7 @@ async fn the_fleet_without_a_shared_store_is_this_process() {
         me["id"]
             .as_str()
             .expect("id")
-            .ends_with(&format!("-{}", std::process::id())),
+            .ends_with(&format!("-{}", h.admin.port())),
         "{me}"
     );
 }

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::apply::{Changing, Control};
 use crate::config::{BackendConfig, check_weight};
 use crate::logging::ErrorChain;
-use crate::state::{self, Overlay, StateError};
+use crate::state::{self, IfMatch, Overlay, StateError};
 
 /// The refusal of a `weight` that is not a whole number in the engine's range.
 fn bad_weight() -> String {
@@ -86,29 +86,44 @@ pub(super) fn if_match<B>(req: &Request<B>) -> Option<String> {
         .map(|v| v.to_str().unwrap_or("\u{0}").to_owned())
 }
 
-/// `412` when `if_match` names another revision than the one in force: nothing changes.
-pub(super) fn stale(if_match: Option<&str>, changing: &Changing<'_>) -> Option<AdminResponse> {
-    let revision = changing.overlay().revision;
-    let named = state::precondition_failed(if_match, revision)?;
-    let answer = respond(
-        StatusCode::PRECONDITION_FAILED,
-        &json!({
-            "error": format!(
-                "if-match {named} does not name the runtime state's revision {revision}: read it again \
-                 (GET /admin/backends) and retry"
-            ),
-            "revision": revision,
-        }),
-    );
-    Some(with_etag(answer, revision))
-}
-
-/// Saves `next`, or the `503` that says why the store could not keep it (nothing changed).
-pub(super) async fn save(changing: &Changing<'_>, next: Overlay) -> Result<u64, AdminResponse> {
-    match changing.save(next).await {
+/// Saves `next` if the state is at a revision the request's `if-match` accepts: the new revision; else `412`
+/// (with the revision in force), or the `503` that says why the store could not keep it. Nothing changed then.
+pub(super) async fn save(
+    changing: &Changing<'_>,
+    next: Overlay,
+    if_match: Option<&str>,
+) -> Result<u64, AdminResponse> {
+    match changing.save(next, &IfMatch::parse(if_match)).await {
         Ok(saved) => Ok(saved.revision),
+        Err(StateError::Stale { current }) => {
+            let answer = respond(
+                StatusCode::PRECONDITION_FAILED,
+                &json!({
+                    "error": format!(
+                        "if-match {} does not name the runtime state's revision {current}: read it again \
+                         (GET /admin/backends) and retry",
+                        if_match.unwrap_or_default()
+                    ),
+                    "revision": current,
+                }),
+            );
+            Err(with_etag(answer, current))
+        }
         Err(e) => Err(unavailable(&e)),
     }
+}
+
+/// With a fleet's state, the set follows the store: publish it anew from the overlay now in force. `None`
+/// when the state is this process's (the caller changes the set itself).
+pub(super) fn republished(changing: &Changing<'_>) -> Option<AdminResponse> {
+    if !changing.is_shared() {
+        return None;
+    }
+    changing
+        .republish()
+        .err()
+        .map(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .or(Some(AdminResponse::default()))
 }
 
 fn unavailable(e: &StateError) -> AdminResponse {
@@ -325,7 +340,7 @@ pub(super) fn liveness() -> AdminResponse {
     respond(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: `200` while a backend is eligible, else `503`.
+/// `GET /readyz`: `200` while a backend is eligible (and the runtime state has been read), else `503`.
 /// `GET /admin/tls`: whether the proxy listener serves TLS, and each certificate it serves (the default pair's
 /// first): name, subject, SANs, validity and source file; never anything of a key.
 pub(super) fn tls(app: &App) -> AdminResponse {
@@ -337,7 +352,13 @@ pub(super) fn tls(app: &App) -> AdminResponse {
     )
 }
 
-pub(super) fn readiness(app: &App) -> AdminResponse {
+pub(super) fn readiness(app: &Control) -> AdminResponse {
+    if !app.state().is_synced() {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "the runtime state has not been read from its store yet"}),
+        );
+    }
     if app.is_ready() {
         respond(StatusCode::OK, &json!({"status": "ready"}))
     } else {
@@ -390,10 +411,8 @@ pub(super) async fn delete_backend(
     req: Request<Incoming>,
     key: &str,
 ) -> AdminResponse {
+    let precondition = if_match(&req);
     let changing = app.changing().await;
-    if let Some(res) = stale(if_match(&req).as_deref(), &changing) {
-        return res;
-    }
     let Some(m) = find(app, key) else {
         return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
     };
@@ -402,11 +421,16 @@ pub(super) async fn delete_backend(
     }
     let mut next = changing.overlay().next();
     next.delete(m.name());
-    let revision = match save(&changing, next).await {
+    let revision = match save(&changing, next, precondition.as_deref()).await {
         Ok(r) => r,
         Err(res) => return res,
     };
-    match app.set.remove(m.name()) {
+    let removed = match republished(&changing) {
+        Some(res) if res.status() != StatusCode::OK => return res,
+        Some(_) => Ok(()),
+        None => app.set.remove(m.name()).map(|_| ()),
+    };
+    match removed {
         Ok(_) => {
             tracing::info!(
                 backend = m.name(),
@@ -446,9 +470,6 @@ pub(super) async fn add_backend(app: &Control, req: Request<Incoming>) -> AdminR
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let changing = app.changing().await;
-    if let Some(res) = stale(precondition.as_deref(), &changing) {
-        return res;
-    }
     // Refused before anything is kept: a name or URL the set has.
     if let Some(m) = app
         .set
@@ -467,11 +488,21 @@ pub(super) async fn add_backend(app: &Control, req: Request<Incoming>) -> AdminR
     let weight = spec.weight;
     let mut next = changing.overlay().next();
     next.define(&spec.name, &spec.url, weight);
-    let revision = match save(&changing, next).await {
+    let revision = match save(&changing, next, precondition.as_deref()).await {
         Ok(r) => r,
         Err(res) => return res,
     };
-    match app.set.add(spec) {
+    let name = spec.name.clone();
+    let added = match republished(&changing) {
+        Some(res) if res.status() != StatusCode::OK => return res,
+        Some(_) => app
+            .set
+            .get(&name)
+            .map(|m| std::sync::Arc::clone(m.backend()))
+            .ok_or(rrlb_core::SetError::NotFound { name }),
+        None => app.set.add(spec),
+    };
+    match added {
         Ok(b) => {
             tracing::info!(
                 backend = b.name(),
@@ -562,9 +593,6 @@ pub(super) async fn patch_backend(
         Err(res) => return res,
     };
     let changing = app.changing().await;
-    if let Some(res) = stale(precondition.as_deref(), &changing) {
-        return res;
-    }
     let Some(member) = find(app, key) else {
         return error(StatusCode::NOT_FOUND, format!("no backend named {key:?}"));
     };
@@ -587,19 +615,18 @@ pub(super) async fn patch_backend(
     if let Some(d) = drain {
         next.drain(&name, d, remove.unwrap_or(false));
     }
-    let revision = match save(&changing, next).await {
+    let revision = match save(&changing, next, precondition.as_deref()).await {
         Ok(r) => r,
         Err(res) => return res,
     };
-    if let Some(w) = weight
-        && let Err(e) = app.set.set_weight(&name, w)
-    {
-        return error(StatusCode::NOT_FOUND, e);
-    }
-    if let Some(d) = drain
-        && let Err(e) = app.set.drain(&name, d, remove.unwrap_or(false))
-    {
-        return error(StatusCode::NOT_FOUND, e);
+    match republished(&changing) {
+        Some(res) if res.status() != StatusCode::OK => return res,
+        Some(_) => {}
+        None => {
+            if let Some(res) = change_directly(app, &name, weight, drain, remove) {
+                return res;
+            }
+        }
     }
     tracing::info!(
         backend = name,
@@ -622,4 +649,25 @@ pub(super) async fn patch_backend(
         }
     };
     with_etag(answer, revision)
+}
+
+/// A `PATCH` on this process's set (a local state): the weight, then the drain.
+fn change_directly(
+    app: &Control,
+    name: &str,
+    weight: Option<u32>,
+    drain: Option<bool>,
+    remove: Option<bool>,
+) -> Option<AdminResponse> {
+    if let Some(w) = weight
+        && let Err(e) = app.set.set_weight(name, w)
+    {
+        return Some(error(StatusCode::NOT_FOUND, e));
+    }
+    if let Some(d) = drain
+        && let Err(e) = app.set.drain(name, d, remove.unwrap_or(false))
+    {
+        return Some(error(StatusCode::NOT_FOUND, e));
+    }
+    None
 }

@@ -129,7 +129,7 @@ static ROUTES: &[Route] = &[
         Box::pin(runtime::drop_all(c.app, c.req))
     }),
     Route::new(Method::GET, "/admin/fleet", Access::Read, |c| {
-        now(runtime::fleet(c.app))
+        Box::pin(runtime::fleet(c.app))
     }),
     Route::new(Method::POST, "/admin/reload", Access::Mutate, |c| {
         Box::pin(handlers::reload(c.app))

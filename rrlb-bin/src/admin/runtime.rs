@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::AdminResponse;
-use super::handlers::{error, if_match, respond, save, stale, with_etag};
+use super::handlers::{error, if_match, respond, save, with_etag};
 use crate::apply::Control;
 
 /// `GET /admin/runtime`: `{"revision", "store", "backends": {NAME: CHANGE}}`, with the `etag`.
@@ -30,15 +30,13 @@ pub(super) fn show(app: &Control) -> AdminResponse {
 /// them; `200` with the new revision and how many changes went. `412` for a stale `if-match`, `503` when the
 /// store cannot keep it.
 pub(super) async fn drop_all(app: &Control, req: Request<Incoming>) -> AdminResponse {
+    let precondition = if_match(&req);
     let changing = app.changing().await;
-    if let Some(res) = stale(if_match(&req).as_deref(), &changing) {
-        return res;
-    }
     let current = changing.overlay();
     let dropped = current.backends.len();
     let mut next = current.next();
     next.clear();
-    let revision = match save(&changing, next).await {
+    let revision = match save(&changing, next, precondition.as_deref()).await {
         Ok(r) => r,
         Err(res) => return res,
     };
@@ -60,30 +58,24 @@ pub(super) async fn drop_all(app: &Control, req: Request<Incoming>) -> AdminResp
 }
 
 /// `GET /admin/fleet`: `{"revision", "members": [{"id", "version", "listen", "admin_listen",
-/// "applied_revision", "last_seen"}]}`. Without a shared store the fleet is this process.
-pub(super) fn fleet(app: &Control) -> AdminResponse {
+/// "applied_revision", "last_seen"}]}`: every live replica sharing the state (a local store: this process).
+/// `503` while the fleet's store cannot be reached.
+pub(super) async fn fleet(app: &Control) -> AdminResponse {
     let revision = app.state().revision();
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let members: Vec<_> = app
-        .state()
-        .me()
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "version": m.version,
-                "listen": m.listen.to_string(),
-                "admin_listen": m.admin_listen.to_string(),
-                "applied_revision": revision,
-                "last_seen": now,
-            })
-        })
-        .into_iter()
-        .collect();
-    with_etag(
-        respond(
-            StatusCode::OK,
-            &json!({ "revision": revision, "members": members }),
+    match app.state().members().await {
+        Ok(mut members) => {
+            members.sort_by(|a, b| a.member.id.cmp(&b.member.id));
+            with_etag(
+                respond(
+                    StatusCode::OK,
+                    &json!({ "revision": revision, "members": members }),
+                ),
+                revision,
+            )
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::logging::ErrorChain(&e),
         ),
-        revision,
-    )
+    }
 }

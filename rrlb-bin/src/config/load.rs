@@ -168,7 +168,7 @@ fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
 fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     let d = |d| humantime::format_duration(d);
     let (h, b, l) = (&c.health, &c.circuit_breaker, &c.limits);
-    let rules: [(bool, &[&str], String); 7] = [
+    let rules: [(bool, &[&str], String); 10] = [
         (
             h.timeout > h.interval,
             &["health.timeout", "health.interval"],
@@ -217,6 +217,30 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
                 "must be at least {} (names are looked up that often)",
                 d(MIN_REFRESH)
             ),
+        ),
+        (
+            !cfg!(feature = "etcd") && c.state.store == super::StoreKind::Etcd,
+            &["state.store"],
+            "this rrlb was built without the `etcd` feature: it cannot keep its state in etcd"
+                .to_owned(),
+        ),
+        (
+            c.state.etcd.endpoints.is_empty()
+                || c.state
+                    .etcd
+                    .endpoints
+                    .iter()
+                    .any(|e| super::value::http_url(e).is_err()),
+            &["state.etcd.endpoints"],
+            "must be one or more http:// URLs of the etcd cluster's clients".to_owned(),
+        ),
+        (
+            !c.state.etcd.prefix.starts_with('/')
+                || c.state.etcd.prefix.ends_with('/')
+                || c.state.etcd.prefix.contains(char::is_whitespace),
+            &["state.etcd.prefix"],
+            "must start with `/`, not end with one, and hold no whitespace (e.g. \"/rrlb/prod\")"
+                .to_owned(),
         ),
         (
             !cfg!(feature = "otel") && c.tracing.otlp_endpoint.is_some(),

@@ -60,8 +60,8 @@ pub use cli::Cli;
 pub use error::{ConfigError, ConfigErrorKind, Location, Origin};
 pub use model::{
     AccessLogConfig, AdminConfig, Algorithm, BalancerConfig, CertPair, CircuitBreakerConfig,
-    ClientAuth, Config, DiscoveryConfig, HealthConfig, InitialHealth, LimitsConfig, RetriesConfig,
-    RetryCondition, SlowStartConfig, StateConfig, StoreKind, TimeoutsConfig, TlsConfig,
-    TracingConfig, UpstreamTlsConfig,
+    ClientAuth, Config, DiscoveryConfig, EtcdConfig, HealthConfig, InitialHealth, LimitsConfig,
+    RetriesConfig, RetryCondition, SlowStartConfig, StateConfig, StoreKind, TimeoutsConfig,
+    TlsConfig, TracingConfig, UpstreamTlsConfig,
 };
 pub use value::{MAX_BODY_BYTES, MAX_DURATION, MAX_RETRY_ATTEMPTS};

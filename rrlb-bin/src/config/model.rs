@@ -468,13 +468,41 @@ section! {
     /// on every reload.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StateConfig {
-        /// `"memory"` (the default: the changes last until the process exits) or `"file"` (kept in `path`,
-        /// across restarts).
+        /// `"memory"` (the default: the changes last until the process exits), `"file"` (kept in `path`,
+        /// across restarts) or `"etcd"` (shared by a fleet through `[state.etcd]`).
         pub store: StoreKind = StoreKind::Memory,
         /// The state file of `store = "file"`; its directory must exist and be writable. Default
         /// `/var/lib/rrlb/state.json`.
         pub path: PathBuf = PathBuf::from("/var/lib/rrlb/state.json"),
+        /// The etcd cluster of `store = "etcd"` (`[state.etcd]`).
+        pub etcd: EtcdConfig = EtcdConfig::default(),
     }
+}
+
+section! {
+    /// The etcd cluster that a fleet of replicas shares its runtime state through (`[state.etcd]`, with
+    /// `store = "etcd"`). The password is never printed.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct EtcdConfig {
+        /// The cluster's client URLs (`http://host:port`). Default `["http://127.0.0.1:2379"]`.
+        pub endpoints: Vec<String> = vec!["http://127.0.0.1:2379".to_owned()],
+        /// The key prefix of this fleet's state: runtime changes under `<prefix>/backends/`, live replicas
+        /// under `<prefix>/members/`. Starts with `/`, does not end with one. Default `/rrlb/default`.
+        pub prefix: String = "/rrlb/default".to_owned(),
+        /// The etcd user, if the cluster has authentication on; `""`: none. Default `""`.
+        pub username: String = String::new(),
+        /// The etcd user's password; printed as `<redacted>`. Default `""`.
+        #[serde(serialize_with = "redacted")]
+        pub password: String = String::new(),
+        /// How long a connection attempt may take. Default 2s.
+        #[serde(with = "duration")]
+        pub dial_timeout: Duration = Duration::from_secs(2),
+    }
+}
+
+/// A secret, printed as `<redacted>` (or `""` when empty).
+fn redacted<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
 }
 
 /// `state.store`: where runtime changes are kept.
@@ -485,6 +513,8 @@ pub enum StoreKind {
     Memory,
     /// In `state.path`, durably.
     File,
+    /// In the etcd cluster of `[state.etcd]`, shared by every replica that names it.
+    Etcd,
 }
 
 section! {

@@ -99,9 +99,9 @@ pub async fn run_on_workers(
 
     let proxy_addr = listeners.proxy.local_addr().map_err(RunError::Io)?;
     let admin_addr = listeners.admin.local_addr().map_err(RunError::Io)?;
-    control
+    let state_task = control
         .state()
-        .introduce(crate::state::Member::this_process(proxy_addr, admin_addr));
+        .start(crate::state::Member::this_process(proxy_addr, admin_addr));
 
     let reload_tasks = reload::spawn_triggers(&control, watch_path);
     let admin_task = tokio::spawn(admin::serve(
@@ -124,6 +124,9 @@ pub async fn run_on_workers(
         let _ = done.await;
     }
     admin_task.abort();
+    if let Some(t) = state_task {
+        t.abort();
+    }
     if !app.access_log.flush() {
         tracing::warn!("the access log's writer is stuck; its last lines may be lost");
     }

@@ -51,6 +51,20 @@ pub enum StateError {
         /// What is wrong, and where.
         reason: String,
     },
+    /// The state is no longer at the revision the change was made against (`if-match`); nothing changed.
+    #[error(
+        "the runtime state is at revision {current}, not at the one the change was made against"
+    )]
+    Stale {
+        /// The revision in force.
+        current: u64,
+    },
+    /// The fleet's store cannot be reached (or did not answer in time); nothing changed.
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
+    /// `store = "etcd"` in a build without the `etcd` feature.
+    #[error("this rrlb was built without the `etcd` feature")]
+    NoEtcd,
     /// The state could not be written durably; nothing changed.
     #[error("cannot write the state file {}", path.display())]
     Write {
@@ -76,7 +90,7 @@ impl Store {
     /// writable (checked here, so that the first admin change does not find out).
     pub(crate) fn open(c: &StateConfig) -> Result<(Self, Overlay), StateError> {
         match c.store {
-            StoreKind::Memory => Ok((Self::Memory, Overlay::default())),
+            StoreKind::Memory | StoreKind::Etcd => Ok((Self::Memory, Overlay::default())),
             StoreKind::File => {
                 let path = c.path.clone();
                 let overlay = match std::fs::read(&path) {
@@ -137,24 +151,32 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Overlay, StateError> {
         )));
     }
     for (name, change) in &file.backends {
-        let weight = match change {
-            Change::Define { url, weight, .. } => {
-                BackendConfig::new(url, Some(*weight), Some(name))
-                    .map_err(|e| invalid(format!("backend {name:?}: {e}")))?;
-                continue;
-            }
-            Change::Modify { weight, .. } => *weight,
-            Change::Remove => None,
-        };
-        if let Some(w) = weight {
-            crate::config::check_weight(w)
-                .map_err(|e| invalid(format!("backend {name:?}: {e}")))?;
-        }
+        check_change(name, change).map_err(|e| invalid(format!("backend {name:?}: {e}")))?;
     }
     Ok(Overlay {
         revision: file.revision,
         backends: file.backends,
     })
+}
+
+/// Whether `change` is one the admin API could have made for `name`: a valid name, URL and weight.
+pub(crate) fn check_change(name: &str, change: &Change) -> Result<(), String> {
+    let weight = match change {
+        Change::Define { url, weight, .. } => {
+            return BackendConfig::new(url, Some(*weight), Some(name))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        Change::Modify { weight, .. } => *weight,
+        Change::Remove => None,
+    };
+    crate::config::check_backend_name(name).map_err(|e| e.to_string())?;
+    match weight {
+        Some(w) => crate::config::check_weight(w)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// The temporary file a write of `path` goes through (in its directory, so the rename is atomic).
@@ -208,6 +230,7 @@ mod tests {
         StateConfig {
             store: StoreKind::File,
             path: path.to_path_buf(),
+            ..StateConfig::default()
         }
     }
 

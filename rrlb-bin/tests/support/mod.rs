@@ -11,12 +11,15 @@
 //!   [`scripted::read_request`]).
 //! - [`wire`]: a raw HTTP/1 client that reads answers strictly ([`wire::Conn`], [`wire::Read`]).
 //! - [`tls`]: certificates made with rcgen and a TLS echo backend ([`tls::Pki`], [`tls::TlsEcho`]).
+//! - `etcd` (feature `etcd`): a real single-member etcd for the fleet tests.
 //!
 //! Synchronisation is by signals (a held request counter, log lines, admin state) through bounded polls;
 //! the only deadlines are safety bounds that turn a hang into a failure.
 
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod scripted;
 pub mod tls;
 pub mod wire;
