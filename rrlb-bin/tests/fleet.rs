@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use support::etcd::Etcd;
+use support::etcd::{Etcd, EtcdTls};
+use support::tls::Pki;
 use support::*;
 
 /// One file backend `a` at `a_url`, health checks off, and the state in `etcd` under `prefix`.
@@ -490,4 +491,90 @@ async fn a_hundred_changes_each_reach_the_other_replica() {
         took[took.len() - 1]
     );
     assert_eq!(two.backend("a").await.expect("a")["weight"], 1 + 99 % 7);
+}
+
+/// etcd over TLS with client certificates (`--client-cert-auth`): the replica connects with `[state.etcd] ca`,
+/// `cert` and `key`; without the client certificate it never reads the state (not ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_client_certificate() {
+    let pki = Pki::new();
+    let server = pki.issue(&["127.0.0.1", "localhost"]);
+    let client_pair = pki.issue_named("rrlb", &[]);
+    let etcd = Etcd::start_tls(EtcdTls {
+        server_cert: server.cert_file.clone(),
+        server_key: server.key_file.clone(),
+        ca: pki.ca_file.clone(),
+        client_cert: client_pair.cert_file.clone(),
+        client_key: client_pair.key_file.clone(),
+    })
+    .await;
+    let (a, d) = (echo("a").await, echo("d").await);
+    etcd.put(
+        "/rrlb/tls/backends/d",
+        &json!({"change": "define", "url": d.url(), "weight": 1}).to_string(),
+    );
+    let files = format!(
+        "ca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        pki.ca_file.display().to_string(),
+        client_pair.cert_file.display().to_string(),
+        client_pair.key_file.display().to_string()
+    );
+    let h = Harness::builder()
+        .file(format!("{}{files}", config(&a.url(), &etcd, "/rrlb/tls")))
+        .start()
+        .await;
+    wait_ready(&h).await;
+    until_listed(
+        &h,
+        "the state read over TLS",
+        BTreeMap::from([entry("a", false, "file"), entry("d", false, "runtime")]),
+    )
+    .await;
+
+    // Without the client certificate etcd refuses the handshake: never synced, never ready.
+    let without = format!("ca = {:?}\n", pki.ca_file.display().to_string());
+    let refused = Harness::builder()
+        .file(format!("{}{without}", config(&a.url(), &etcd, "/rrlb/tls")))
+        .start()
+        .await;
+    // It tried, and failed (the follower counts every failed connection)...
+    let refused_ref = &refused;
+    eventually("a refused connection is counted", || async move {
+        let text = refused_ref.admin_get("/metrics").await.text();
+        (metric(&text, "rrlb_state_errors_total{kind=\"unavailable\"}").unwrap_or(0.0) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    // ...while etcd answers the replica that has one...
+    let res = call(
+        &h,
+        Method::PATCH,
+        "/admin/backends/a",
+        None,
+        Some(json!({"weight": 2})),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // ...and the replica without a client certificate has read nothing.
+    let res = refused.admin_get("/readyz").await;
+    assert_eq!(
+        res.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        res.text()
+    );
+    let res = call(
+        &refused,
+        Method::PATCH,
+        "/admin/backends/a",
+        None,
+        Some(json!({"weight": 3})),
+    )
+    .await;
+    assert_eq!(
+        res.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        res.text()
+    );
 }

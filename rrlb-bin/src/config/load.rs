@@ -168,7 +168,7 @@ fn check_listeners(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
 fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
     let d = |d| humantime::format_duration(d);
     let (h, b, l) = (&c.health, &c.circuit_breaker, &c.limits);
-    let rules: [(bool, &[&str], String); 10] = [
+    let rules: [(bool, &[&str], String); 13] = [
         (
             h.timeout > h.interval,
             &["health.timeout", "health.interval"],
@@ -232,7 +232,32 @@ fn check_sections(layers: &Layers<'_>, c: &Config) -> Result<(), ConfigError> {
                     .iter()
                     .any(|e| super::value::http_url(e).is_err()),
             &["state.etcd.endpoints"],
-            "must be one or more http:// URLs of the etcd cluster's clients".to_owned(),
+            "must be one or more http:// or https:// URLs of the etcd cluster's clients".to_owned(),
+        ),
+        (
+            {
+                let e = &c.state.etcd.endpoints;
+                let https = e.iter().filter(|u| u.starts_with("https://")).count();
+                https != 0 && https != e.len()
+            },
+            &["state.etcd.endpoints"],
+            "must be all http:// or all https://".to_owned(),
+        ),
+        (
+            c.state
+                .etcd
+                .endpoints
+                .iter()
+                .any(|u| u.starts_with("https://"))
+                && c.state.etcd.ca.is_none(),
+            &["state.etcd.ca"],
+            "is required with https:// endpoints (the CA the cluster's certificates chain to)"
+                .to_owned(),
+        ),
+        (
+            c.state.etcd.cert.is_some() != c.state.etcd.key.is_some(),
+            &["state.etcd.cert", "state.etcd.key"],
+            "must be set together (a client certificate and its key)".to_owned(),
         ),
         (
             !c.state.etcd.prefix.starts_with('/')

@@ -497,6 +497,17 @@ section! {
         /// How long a connection attempt may take. Default 2s.
         #[serde(with = "duration")]
         pub dial_timeout: Duration = Duration::from_secs(2),
+        /// With `https://` endpoints: the CA certificates (PEM) the cluster's certificates chain to. Required
+        /// for `https://`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub ca: Option<PathBuf> = None,
+        /// With `https://` endpoints: a client certificate (PEM) for a cluster that requires one
+        /// (`--client-cert-auth`); with `key`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cert: Option<PathBuf> = None,
+        /// The client certificate's key (PEM); with `cert`. Never printed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key: Option<PathBuf> = None,
     }
 }
 

@@ -254,6 +254,9 @@ async fn session(
     if !c.username.is_empty() {
         options = options.with_user(c.username.clone(), c.password.clone());
     }
+    if let Some(tls) = tls_options(c)? {
+        options = options.with_tls(tls);
+    }
     let mut client = Client::connect(&c.endpoints, Some(options)).await?;
     let prefix = etcd.backends();
 
@@ -338,6 +341,27 @@ async fn session(
             }
         }
     }
+}
+
+/// The TLS settings of `https://` endpoints, read from their files at every connection (so a rotated
+/// certificate is used at the next reconnect); `None` for `http://`.
+fn tls_options(c: &EtcdConfig) -> Result<Option<etcd_client::TlsOptions>, etcd_client::Error> {
+    if !c.endpoints.iter().any(|e| e.starts_with("https://")) {
+        return Ok(None);
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            etcd_client::Error::InvalidArgs(format!("cannot read {}: {e}", path.display()))
+        })
+    };
+    let mut tls = etcd_client::TlsOptions::new();
+    if let Some(ca) = &c.ca {
+        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
+        tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
 }
 
 /// Writes this replica's status (and applied revision) under its lease.
