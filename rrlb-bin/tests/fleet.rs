@@ -181,6 +181,69 @@ async fn a_change_through_one_replica_reaches_the_other() {
     );
 }
 
+/// Eight PATCHes at once, four through each replica, all made against the same revision: etcd's transaction
+/// lets exactly one through; the store holds the winner on both replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_against_one_revision_one_wins_across_replicas() {
+    let etcd = Etcd::start().await;
+    let a = echo("a").await;
+    let one = replica(&a.url(), &etcd, "/rrlb/race").await;
+    let two = replica(&a.url(), &etcd, "/rrlb/race").await;
+    let tag = one
+        .admin_get("/admin/backends")
+        .await
+        .header("etag")
+        .expect("etag")
+        .to_owned();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8u64 {
+        let h = if i % 2 == 0 { &one } else { &two };
+        let (client, url, tag) = (
+            h.client.clone(),
+            h.admin_url("/admin/backends/a"),
+            tag.clone(),
+        );
+        calls.spawn(async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("if-match", tag.as_str()),
+            ];
+            send(
+                &client,
+                Method::PATCH,
+                &url,
+                &headers,
+                json!({"weight": 10 + i}).to_string(),
+            )
+            .await
+        });
+    }
+    let answers = calls.join_all().await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        7,
+        "{statuses:?}"
+    );
+    let winner = answers
+        .iter()
+        .find(|r| r.status == StatusCode::OK)
+        .map(|r| r.json()["weight"].clone())
+        .expect("a winner");
+    let winner = &winner;
+    for h in [&one, &two] {
+        eventually("the winner on every replica", || async move {
+            (h.backend("a").await?["weight"] == *winner).then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_if_match_is_refused_on_any_replica() {
     let etcd = Etcd::start().await;

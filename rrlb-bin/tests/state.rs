@@ -371,7 +371,7 @@ async fn the_file_store_keeps_changes_across_a_restart() {
         assert_eq!(stored["backends"].as_object().expect("backends").len(), 3);
     } // killed, as a crash would
 
-    let p = Process::spawn_with_config(&path).await;
+    let mut p = Process::spawn_with_config(&path).await;
     let res = send(
         &client(),
         Method::GET,
@@ -411,6 +411,44 @@ async fn the_file_store_keeps_changes_across_a_restart() {
     )
     .await;
     assert_eq!(served.backend(), "c");
+
+    // SIGHUP with a new file (b's weight changed, d added): the overlay stays on it (b still removed, a
+    // still drained, c still there), d joins.
+    let d = echo("d").await;
+    write_atomic(
+        &path,
+        &config(
+            &[("a", a.url()), ("b", b.url()), ("d", d.url())],
+            &file_store(&state),
+        ),
+    );
+    p.signal("HUP");
+    p.wait_line("a SIGHUP reload", |l| {
+        l.contains("configuration reloaded") && l.contains("SIGHUP")
+    })
+    .await;
+    let res = send(
+        &client(),
+        Method::GET,
+        &format!("http://{}/admin/backends", p.admin),
+        &[],
+        "",
+    )
+    .await;
+    let names: Vec<&str> = res.json()["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| if b["draining"] == true { "drained" } else { "" })
+        .collect();
+    let listed: Vec<String> = res.json()["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| b["name"].as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(listed, ["a", "d", "c"], "{}", res.text());
+    assert_eq!(names, ["drained", "", ""], "{}", res.text());
 }
 
 #[test]
