@@ -159,10 +159,18 @@ impl Launcher {
     }
 
     /// A command that starts the service, with the contract's environment variables removed
-    /// (so the caller's environment cannot leak into a case).
+    /// (so the caller's environment cannot leak into a case), and SIGINT and SIGTERM at their default
+    /// handling. A process started in the background by a non-interactive shell (`scripts/test.sh &`,
+    /// `nohup`) inherits SIGINT *ignored*, and a JVM then installs no handler for it: echo-java would
+    /// never see the signal the shutdown cases send. `env --default-signal` (GNU coreutils 8.31+) undoes
+    /// that before the service starts; a POSIX shell cannot (a signal ignored on entry stays ignored).
     pub fn command(&self) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(&self.program);
-        command.args(&self.args).current_dir(&self.cwd);
+        let mut command = tokio::process::Command::new("env");
+        command
+            .arg("--default-signal=INT,TERM")
+            .arg(&self.program)
+            .args(&self.args)
+            .current_dir(&self.cwd);
         for variable in crate::CLEARED_VARIABLES {
             command.env_remove(variable);
         }
