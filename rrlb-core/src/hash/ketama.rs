@@ -188,12 +188,17 @@ mod tests {
         let empty = KetamaRing::build::<&str>(&[]);
         assert_eq!(empty.lookup(5), None);
         let ring = KetamaRing::build(&[("a:1", 1), ("b:2", 1)]);
-        let last = ring.points().last().unwrap();
-        let first = ring.points().next().unwrap();
-        assert_eq!(
-            ring.lookup(last.0.wrapping_add(1).max(last.0)),
-            Some(if last.0 == u32::MAX { last.1 } else { first.1 })
+        let points: Vec<(u32, usize)> = ring.points().collect();
+        let (first, last) = (points[0], points[points.len() - 1]);
+        assert!(
+            points.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, no duplicates"
         );
+        // On a point: that point. Past the last point: wraps to the first.
+        assert_eq!(ring.lookup(last.0), Some(last.1));
+        if last.0 < u32::MAX {
+            assert_eq!(ring.lookup(last.0 + 1), Some(first.1));
+        }
         assert_eq!(ring.lookup(0), Some(first.1));
     }
 }
