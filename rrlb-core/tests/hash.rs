@@ -48,6 +48,33 @@ fn ketama_matches_nginx_placement() {
     }
 }
 
+/// A second, independent reference: the NGINX placements pingora-ketama publishes in its tests
+/// (`matches_nginx_sample`: two servers 127.0.0.1:7777 and :7778, weight 1, `hash $request_uri consistent`).
+/// rrlb was also checked, once and outside the test suite, against pingora-ketama's 1,000-key
+/// `test-data/sample-nginx-upstream.csv` (nine servers 10.0.0.1-9:443, weight 100): all keys matched.
+#[test]
+fn ketama_matches_pingora_published_nginx_vectors() {
+    let servers = [("127.0.0.1:7777", 1), ("127.0.0.1:7778", 1)];
+    let ring = KetamaRing::build(&servers);
+    for (key, expected) in [
+        ("/some/path", "127.0.0.1:7778"),
+        ("/some/longer/path", "127.0.0.1:7777"),
+        ("/sad/zaidoon", "127.0.0.1:7778"),
+        ("/g", "127.0.0.1:7777"),
+        (
+            "/pingora/team/is/cool/and/this/is/a/long/uri",
+            "127.0.0.1:7778",
+        ),
+        ("/i/am/not/confident/in/this/code", "127.0.0.1:7777"),
+    ] {
+        assert_eq!(
+            servers[ring.lookup_key(key.as_bytes()).unwrap()].0,
+            expected,
+            "{key}"
+        );
+    }
+}
+
 #[test]
 fn weights_are_respected() {
     let weights = [1, 2, 3];
