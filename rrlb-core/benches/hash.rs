@@ -81,6 +81,18 @@ fn build(c: &mut Criterion) {
             b.iter(|| KetamaRing::build(f))
         });
     }
+    // Maglev's weighted fill runs rounds until the heaviest backend has its share: the worst case is one
+    // heavy backend among many light ones (rounds ≈ M · w_max / Σw, each over every backend).
+    let mut skewed = fleet(1_000);
+    for b in &mut skewed {
+        b.1 = 1;
+    }
+    skewed[0].1 = 1_000;
+    g.bench_with_input(
+        BenchmarkId::new("maglev-65537-skewed", 1_000),
+        &skewed,
+        |b, f| b.iter(|| MaglevTable::build(f)),
+    );
     g.finish();
 }
 

@@ -1,6 +1,26 @@
 //! The Maglev lookup table, weighted as Envoy's.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use super::{LoadBound, hash64, hash64_seeded};
+
+/// An unclaimed table entry.
+const EMPTY: u32 = u32::MAX;
+
+/// Backend `i` (its permutation state `(offset, skip, next, claimed)`) claims the next free slot of its
+/// permutation.
+fn claim(table: &mut [u32], perm: &mut (u64, u64, u64, u64), i: usize, m: u64) {
+    let (offset, skip, next, claimed) = perm;
+    let mut slot = (*offset + *next * *skip) % m;
+    while table[slot as usize] != EMPTY {
+        *next += 1;
+        slot = (*offset + *next * *skip) % m;
+    }
+    table[slot as usize] = i as u32;
+    *next += 1;
+    *claimed += 1;
+}
 
 /// The default table size: 65,537, prime, Envoy's default `table_size`.
 pub const DEFAULT_TABLE_SIZE: usize = 65_537;
@@ -13,6 +33,9 @@ pub const DEFAULT_TABLE_SIZE: usize = 65_537;
 /// preferred slot when `t · wᵢ ≥ (claimedᵢ + 1) · w_max`, so it owns ≈ `M · wᵢ / Σw` slots (at equal
 /// weights every backend claims once a round, exactly the paper's algorithm). Backends of weight 0 claim
 /// nothing.
+///
+/// The build is `O(M)` slot claims (plus a heap of the backends when the weights are far apart, so one
+/// heavy backend among many light ones does not cost a sweep of every backend in every round).
 ///
 /// A lookup is `table[hash % M]`: one division and one read.
 ///
@@ -44,6 +67,12 @@ impl MaglevTable {
     /// When `size < 2`.
     #[must_use]
     pub fn with_size<S: AsRef<str>>(backends: &[(S, u32)], size: usize) -> Self {
+        Self::fill(backends, size, false)
+    }
+
+    /// The build; `force_sweep` takes the round-by-round schedule whatever the weights (for the test that
+    /// both schedules agree).
+    fn fill<S: AsRef<str>>(backends: &[(S, u32)], size: usize, force_sweep: bool) -> Self {
         assert!(size >= 2, "a Maglev table needs at least 2 entries");
         let live: Vec<usize> = (0..backends.len()).filter(|&i| backends[i].1 > 0).collect();
         if live.is_empty() {
@@ -68,31 +97,45 @@ impl MaglevTable {
             .map(|&i| u64::from(backends[i].1))
             .max()
             .unwrap_or(1);
-        const EMPTY: u32 = u32::MAX;
         let mut table = vec![EMPTY; size];
-        let mut filled = 0usize;
-        let mut round: u64 = 0;
-        while filled < size {
-            round += 1;
-            for (k, &i) in live.iter().enumerate() {
-                let w = u64::from(backends[i].1);
-                let (offset, skip, next, claimed) = &mut perm[k];
-                if round * w < (*claimed + 1) * w_max {
-                    continue;
+        // Backend k claims its c-th slot (c = 1, 2, …) in round ⌈c · w_max / wₖ⌉, and within a round the
+        // backends claim in index order. Two schedules with the same result: sweeping every backend every
+        // round (cheap when the weights are close), or a heap ordered by (round, index) (when one heavy
+        // backend makes many rounds in which the light ones sit out). `schedule_equivalence` tests it.
+        let total: u64 = live.iter().map(|&i| u64::from(backends[i].1)).sum();
+        let sweep_work = (size as u64).saturating_mul(w_max) / total.max(1) * live.len() as u64;
+        if sweep_work <= 4 * size as u64 || force_sweep {
+            let mut filled = 0usize;
+            let mut round: u64 = 0;
+            while filled < size {
+                round += 1;
+                for (k, &i) in live.iter().enumerate() {
+                    let w = u64::from(backends[i].1);
+                    if round * w < (perm[k].3 + 1) * w_max {
+                        continue;
+                    }
+                    claim(&mut table, &mut perm[k], i, m);
+                    filled += 1;
+                    if filled == size {
+                        break;
+                    }
                 }
-                // The next slot of this backend's permutation that is still free.
-                let mut slot = (*offset + *next * *skip) % m;
-                while table[slot as usize] != EMPTY {
-                    *next += 1;
-                    slot = (*offset + *next * *skip) % m;
-                }
-                table[slot as usize] = i as u32;
-                *next += 1;
-                *claimed += 1;
-                filled += 1;
-                if filled == size {
+            }
+        } else {
+            let next_round = |c: u64, w: u64| (c * w_max).div_ceil(w);
+            let mut heap: BinaryHeap<Reverse<(u64, usize)>> = live
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| Reverse((next_round(1, u64::from(backends[i].1)), k)))
+                .collect();
+            for _ in 0..size {
+                let Some(Reverse((_, k))) = heap.pop() else {
                     break;
-                }
+                };
+                let i = live[k];
+                claim(&mut table, &mut perm[k], i, m);
+                let w = u64::from(backends[i].1);
+                heap.push(Reverse((next_round(perm[k].3 + 1, w), k)));
             }
         }
         Self {
@@ -189,6 +232,18 @@ mod tests {
         // Equal weights: every backend claims once a round, so the counts differ by at most one.
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
         assert!(max - min <= 1, "{counts:?}");
+    }
+
+    #[test]
+    fn schedule_equivalence() {
+        // One heavy backend among light ones takes the heap; the sweep must give the same table.
+        let mut fleet: Vec<(String, u32)> = (0..50).map(|i| (format!("b{i}"), 1 + i % 3)).collect();
+        fleet[7].1 = 200;
+        for size in [101, 65_537] {
+            let heap = MaglevTable::fill(&fleet, size, false);
+            let sweep = MaglevTable::fill(&fleet, size, true);
+            assert_eq!(heap.entries(), sweep.entries());
+        }
     }
 
     #[test]

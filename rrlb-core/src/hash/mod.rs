@@ -23,7 +23,8 @@
 //! |---|---|---|
 //! | lookup (hash + find), N = 3 / 100 / 10,000 | 8 / 8 / 8 ns | 22 / 34 / 116 ns |
 //! | bounded-loads pick (ε = 0.25, a third full), same N | 12 / 13 / 13 ns | 30 / 44 / 148 ns |
-//! | build, N = 10 / 1,000 (weights 1–3) | 1.7 / 2.6 ms | 0.07 / 11 ms |
+//! | build, N = 10 / 1,000 (weights 1–3) | 1.7–2.1 / 2.6–3.4 ms | 0.07–0.09 / 11–13 ms |
+//! | build, N = 1,000, one of weight 1,000, the rest 1 | 5.8 ms | — |
 //! | keys moved when 1 of N = 5 / 10 / 50 / 100 leaves | 20.1 / 10.3 / 2.5 / 1.7 % | 20.9 / 10.0 / 1.8 / 0.9 % (only the leaver's) |
 //!
 //! Maglev is the faster lookup at every fleet size and builds well under Envoy's published ~10 ms; its
