@@ -126,7 +126,7 @@ fn moved(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Removing one backend from the ring moves exactly that backend's keys: every other key stays.
     #[test]
