@@ -114,6 +114,7 @@
 pub mod backend;
 pub mod balancer;
 pub mod breaker;
+pub mod hash;
 pub mod health;
 mod set;
 
@@ -123,6 +124,7 @@ pub use crate::balancer::{
     UnknownAlgorithm, WeightedPlan, WeightedRoundRobin,
 };
 pub use crate::breaker::{BreakerParams, CircuitState};
+pub use crate::hash::{KetamaRing, LoadBound, MaglevTable};
 pub use crate::health::HealthParams;
 pub use crate::set::{
     BackendSet, BackendSpec, Call, Diff, NoEligibleBackend, Outcome, Picker, SetError, SetOptions,

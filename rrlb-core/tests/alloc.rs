@@ -109,3 +109,31 @@ fn picks_while_a_backend_ramps_up_allocate_nothing() {
         assert_eq!(allocations_of_picks(&set), 0, "{a} while ramping");
     }
 }
+
+/// The hash lookups and the bounded-loads walk allocate nothing (the table and ring are built before
+/// counting: they are built once per backend-set change, off the request path).
+#[test]
+fn hash_lookups_do_not_allocate() {
+    use rrlb_core::hash::{KetamaRing, LoadBound, MaglevTable, crc32, hash64};
+    let fleet: Vec<(String, u32)> = (0..10).map(|i| (format!("10.0.0.{i}:80"), i + 1)).collect();
+    let ring = KetamaRing::build(&fleet);
+    let maglev = MaglevTable::build(&fleet);
+    let in_flight: Vec<u64> = (0..10).map(|i| i * 3).collect();
+    let bound = LoadBound::new(Some(1.25), in_flight.iter().sum(), 10);
+    let key = *b"user-00000";
+    let before = allocations();
+    let mut sum = 0usize;
+    for i in 0..10_000u32 {
+        let mut k = key;
+        k[5..9].copy_from_slice(&i.to_le_bytes());
+        sum += ring.lookup_key(&k).unwrap() + maglev.lookup_key(&k).unwrap();
+        sum += ring
+            .pick_bounded(crc32(&k), bound, |b| Some(in_flight[b]))
+            .unwrap();
+        sum += maglev
+            .pick_bounded(hash64(&k), bound, |b| (b % 3 != 0).then_some(in_flight[b]))
+            .unwrap();
+    }
+    std::hint::black_box(sum);
+    assert_eq!(allocations() - before, 0);
+}
