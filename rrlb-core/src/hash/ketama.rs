@@ -129,24 +129,16 @@ impl KetamaRing {
         &self,
         hash: u32,
         bound: LoadBound,
-        mut load: impl FnMut(usize) -> Option<u64>,
+        load: impl FnMut(usize) -> Option<u64>,
     ) -> Option<usize> {
         let start = self.position(hash)?;
-        let n = self.points.len();
-        let mut last_rejected = usize::MAX;
-        for step in 0..n {
-            let i = start + step;
-            let b = self.points[if i >= n { i - n } else { i }].backend as usize;
-            // Consecutive points often share a backend: skip re-asking about the one just refused.
-            if b == last_rejected {
-                continue;
-            }
-            match load(b) {
-                Some(in_flight) if bound.admits(in_flight) => return Some(b),
-                _ => last_rejected = b,
-            }
-        }
-        None
+        super::walk_bounded(
+            start,
+            self.points.len(),
+            |i| self.points[i].backend as usize,
+            bound,
+            load,
+        )
     }
 }
 

@@ -194,26 +194,14 @@ impl MaglevTable {
         &self,
         hash: u64,
         bound: LoadBound,
-        mut load: impl FnMut(usize) -> Option<u64>,
+        load: impl FnMut(usize) -> Option<u64>,
     ) -> Option<usize> {
         let n = self.table.len();
         if n == 0 {
             return None;
         }
         let start = (hash % n as u64) as usize;
-        let mut last_rejected = usize::MAX;
-        for step in 0..n {
-            let i = start + step;
-            let b = self.table[if i >= n { i - n } else { i }] as usize;
-            if b == last_rejected {
-                continue;
-            }
-            match load(b) {
-                Some(in_flight) if bound.admits(in_flight) => return Some(b),
-                _ => last_rejected = b,
-            }
-        }
-        None
+        super::walk_bounded(start, n, |i| self.table[i] as usize, bound, load)
     }
 }
 

@@ -187,6 +187,32 @@ impl LoadBound {
     }
 }
 
+/// The bounded-loads walk both structures share: from slot `start` of `len` slots (wrapping), the first
+/// backend `backend_at(slot)` for which `load` says `Some(in_flight)` (eligible) and `bound` admits it; a
+/// backend just refused is not asked again on the next slot (consecutive slots often share one). No lock, no
+/// allocation; at worst every slot once.
+pub(crate) fn walk_bounded(
+    start: usize,
+    len: usize,
+    backend_at: impl Fn(usize) -> usize,
+    bound: LoadBound,
+    mut load: impl FnMut(usize) -> Option<u64>,
+) -> Option<usize> {
+    let mut last_rejected = usize::MAX;
+    for step in 0..len {
+        let i = start + step;
+        let b = backend_at(if i >= len { i - len } else { i });
+        if b == last_rejected {
+            continue;
+        }
+        match load(b) {
+            Some(in_flight) if bound.admits(in_flight) => return Some(b),
+            _ => last_rejected = b,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
